@@ -1,0 +1,35 @@
+# `make test` and `make demo` each set everything up on a fresh machine, then run.
+# Uses the active virtual environment, or creates $(VENV). Override the torch build with
+# TORCH=... (e.g. TORCH="torch --index-url ..."), or TORCH= to keep the torch you have.
+PYTHON ?= python3
+VENV ?= .venv
+TORCH ?= torch==2.13.0
+OUT ?= demo_out
+
+ENV_DIR := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),$(VENV))
+PY := $(ENV_DIR)/bin/python
+STAMP := $(ENV_DIR)/.entropic_fast-installed
+
+.PHONY: setup test demo bench clean
+
+$(PY):
+	$(PYTHON) -m venv $(ENV_DIR)
+
+$(STAMP): $(PY) setup.py pyproject.toml csrc/curves.cpp
+	$(if $(TORCH),$(PY) -m pip install "$(TORCH)")
+	$(PY) -m pip install -e ".[test]"
+	touch $@
+
+setup: $(STAMP)
+
+test: setup
+	$(PY) -m pytest -q
+
+demo: setup
+	$(PY) -m entropic_fast.cli demo --out $(OUT)
+
+bench: setup
+	$(PY) benchmarks/bench_core.py
+
+clean:
+	rm -rf build *.egg-info entropic_fast/*.so $(OUT)

@@ -1,0 +1,111 @@
+"""Data models with exact denoisers and closed forms: Gaussian, GMM, PointSet (ideal denoiser)."""
+import math
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+
+def _rowwise(sigma, x):
+    """Sigma as a float64 column broadcastable against ``x`` (one value per row)."""
+    sigma = torch.as_tensor(sigma, dtype=torch.float64, device=x.device)
+    return sigma.reshape(-1, *([1] * (x.ndim - 1))).expand(x.shape[0], *([1] * (x.ndim - 1)))
+
+
+class Gaussian:
+    """Zero-mean Gaussian data ``N(0, diag(var))`` and its exact (Wiener) denoiser."""
+
+    def __init__(self, var, shape=None):
+        var = torch.as_tensor(var, dtype=torch.float64)
+        if shape is None:
+            shape = tuple(var.shape)
+        shape = tuple(int(n) for n in shape)
+        if not shape:
+            raise InputError("Gaussian needs a data shape: pass shape=(...) with a scalar variance")
+        try:
+            var = var.expand(shape).clone()
+        except RuntimeError:
+            raise InputError(f"variance of shape {tuple(var.shape)} does not fit data shape {shape}") from None
+        if not (torch.isfinite(var).all() and (var > 0).all()):
+            raise InputError(f"variances must be finite and > 0, got min {var.min().item()}")
+        self.var, self.shape, self.dim = var, shape, var.numel()
+
+    def __call__(self, x, sigma, labels=None):
+        """``E[x0 | x] = var / (var + sigma^2) x``."""
+        s2 = _rowwise(sigma, x) ** 2
+        v = self.var.to(x.device)
+        return (x.double() * v / (v + s2)).to(x.dtype)
+
+    def sample(self, n, generator=None):
+        """``n`` float64 samples of shape ``(n, *shape)``."""
+        return torch.randn(n, *self.shape, generator=generator, dtype=torch.float64) * self.var.sqrt()
+
+    def mse(self, sigmas):
+        """Exact MMSE ``sum_i s^2 v_i / (s^2 + v_i)`` at each sigma (float64 ndarray)."""
+        s2 = np.asarray(sigmas, np.float64)[:, None] ** 2
+        v = self.var.reshape(-1).numpy()[None, :]
+        return (s2 * v / (s2 + v)).sum(1)
+
+
+class GMM:
+    """Mixture of isotropic Gaussians ``sum_k w_k N(mu_k, v_k I)`` and its exact denoiser."""
+
+    def __init__(self, means, var, weights=None, chunk=4096):
+        means = torch.as_tensor(means, dtype=torch.float64)
+        if means.ndim < 2 or means.shape[0] < 1:
+            raise InputError(f"means must have shape (components, *shape), got {tuple(means.shape)}")
+        k = means.shape[0]
+        var = torch.as_tensor(var, dtype=torch.float64).expand(k).clone()
+        w = torch.ones(k, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        if w.shape != (k,) or not (torch.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
+            raise InputError(f"weights must be {k} finite values >= 0 with a positive sum, got {w}")
+        if not (torch.isfinite(var).all() and (var >= 0).all()):
+            raise InputError(f"component variances must be finite and >= 0, got {var}")
+        self.means, self.var, self.weights = means, var, w / w.sum()
+        self.shape, self.dim, self.chunk = tuple(means.shape[1:]), means[0].numel(), int(chunk)
+        self._flat = means.reshape(k, -1)
+        self._sqnorm = self._flat.square().sum(1)
+
+    def __call__(self, x, sigma, labels=None):
+        """Posterior mean, streamed over components with a running log-sum-exp (memory O(batch x chunk))."""
+        dev = x.device
+        xf = x.reshape(x.shape[0], -1).double()
+        s2 = _rowwise(sigma, xf).reshape(-1, 1) ** 2
+        xx = xf.square().sum(1, keepdim=True)
+        run_max = torch.full_like(s2, -math.inf)
+        run_sum = torch.zeros_like(s2)
+        acc_mu = torch.zeros_like(xf)
+        acc_x = torch.zeros_like(s2)
+        for lo in range(0, self._flat.shape[0], self.chunk):
+            mu = self._flat[lo:lo + self.chunk].to(dev)
+            v = self.var[lo:lo + self.chunk].to(dev)[None, :]
+            tot = v + s2
+            sq = (xx - 2 * xf @ mu.T + self._sqnorm[lo:lo + self.chunk].to(dev)[None, :]).clamp_min(0)
+            logit = self.weights[lo:lo + self.chunk].to(dev).log()[None, :] - sq / (2 * tot) \
+                - 0.5 * self.dim * tot.log()
+            new_max = torch.maximum(run_max, logit.max(1, keepdim=True).values)
+            scale = (run_max - new_max).exp()
+            p = (logit - new_max).exp()
+            run_sum = run_sum * scale + p.sum(1, keepdim=True)
+            acc_mu = acc_mu * scale + (p * s2 / tot) @ mu
+            acc_x = acc_x * scale + (p * v / tot).sum(1, keepdim=True)
+            run_max = new_max
+        return ((acc_mu + acc_x * xf) / run_sum).reshape(x.shape).to(x.dtype)
+
+    def sample(self, n, generator=None):
+        """``n`` float64 samples of shape ``(n, *shape)``."""
+        k = torch.multinomial(self.weights, n, replacement=True, generator=generator)
+        noise = torch.randn(n, self.dim, generator=generator, dtype=torch.float64)
+        return (self._flat[k] + self.var[k].sqrt()[:, None] * noise).reshape(n, *self.shape)
+
+
+class PointSet(GMM):
+    """The empirical distribution of ``points`` (N, *shape); its denoiser is the ideal (memorising) one."""
+
+    def __init__(self, points, chunk=4096):
+        super().__init__(points, 0.0, None, chunk)
+
+    def sample(self, n, generator=None):
+        """``n`` points drawn uniformly with replacement."""
+        return self.means[torch.randint(self.means.shape[0], (n,), generator=generator)]

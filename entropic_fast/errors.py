@@ -1,0 +1,9 @@
+"""The library's error types: every bad input raises a ValueError subclass."""
+
+
+class InputError(ValueError):
+    """A public function was given an invalid argument; the message names it and its value."""
+
+
+class ProfileFormatError(InputError):
+    """A profile file is damaged, of another format version, or not a profile at all."""

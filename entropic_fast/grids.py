@@ -1,0 +1,78 @@
+"""Sigma grids and the classic sampling schedules (descending, with a trailing 0)."""
+import numpy as np
+
+from .errors import InputError
+
+
+def _check_range(sigma_min, sigma_max):
+    if not (np.isfinite(sigma_min) and np.isfinite(sigma_max) and 0 < sigma_min < sigma_max):
+        raise InputError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+
+
+def _check_count(n, name, least):
+    if int(n) != n or n < least:
+        raise InputError(f"{name} must be an integer >= {least}, got {n!r}")
+    return int(n)
+
+
+def _with_zero(sigmas):
+    return np.append(np.asarray(sigmas, np.float64), 0.0)
+
+
+def sigma_grid(n=128, sigma_min=0.002, sigma_max=80.0, rho=7.0):
+    """Ascending EDM rho grid of ``n`` sigmas (Karras et al. 2022, eq. 5), float64."""
+    n = _check_count(n, "n", 2)
+    _check_range(sigma_min, sigma_max)
+    if not rho > 0:
+        raise InputError(f"rho must be > 0, got {rho}")
+    r = np.linspace(0.0, 1.0, n)
+    s = (sigma_min ** (1 / rho) + r * (sigma_max ** (1 / rho) - sigma_min ** (1 / rho))) ** rho
+    s[0], s[-1] = sigma_min, sigma_max
+    return s
+
+
+def karras(steps, sigma_min=0.002, sigma_max=80.0, rho=7.0):
+    """EDM schedule (Karras et al. 2022): ``steps`` sigmas from sigma_max to sigma_min, then 0."""
+    steps = _check_count(steps, "steps", 2)
+    return _with_zero(sigma_grid(steps, sigma_min, sigma_max, rho)[::-1])
+
+
+edm = karras
+
+
+def exponential(steps, sigma_min=0.002, sigma_max=80.0):
+    """Log-linear schedule: sigmas equally spaced in log sigma, then 0."""
+    steps = _check_count(steps, "steps", 2)
+    _check_range(sigma_min, sigma_max)
+    s = np.exp(np.linspace(np.log(sigma_max), np.log(sigma_min), steps))
+    s[0], s[-1] = sigma_max, sigma_min
+    return _with_zero(s)
+
+
+def tangent(steps, sigma_min=0.002, sigma_max=80.0, c=0.5):
+    """Tangent law ``c tan(...)`` (Align-Your-Steps Thm 3.1; Sun et al. 2026): optimal for N(0, c^2) data."""
+    steps = _check_count(steps, "steps", 2)
+    _check_range(sigma_min, sigma_max)
+    if not (np.isfinite(c) and c > 0):
+        raise InputError(f"tangent scale c must be finite and > 0, got {c}")
+    a, b = np.arctan(sigma_max / c), np.arctan(sigma_min / c)
+    s = c * np.tan(a + np.arange(steps) / (steps - 1) * (b - a))
+    s[0], s[-1] = sigma_max, sigma_min
+    return _with_zero(s)
+
+
+def loglinear_interp(sigmas, steps):
+    """Resample a descending sigma list to ``steps`` sigmas, linearly in log sigma (AYS), then 0."""
+    steps = _check_count(steps, "steps", 2)
+    s = np.asarray(sigmas, np.float64)
+    if s.ndim != 1:
+        raise InputError(f"sigmas must be 1-D, got shape {s.shape}")
+    if s.size and s[-1] == 0:
+        s = s[:-1]
+    if s.size < 2 or not np.all(np.isfinite(s)) or np.any(s <= 0) or np.any(np.diff(s) >= 0):
+        raise InputError(f"sigmas must be >= 2 positive, strictly descending values (a trailing 0 allowed), got {s}")
+    old = np.linspace(0, 1, s.size)
+    new = np.linspace(0, 1, steps)
+    out = np.exp(np.interp(new, old, np.log(s)))
+    out[0], out[-1] = s[0], s[-1]
+    return _with_zero(out)

@@ -1,0 +1,9 @@
+"""Build the pybind11 extension entropic_fast._curves (metadata lives in pyproject.toml)."""
+from pybind11.setup_helpers import Pybind11Extension, build_ext
+from setuptools import setup
+
+setup(
+    ext_modules=[Pybind11Extension("entropic_fast._curves", ["csrc/curves.cpp"], cxx_std=17,
+                                   extra_compile_args=["-O3"])],
+    cmdclass={"build_ext": build_ext},
+)

@@ -1,0 +1,113 @@
+import numpy as np
+import pytest
+import torch
+
+import entropic_fast as ef
+from entropic_fast.errors import InputError
+
+GRID = ef.sigma_grid(24, 0.002, 80.0)
+
+
+def gmm():
+    g = torch.Generator().manual_seed(0)
+    return ef.analytic.GMM(torch.randn(5, 3, 2, generator=g, dtype=torch.float64), 0.1)
+
+
+def test_gaussian_mse_within_four_standard_errors():
+    gauss = ef.analytic.Gaussian(0.25, (4,))
+    p = ef.profile(gauss, gauss, samples=512, seed=3, progress=False)
+    z = (p.mse - gauss.mse(p.sigmas)) / p.stderr
+    assert p.sigmas.size == 128 and np.all(p.count == 512)
+    assert np.max(np.abs(z)) < 4, f"worst z-score {np.max(np.abs(z)):.2f}"
+
+
+def test_same_seed_same_profile_whatever_the_batch_size():
+    model = gmm()
+    data = model.sample(300)
+    ps = [ef.profile(model, data, GRID, samples=100, batch_size=b, seed=5, progress=False) for b in (7, 64, 1000)]
+    for p in ps[1:]:
+        np.testing.assert_allclose(p.sum, ps[0].sum, rtol=1e-12)
+        np.testing.assert_allclose(p.sumsq, ps[0].sumsq, rtol=1e-12)
+        np.testing.assert_array_equal(p.count, ps[0].count)
+    other = ef.profile(model, data, GRID, samples=100, seed=6, progress=False)
+    assert not np.allclose(other.sum, ps[0].sum), "a different seed must draw different work"
+
+
+def test_shards_merge_into_the_whole():
+    model = gmm()
+    whole = ef.profile(model, model, GRID, samples=70, seed=2, progress=False)
+    parts = [ef.profile(model, model, GRID, samples=70, seed=2, shard=(k, 3), progress=False) for k in range(3)]
+    merged = parts[0].merge(parts[1]).merge(parts[2])
+    np.testing.assert_allclose(merged.sum, whole.sum, rtol=1e-12)
+    np.testing.assert_allclose(merged.sumsq, whole.sumsq, rtol=1e-12)
+    np.testing.assert_array_equal(merged.count, whole.count)
+    assert all(p.count.sum() < whole.count.sum() for p in parts)
+
+
+def test_point_set_entropy_is_log_n():
+    # 16 atoms at least 2 apart in 2-D: H(s_max) - H(s_min) -> log 16 (DESIGN section 1)
+    pts = torch.stack(torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij"), -1).reshape(16, 2) * 2
+    ps = ef.analytic.PointSet(pts.double())
+    p = ef.profile(ps, ps, samples=256, seed=0, progress=False)
+    h = ef.entropic_time(p, "entropic")[-1]
+    assert abs(h / np.log(16) - 1) < 0.03, f"H = {h:.4f}, log N = {np.log(16):.4f}"
+
+
+def test_labels_travel_with_their_rows():
+    data = torch.arange(40.0).reshape(40, 1).repeat(1, 3)
+    labels = torch.arange(40)
+
+    def oracle(x, sigma, y):  # knows x0 from its label: zero error only if labels follow their rows
+        return y[:, None].to(x.dtype).repeat(1, 3)
+
+    p = ef.profile(oracle, data, GRID, samples=50, batch_size=13, labels=labels, progress=False)
+    assert np.all(p.sum == 0) and np.all(p.count == 50)
+
+
+def test_network_dtype_is_respected_and_errors_are_float64():
+    seen = []
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.scale = torch.nn.Parameter(torch.tensor(0.5, dtype=torch.bfloat16))
+
+        def forward(self, x, sigma):
+            seen.append(x.dtype)
+            return x * self.scale
+
+    data = torch.randn(64, 2, 3)
+    p = ef.profile(Net(), data, GRID, samples=40, progress=False)
+    assert set(seen) == {torch.bfloat16}
+    assert p.sum.dtype == np.float64 and np.all(np.isfinite(p.mse))
+    assert p.meta["dtype"] == "bfloat16"
+
+
+def test_progress_bar_is_shown(capsys):
+    gauss = ef.analytic.Gaussian(1.0, (2,))
+    ef.profile(gauss, gauss, GRID, samples=8, progress=True)
+    assert "profile" in capsys.readouterr().err
+
+
+def test_non_finite_output_names_the_sigma():
+    def bad(x, sigma):
+        return torch.where(sigma.view(-1, 1) > 1.0, torch.nan, x)
+
+    with pytest.raises(InputError, match=r"not finite at sigma=1\.\d+ \(40 of 40 samples"):
+        ef.profile(bad, torch.randn(10, 4), GRID, samples=40, progress=False)
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(denoiser=lambda x, s: x[:, :1]), "denoiser output has shape"),
+    (dict(data=torch.randn(5)), r"data must be a tensor \(N, \*shape\)"),
+    (dict(data=[1, 2]), "must be a tensor"),
+    (dict(labels=torch.zeros(3)), "labels must be a tensor with one row per data row"),
+    (dict(samples=0), "samples must be a positive integer"),
+    (dict(sigmas=[1.0, 0.1]), "strictly ascending"),
+    (dict(shard=(2, 2)), "shard must be"),
+])
+def test_bad_input(kwargs, match):
+    args = dict(denoiser=lambda x, s: x, data=torch.randn(10, 4), sigmas=GRID, samples=4, progress=False)
+    args.update(kwargs)
+    with pytest.raises(InputError, match=match):
+        ef.profile(args.pop("denoiser"), args.pop("data"), **args)

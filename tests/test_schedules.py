@@ -1,0 +1,115 @@
+import json
+
+import numpy as np
+import pytest
+
+import entropic_fast as ef
+from entropic_fast.errors import InputError
+
+C, D = 0.5, 3
+
+
+def gaussian_profile(n=128):
+    s = ef.sigma_grid(n)
+    return ef.Profile.from_curve(s, D * s**2 * C**2 / (s**2 + C**2), D)
+
+
+def tangent_law(K, smin=0.002, smax=80.0, c=C):
+    i = np.arange(K)
+    return c * np.tan(np.arctan(smax / c) + i / (K - 1) * (np.arctan(smin / c) - np.arctan(smax / c)))
+
+
+@pytest.mark.parametrize("K", [8, 16, 32])
+def test_rescaled_schedule_is_the_tangent_law(K):
+    s = ef.schedule(gaussian_profile(), K, "rescaled")
+    assert s.shape == (K + 1,) and s[-1] == 0 and s[0] == 80.0 and s[-2] == 0.002
+    np.testing.assert_allclose(s[:-1], tangent_law(K), rtol=1e-4)
+
+
+def test_left_riemann_recipe_is_worse():
+    # the paper's recipe (left Riemann sum in sigma on the same grid) misses the total by ~3.9%
+    p = gaussian_profile()
+    s, e = p.sigmas, p.mse
+    riemann = np.sum(e[:-1] / s[:-1] ** 2 * np.diff(s))
+    exact = D * C * (np.arctan(80 / C) - np.arctan(0.002 / C))
+    assert abs(riemann / exact - 1) > 0.03
+    assert abs(ef.entropic_time(p, "rescaled")[-1] / exact - 1) < 1e-5
+
+
+def test_entropic_time_matches_closed_form():
+    p = gaussian_profile()
+    s = p.sigmas
+    h = ef.entropic_time(p, "entropic")
+    closed = 0.5 * D * np.log(s**2 / (s**2 + C**2))
+    np.testing.assert_allclose(h, closed - closed[0], rtol=1e-5, atol=1e-6 * h[-1])
+
+
+def test_las_coincides_with_entropic_for_gaussian_data():
+    p = gaussian_profile()
+    for K in (8, 16):
+        np.testing.assert_allclose(ef.schedule(p, K, "las"), ef.schedule(p, K, "entropic"), rtol=2e-3)
+
+
+def test_sub_range_uses_the_same_time():
+    p = gaussian_profile()
+    s = ef.schedule(p, 6, "rescaled", sigma_min=0.01, sigma_max=10.0)
+    np.testing.assert_allclose(s[:-1], tangent_law(6, 0.01, 10.0), rtol=1e-4)
+
+
+def test_sampled_profile_schedule_is_close_and_smoothing_is_on():
+    gauss = ef.analytic.Gaussian(C**2, (D,))
+    p = ef.profile(gauss, gauss, samples=256, progress=False)
+    s = ef.schedule(p, 16, "rescaled")
+    np.testing.assert_allclose(s[:-1], tangent_law(16), rtol=0.05)
+    from entropic_fast.schedules import error_curve
+    assert np.all(np.diff(error_curve(p)) >= 0) and not np.all(np.diff(p.mse) >= 0)
+
+
+@pytest.mark.parametrize("kind", ef.KINDS)
+def test_every_kind_is_strictly_descending_with_exact_ends(kind):
+    s = ef.schedule(gaussian_profile(), 10, kind, sigma_min=0.01, sigma_max=20.0)
+    assert s.shape == (11,) and s[0] == 20.0 and s[-2] == 0.01 and s[-1] == 0
+    assert np.all(np.diff(s) < 0)
+
+
+def test_tangent_kind_finds_the_data_scale():
+    np.testing.assert_allclose(ef.schedule(gaussian_profile(), 11, "tangent")[:-1], tangent_law(11), rtol=1e-9)
+
+
+def test_flat_and_tiny_error_curves():
+    s = ef.sigma_grid(64)
+    tiny = ef.schedule(ef.Profile.from_curve(s, 1e-280 * s**2 / (1 + s**2), 1), 12, "entropic")
+    ref = ef.schedule(ef.Profile.from_curve(s, s**2 / (1 + s**2), 1), 12, "entropic")
+    np.testing.assert_allclose(tiny, ref, rtol=1e-12)
+    flat = ef.schedule(ef.Profile.from_curve(s, np.full(64, 2.0), 1), 12, "rescaled")
+    assert np.all(np.diff(flat[:-1]) < 0)
+    with pytest.raises(InputError, match="does not increase"):
+        ef.schedule(ef.Profile.from_curve(s, np.zeros(64), 1), 12, "rescaled")
+
+
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(kind="cosine"), r"unknown schedule kind 'cosine'; known kinds: entropic, rescaled"),
+    (dict(steps=1), "steps must be an integer >= 2, got 1"),
+    (dict(sigma_max=100.0), r"sigma_max <= 80 \(the profiled grid\), got sigma_min=0.002, sigma_max=100.0"),
+    (dict(sigma_min=1.0, sigma_max=0.5), "sigma_min < sigma_max"),
+])
+def test_bad_input(kwargs, match):
+    args = {"steps": 8, "kind": "rescaled", **kwargs}
+    with pytest.raises(InputError, match=match):
+        ef.schedule(gaussian_profile(), args.pop("steps"), **args)
+
+
+def test_cli_schedule_and_info(tmp_path, capsys):
+    from entropic_fast.cli import main
+    path = gaussian_profile().save(tmp_path / "g.npz")
+    assert main(["schedule", str(path), "--steps", "8", "--kind", "entropic", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    np.testing.assert_allclose(out["sigmas"], ef.schedule(gaussian_profile(), 8, "entropic"), rtol=1e-15)
+    assert main(["schedule", str(path), "--steps", "5"]) == 0
+    assert len(capsys.readouterr().out.split()) == 6
+    assert main(["info", str(path)]) == 0
+    assert "128 sigmas in [0.002, 80]" in capsys.readouterr().out
+    (tmp_path / "bad.npz").write_text("x")
+    assert main(["info", str(tmp_path / "bad.npz")]) == 2
+    assert "not a readable entropic_fast profile" in capsys.readouterr().err
+    assert main(["schedule", str(path), "--steps", "1"]) == 2
