@@ -1,10 +1,10 @@
 """Data models with exact denoisers and closed forms: Gaussian, GMM, PointSet (ideal denoiser)."""
-import math
 
 import numpy as np
 import torch
 
 from .errors import InputError
+from .kernels.reference import gmm_denoise
 
 
 def _rowwise(sigma, x):
@@ -65,33 +65,16 @@ class GMM:
         self.means, self.var, self.weights = means, var, w / w.sum()
         self.shape, self.dim, self.chunk = tuple(means.shape[1:]), means[0].numel(), int(chunk)
         self._flat = means.reshape(k, -1)
-        self._sqnorm = self._flat.square().sum(1)
+
+    @property
+    def mixture(self):
+        """``(means (K, dim), variances (K,), log weights (K,))``: what the fused ideal kernel takes."""
+        return self._flat, self.var, self.weights.log()
 
     def __call__(self, x, sigma, labels=None):
         """Posterior mean, streamed over components with a running log-sum-exp (memory O(batch x chunk))."""
-        dev = x.device
-        xf = x.reshape(x.shape[0], -1).double()
-        s2 = _rowwise(sigma, xf).reshape(-1, 1) ** 2
-        xx = xf.square().sum(1, keepdim=True)
-        run_max = torch.full_like(s2, -math.inf)
-        run_sum = torch.zeros_like(s2)
-        acc_mu = torch.zeros_like(xf)
-        acc_x = torch.zeros_like(s2)
-        for lo in range(0, self._flat.shape[0], self.chunk):
-            mu = self._flat[lo:lo + self.chunk].to(dev)
-            v = self.var[lo:lo + self.chunk].to(dev)[None, :]
-            tot = v + s2
-            sq = (xx - 2 * xf @ mu.T + self._sqnorm[lo:lo + self.chunk].to(dev)[None, :]).clamp_min(0)
-            logit = self.weights[lo:lo + self.chunk].to(dev).log()[None, :] - sq / (2 * tot) \
-                - 0.5 * self.dim * tot.log()
-            new_max = torch.maximum(run_max, logit.max(1, keepdim=True).values)
-            scale = (run_max - new_max).exp()
-            p = (logit - new_max).exp()
-            run_sum = run_sum * scale + p.sum(1, keepdim=True)
-            acc_mu = acc_mu * scale + (p * s2 / tot) @ mu
-            acc_x = acc_x * scale + (p * v / tot).sum(1, keepdim=True)
-            run_max = new_max
-        return ((acc_mu + acc_x * xf) / run_sum).reshape(x.shape).to(x.dtype)
+        sigma = torch.as_tensor(sigma, device=x.device).expand(x.shape[0])
+        return gmm_denoise(*(t.to(x.device) for t in self.mixture), x, sigma, self.chunk).to(x.dtype)
 
     def sample(self, n, generator=None):
         """``n`` float64 samples of shape ``(n, *shape)``."""

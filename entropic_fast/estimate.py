@@ -1,15 +1,18 @@
 """The Monte-Carlo driver: per-sigma denoising error of a denoiser on data (DESIGN.md section 1).
 
-Work is cut into units of at most ``UNIT`` samples keyed by ``(seed, sigma index, unit index)``;
-each unit draws its data rows and noise from its own generators, so the profile does not depend
-on ``batch_size`` (a batch may mix units and sigmas) nor on how units are shared out (``shard``).
-Accumulators stay on the device in float64 and the loop never waits on the device.
+Work is cut into units of at most ``UNIT`` samples keyed by ``(seed, sigma index, unit index)``:
+each unit draws its data rows with its own generator, and every row has a fixed id from which the
+kernels draw its noise (Philox keyed by seed, row id and element index). So the profile depends
+neither on ``batch_size`` (a batch may mix units and sigmas), nor on the backend, nor on how the
+units are shared out (``shard``). Accumulators stay on the device in float64 and the loop never
+waits on the device.
 """
 import torch
 from tqdm.auto import tqdm
 
 from .errors import InputError
 from .grids import sigma_grid
+from .kernels import launchers
 from .profile import Profile, _as_grid
 
 UNIT = 32
@@ -27,6 +30,11 @@ def _splitmix64(z):
 def unit_seed(seed, sigma_index, unit_index):
     """The 63-bit generator seed of one work unit."""
     return _splitmix64(_splitmix64(_splitmix64(seed & _MASK64) ^ sigma_index) ^ unit_index) >> 1
+
+
+def noise_key(seed):
+    """The 63-bit Philox key of a profile's noise."""
+    return _splitmix64(seed & _MASK64) >> 1
 
 
 def work_units(n_sigmas, samples, shard=(0, 1)):
@@ -49,17 +57,16 @@ def _draw_data(data, labels, rows, generator):
     return torch.as_tensor(data.sample(rows, generator=generator)), None
 
 
-def _units(data, labels, units, seed, device, dtype):
-    """Per unit: data rows, noise, the rows' sigma index and labels, all on ``device``."""
-    cpu = torch.Generator()
-    dev = cpu if device.type == "cpu" else torch.Generator(device=device)
+def _units(data, labels, units, seed, n_sigmas, device, dtype):
+    """Per unit: data rows, their row ids, sigma index and labels, all on ``device``."""
+    gen = torch.Generator()
     for u, i, rows in units:
-        key = unit_seed(seed, i, u)
-        x0, lab = _draw_data(data, labels, rows, cpu.manual_seed(key))
-        x0 = x0.to(device=device, dtype=dtype, non_blocking=True)
-        noise = torch.randn(x0.shape, generator=dev.manual_seed(key ^ 0x5DEECE66D), device=device, dtype=dtype)
-        idx = torch.full((rows,), i, dtype=torch.long, device=device)
-        yield x0, noise, idx, (None if lab is None else lab.to(device, non_blocking=True))
+        x0, lab = _draw_data(data, labels, rows, gen.manual_seed(unit_seed(seed, i, u)))
+        first = (u * n_sigmas + i) * UNIT
+        yield (x0.to(device=device, dtype=dtype, non_blocking=True),
+               torch.arange(first, first + rows, dtype=torch.int64, device=device),
+               torch.full((rows,), i, dtype=torch.long, device=device),
+               None if lab is None else lab.to(device, non_blocking=True))
 
 
 def _batches(units, batch_size):
@@ -119,12 +126,14 @@ def _describe(denoiser):
 
 
 def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0, labels=None, device=None,
-            progress=True, shard=None):
+            backend="auto", progress=True, shard=None):
     """Monte-Carlo profile of ``e(s) = E||D(x0 + s n, s) - x0||^2`` on a sigma grid (Stancevic et al. sec. 4).
 
     ``data`` is a tensor ``(N, *shape)`` sampled with replacement, or an object with
-    ``.sample(n, generator=None)``. ``shard=(index, count)`` computes only that share of the work
-    units; the shares' profiles merge into the whole (``Profile.merge``).
+    ``.sample(n, generator=None)``. ``backend`` is ``auto`` (Triton kernels on CUDA, torch
+    otherwise), ``triton`` or ``torch``. A mixture model from ``analytic`` (GMM, PointSet) used as
+    the denoiser runs fused: noise, ideal denoiser and error in one kernel. ``shard=(index, count)``
+    computes only that share of the work units; the shares' profiles merge into the whole.
     """
     grid = sigma_grid() if sigmas is None else _as_grid(sigmas)
     for name, v in (("samples", samples), ("batch_size", batch_size)):
@@ -135,27 +144,32 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
         raise InputError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
     example = _check_data(data, labels)
     device = _pick_device(denoiser, data, device)
+    kern = launchers(backend, device)
     dtype = torch.float64 if example.dtype == torch.float64 else torch.float32
     net_dtype = _module_dtype(denoiser) or dtype
+    mixture = getattr(denoiser, "mixture", None) if labels is None else None
+    if mixture is not None:
+        mixture = tuple(t.to(device) for t in mixture)
     n = grid.size
     grid_dev = torch.as_tensor(grid, dtype=dtype, device=device)
+    key = noise_key(seed)
     acc = torch.zeros(4, n, dtype=torch.float64, device=device)  # sum, sumsq, count, non-finite
     units = list(work_units(n, int(samples), shard))
     total = sum(r for _, _, r in units)
     bar = tqdm(total=total, desc="profile", unit="sample", disable=not progress, leave=False)
+    batches = _batches(_units(data, labels, units, seed, n, device, dtype), int(batch_size))
     with torch.no_grad():
-        for x0, noise, idx, lab in _batches(_units(data, labels, units, seed, device, dtype), int(batch_size)):
+        for x0, rid, idx, lab in batches:
             sigma = grid_dev[idx]
-            x = (x0 + sigma.view(-1, *([1] * (x0.ndim - 1))) * noise).to(net_dtype)
-            out = denoiser(x, sigma) if lab is None else denoiser(x, sigma, lab)
-            if not torch.is_tensor(out) or out.shape != x.shape:
-                raise InputError(f"denoiser output has shape {tuple(getattr(out, 'shape', ()))}, "
-                                 f"expected the input's {tuple(x.shape)}")
-            err = (out.double() - x0.double()).square().flatten(1).sum(1)
-            bad = ~torch.isfinite(err)
-            err = err.masked_fill(bad, 0.0)
-            ok = (~bad).double()
-            acc.index_add_(1, idx, torch.stack([err, err * err, ok, bad.double()]))
+            if mixture is not None:
+                kern.ideal_error(*mixture, x0, sigma, key, rid, idx, acc)
+            else:
+                x = kern.perturb(x0, sigma, key, rid).to(net_dtype)
+                out = denoiser(x, sigma) if lab is None else denoiser(x, sigma, lab)
+                if not torch.is_tensor(out) or out.shape != x.shape:
+                    raise InputError(f"denoiser output has shape {tuple(getattr(out, 'shape', ()))}, "
+                                     f"expected the input's {tuple(x.shape)}")
+                kern.accumulate_error(out, x0, idx, acc)
             bar.update(x0.shape[0])
     bar.close()
     acc = acc.cpu().numpy()

@@ -1,0 +1,41 @@
+"""Noisy inputs ``x = x0 + sigma_row * n`` with ``n`` drawn in-kernel (Philox, as ``tl.randn``)."""
+import torch
+import triton
+import triton.language as tl
+
+
+@triton.jit
+def _randn_rows(seed, rid, cols):
+    """Normal float32 block keyed by (seed, row id, element index); twin: reference.noise."""
+    c0 = cols.to(tl.uint32)
+    zero = c0 * 0
+    c1 = zero + (rid & 0xFFFFFFFF).to(tl.uint32)
+    c2 = zero + (rid >> 32).to(tl.uint32)
+    w0, w1, _, _ = tl.philox(seed, c0, c1, c2, zero)
+    n, _ = tl.pair_uniform_to_normal(tl.uint_to_uniform_float(w0), tl.uint_to_uniform_float(w1))
+    return n
+
+
+@triton.jit
+def _perturb_kernel(x0_ptr, sigma_ptr, rid_ptr, out_ptr, dim, seed, BLOCK: tl.constexpr):
+    row = tl.program_id(0)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = cols < dim
+    rid = tl.load(rid_ptr + row).to(tl.int64)
+    s = tl.load(sigma_ptr + row)
+    x0 = tl.load(x0_ptr + row.to(tl.int64) * dim + cols, mask=mask)
+    x = x0 + s * _randn_rows(seed, rid, cols)
+    tl.store(out_ptr + row.to(tl.int64) * dim + cols, x.to(out_ptr.dtype.element_ty), mask=mask)
+
+
+def perturb(x0, sigma, seed, row_ids):
+    """``x = x0 + sigma_row * n`` with Philox noise; returned in ``x0``'s dtype."""
+    x0 = x0.contiguous()
+    rows, dim = x0.shape[0], x0[0].numel()
+    out = torch.empty_like(x0)
+    sigma = sigma.to(torch.float64 if x0.dtype == torch.float64 else torch.float32).contiguous()
+    block = min(1024, triton.next_power_of_2(max(dim, 16)))
+    if rows:
+        _perturb_kernel[(rows, triton.cdiv(dim, block))](x0, sigma, row_ids.contiguous(), out, dim, int(seed),
+                                                         BLOCK=block)
+    return out

@@ -1,0 +1,116 @@
+"""Plain-torch twins of every kernel launcher, same signatures: the CPU path and the tests' oracle.
+
+Noise is Philox4x32-10 (Salmon et al. 2011, Random123) in int64 tensor arithmetic, with Triton's
+``tl.randn`` transform, so this module and the Triton kernels draw the same numbers.
+"""
+import math
+
+import torch
+
+PHILOX_A, PHILOX_B = 0xD2511F53, 0xCD9E8D57
+KEY_A, KEY_B = 0x9E3779B9, 0xBB67AE85
+MASK32 = 0xFFFFFFFF
+UNIFORM_SCALE = 4.6566127342e-10  # Triton's uint_to_uniform_float scale for 32-bit words
+
+
+def _mulhilo(a, b):
+    """High and low 32-bit words of ``a * b`` (``a`` a 32-bit constant, ``b`` int64 holding uint32).
+
+    The product is below 2**64, so its int64 wrap-around holds exactly its bits."""
+    p = b * a
+    return (p >> 32) & MASK32, p & MASK32
+
+
+def philox(key, c0, c1, c2, c3, rounds=10):
+    """Philox4x32 with a 64-bit ``key`` on four int64 tensors of uint32 counters."""
+    k0, k1 = key & MASK32, (key >> 32) & MASK32
+    for _ in range(rounds):
+        hi_b, lo_b = _mulhilo(PHILOX_B, c2)
+        hi_a, lo_a = _mulhilo(PHILOX_A, c0)
+        c0, c1, c2, c3 = hi_b ^ c1 ^ k0, lo_b, hi_a ^ c3 ^ k1, lo_a
+        k0, k1 = (k0 + KEY_A) & MASK32, (k1 + KEY_B) & MASK32
+    return c0, c1, c2, c3
+
+
+def _uniform(word):
+    """Triton's uint_to_uniform_float: a uint32 word (in int64) to float32 in [0, 1)."""
+    signed = torch.where(word >= 2**31, word - 2**32, word)
+    signed = torch.where(signed < 0, -signed - 1, signed)
+    return signed.to(torch.float32) * torch.tensor(UNIFORM_SCALE, dtype=torch.float32)
+
+
+def noise(seed, row_ids, dim, chunk=1 << 16):
+    """Standard normal float32 noise ``(rows, dim)`` keyed by ``(seed, row id, element index)``.
+
+    Drawn ``chunk`` elements at a time, so that the int64 temporaries of Philox stay small."""
+    rid = row_ids.to(torch.int64).reshape(-1)
+    out = torch.empty(rid.shape[0] * dim, dtype=torch.float32, device=rid.device)
+    for lo in range(0, out.numel(), chunk):
+        flat = torch.arange(lo, min(lo + chunk, out.numel()), dtype=torch.int64, device=rid.device)
+        r = rid[flat // dim]
+        w0, w1, _, _ = philox(int(seed), flat % dim, r & MASK32, r >> 32, torch.zeros_like(flat))
+        u1 = torch.clamp_min(_uniform(w0), 1.0e-7)
+        th = torch.tensor(6.283185307179586, dtype=torch.float32) * _uniform(w1)
+        out[lo:lo + flat.numel()] = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(th)
+    return out.reshape(-1, dim)
+
+
+def _compute_dtype(*tensors):
+    return torch.float64 if all(t.dtype == torch.float64 for t in tensors) else torch.float32
+
+
+def perturb(x0, sigma, seed, row_ids):
+    """``x = x0 + sigma_row * n`` with Philox noise; returned in ``x0``'s dtype."""
+    ct = _compute_dtype(x0)
+    n = noise(seed, row_ids.to(x0.device), x0[0].numel()).to(ct).reshape(x0.shape)
+    return (x0.to(ct) + sigma.to(ct).reshape(-1, *([1] * (x0.ndim - 1))) * n).to(x0.dtype)
+
+
+def accumulate_error(d, x0, sigma_index, acc, spectral=None):
+    """Add each row's ``||d - x0||^2`` to ``acc`` (4, sigmas: sum, sumsq, count, non-finite) and,
+    if given, ``|F(d - x0)|^2`` (orthonormal 2-D DFT over the last two axes) to ``spectral``."""
+    ct = _compute_dtype(d, x0)
+    diff = d.to(ct) - x0.to(ct)
+    err = diff.square().flatten(1).sum(1).double()
+    bad = ~torch.isfinite(err)
+    err = err.masked_fill(bad, 0.0)
+    acc.index_add_(1, sigma_index, torch.stack([err, err * err, (~bad).double(), bad.double()]))
+    if spectral is not None:
+        power = torch.fft.fft2(diff.reshape(d.shape[0], *spectral.shape[1:]), norm="ortho").abs().square()
+        bin_power(power.reshape(d.shape[0], -1), sigma_index, spectral)
+
+
+def bin_power(power, sigma_index, spectral):
+    """Add each row of ``power`` (rows, C*H*W) to ``spectral[sigma_index[row]]``."""
+    spectral.view(spectral.shape[0], -1).index_add_(0, sigma_index, power.double())
+
+
+def gmm_denoise(means, var, logw, x, sigma, chunk=4096):
+    """Posterior mean of ``sum_k w_k N(mu_k, v_k I)`` at ``x`` (rows), streamed over components."""
+    ct = _compute_dtype(means, x)
+    xf = x.reshape(x.shape[0], -1).to(ct)
+    dim = xf.shape[1]
+    s2 = sigma.to(ct).reshape(-1, 1) ** 2
+    xx = xf.square().sum(1, keepdim=True)
+    run_max = torch.full_like(s2, -math.inf)
+    run_sum, acc_x, acc_mu = torch.zeros_like(s2), torch.zeros_like(s2), torch.zeros_like(xf)
+    for lo in range(0, means.shape[0], chunk):
+        mu = means[lo:lo + chunk].to(ct)
+        v = var[lo:lo + chunk].to(ct)[None, :]
+        tot = v + s2
+        sq = (xx - 2 * xf @ mu.T + mu.square().sum(1)[None, :]).clamp_min(0)
+        logit = logw[lo:lo + chunk].to(ct)[None, :] - sq / (2 * tot) - 0.5 * dim * tot.log()
+        new_max = torch.maximum(run_max, logit.max(1, keepdim=True).values)
+        scale = (run_max - new_max).exp()
+        p = (logit - new_max).exp()
+        run_sum = run_sum * scale + p.sum(1, keepdim=True)
+        acc_mu = acc_mu * scale + (p * s2 / tot) @ mu
+        acc_x = acc_x * scale + (p * v / tot).sum(1, keepdim=True)
+        run_max = new_max
+    return ((acc_mu + acc_x * xf) / run_sum).reshape(x.shape)
+
+
+def ideal_error(means, var, logw, x0, sigma, seed, row_ids, sigma_index, acc):
+    """Noise, GMM / point-set ideal denoiser and error accumulation for rows ``x0`` (rows, dim)."""
+    x = perturb(x0, sigma, seed, row_ids)
+    accumulate_error(gmm_denoise(means, var, logw, x, sigma), x0, sigma_index, acc)

@@ -1,0 +1,118 @@
+"""Per-sigma error accumulation: squared error per row, and its 2-D power spectrum per sigma."""
+import math
+
+import torch
+import triton
+import triton.language as tl
+
+MAX_DFT_SIDE = 128  # larger images take torch.fft plus the binning kernel
+
+
+@triton.jit
+def _row_error_kernel(d_ptr, x0_ptr, idx_ptr, acc_ptr, dim, n_sigmas, COMPUTE: tl.constexpr,
+                      BLOCK: tl.constexpr):
+    row = tl.program_id(0)
+    base = row.to(tl.int64) * dim
+    total = tl.zeros((), dtype=tl.float64)
+    for start in range(0, dim, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < dim
+        diff = tl.load(d_ptr + base + cols, mask=mask, other=0.0).to(COMPUTE) \
+            - tl.load(x0_ptr + base + cols, mask=mask, other=0.0).to(COMPUTE)
+        total += tl.sum(diff * diff, 0).to(tl.float64)  # partial sums in COMPUTE, folded into float64
+    ok = (total == total) & (total < float("inf"))
+    err = tl.where(ok, total, 0.0)
+    i = tl.load(idx_ptr + row)
+    tl.atomic_add(acc_ptr + i, err)
+    tl.atomic_add(acc_ptr + n_sigmas + i, err * err)
+    tl.atomic_add(acc_ptr + 2 * n_sigmas + i, ok.to(tl.float64))
+    tl.atomic_add(acc_ptr + 3 * n_sigmas + i, 1.0 - ok.to(tl.float64))
+
+
+@triton.jit
+def _spectrum_kernel(d_ptr, x0_ptr, idx_ptr, ch_ptr, sh_ptr, cw_ptr, sw_ptr, spec_ptr, C, H, W,
+                     HP: tl.constexpr, WP: tl.constexpr, BK: tl.constexpr):
+    """|DFT(d - x0)|^2 of one (row, channel) image as matrix products: Re = C E C' - S E S',
+    Im = -(S E C' + C E S') with the (symmetric) cos/sin tiles of each side."""
+    row, c = tl.program_id(0), tl.program_id(1)
+    base = (row.to(tl.int64) * C + c) * H * W
+    m, n = tl.arange(0, HP), tl.arange(0, WP)
+    emask = (m[:, None] < H) & (n[None, :] < W)
+    off = base + m[:, None] * W + n[None, :]
+    e = tl.load(d_ptr + off, mask=emask, other=0.0).to(tl.float32) \
+        - tl.load(x0_ptr + off, mask=emask, other=0.0).to(tl.float32)
+    cw = tl.load(cw_ptr + n[:, None] * WP + n[None, :])
+    sw = tl.load(sw_ptr + n[:, None] * WP + n[None, :])
+    out = spec_ptr + (tl.load(idx_ptr + row).to(tl.int64) * C + c) * H * W
+    for k0 in range(0, HP, BK):
+        k = k0 + tl.arange(0, BK)
+        ch = tl.load(ch_ptr + k[:, None] * HP + m[None, :])
+        sh = tl.load(sh_ptr + k[:, None] * HP + m[None, :])
+        p = tl.dot(ch, e, input_precision="ieee")
+        q = tl.dot(sh, e, input_precision="ieee")
+        re = tl.dot(p, cw, input_precision="ieee") - tl.dot(q, sw, input_precision="ieee")
+        im = tl.dot(q, cw, input_precision="ieee") + tl.dot(p, sw, input_precision="ieee")
+        omask = (k[:, None] < H) & (n[None, :] < W)
+        tl.atomic_add(out + k[:, None] * W + n[None, :], (re * re + im * im).to(tl.float64), mask=omask)
+
+
+@triton.jit
+def _bin_power_kernel(power_ptr, idx_ptr, spec_ptr, size, BLOCK: tl.constexpr):
+    row = tl.program_id(0)
+    cols = tl.program_id(1) * BLOCK + tl.arange(0, BLOCK)
+    mask = cols < size
+    p = tl.load(power_ptr + row.to(tl.int64) * size + cols, mask=mask, other=0.0).to(tl.float64)
+    i = tl.load(idx_ptr + row).to(tl.int64)
+    tl.atomic_add(spec_ptr + i * size + cols, p, mask=mask)
+
+
+_DFT_CACHE = {}
+
+
+def _dft_tiles(n, device):
+    """Orthonormal cos and sin matrices of side ``n``, zero padded to a power of two >= 16."""
+    key = (n, str(device))
+    if key not in _DFT_CACHE:
+        pad = max(16, triton.next_power_of_2(n))
+        k = torch.arange(n, dtype=torch.float64)
+        ang = 2 * math.pi * torch.outer(k, k).remainder(n) / n
+        tiles = []
+        for f in (torch.cos, torch.sin):
+            t = torch.zeros(pad, pad, dtype=torch.float32)
+            t[:n, :n] = (f(ang) / math.sqrt(n)).float()
+            tiles.append(t.to(device))
+        _DFT_CACHE[key] = tuple(tiles)
+    return _DFT_CACHE[key]
+
+
+def bin_power(power, sigma_index, spectral):
+    """Add each row of ``power`` (rows, C*H*W) to ``spectral[sigma_index[row]]``."""
+    power = power.contiguous()
+    rows, size = power.shape
+    block = min(1024, triton.next_power_of_2(max(size, 16)))
+    if rows:
+        _bin_power_kernel[(rows, triton.cdiv(size, block))](power, sigma_index.contiguous(), spectral, size,
+                                                            BLOCK=block)
+
+
+def accumulate_error(d, x0, sigma_index, acc, spectral=None):
+    """Add each row's ``||d - x0||^2`` to ``acc`` (4, sigmas: sum, sumsq, count, non-finite) and,
+    if given, ``|F(d - x0)|^2`` (orthonormal 2-D DFT over the last two axes) to ``spectral``."""
+    d, x0, idx = d.contiguous(), x0.contiguous(), sigma_index.contiguous()
+    rows, dim = d.shape[0], d[0].numel()
+    if not rows:
+        return
+    compute = tl.float64 if d.dtype == x0.dtype == torch.float64 else tl.float32
+    _row_error_kernel[(rows,)](d, x0, idx, acc, dim, acc.shape[1], COMPUTE=compute,
+                               BLOCK=min(1024, triton.next_power_of_2(max(dim, 16))))
+    if spectral is None:
+        return
+    C, H, W = spectral.shape[1:]
+    if max(H, W) > MAX_DFT_SIDE:
+        diff = (d.float() - x0.float()).reshape(rows, C, H, W)
+        bin_power(torch.fft.fft2(diff, norm="ortho").abs().square().reshape(rows, -1), idx, spectral)
+        return
+    ch, sh = _dft_tiles(H, d.device)
+    cw, sw = _dft_tiles(W, d.device)
+    hp, wp = ch.shape[0], cw.shape[0]
+    _spectrum_kernel[(rows, C)](d, x0, idx, ch, sh, cw, sw, spectral, C, H, W, HP=hp, WP=wp, BK=min(hp, 32))

@@ -1,0 +1,175 @@
+"""Each Triton kernel against its torch twin (kernels/reference.py) under TRITON_INTERPRET=1."""
+import numpy as np
+import pytest
+import torch
+
+import entropic_fast as ef
+from entropic_fast.errors import InputError
+from entropic_fast.kernels import ideal, launchers, noise, reference, stats
+
+TOL = {torch.float32: 1e-6, torch.bfloat16: 1e-2, torch.float64: 1e-6}
+
+
+def rand(*shape, dtype=torch.float32, seed=0):
+    return torch.randn(*shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).to(dtype)
+
+
+# ---------------------------------------------------------------- noise
+
+
+@pytest.mark.parametrize("key, counters, expected", [  # Random123 known-answer vectors, Philox4x32-10
+    (0, (0, 0, 0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
+    (2**64 - 1, (2**32 - 1,) * 4, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
+    (0x299F31D0A4093822, (0x243F6A88, 0x85A308D3, 0x13198A2E, 0x03707344),
+     (0xD16CFE09, 0x94FDCCEB, 0x5001E420, 0x24126EA1)),
+])
+def test_philox_twin_known_answers(key, counters, expected):
+    out = reference.philox(key, *(torch.tensor([c]) for c in counters))
+    assert tuple(int(w) for w in out) == expected
+
+
+def test_twin_mulhilo_matches_python_integers():
+    from entropic_fast.kernels.reference import PHILOX_A, PHILOX_B, _mulhilo
+    b = torch.tensor([0, 1, 2**31 - 1, 2**31, 2**32 - 1, 0x9E3779B9, 123456789])
+    for a in (PHILOX_A, PHILOX_B):
+        hi, lo = _mulhilo(a, b)
+        assert hi.tolist() == [(a * v) >> 32 for v in b.tolist()]
+        assert lo.tolist() == [(a * v) & 0xFFFFFFFF for v in b.tolist()]
+
+
+def test_twin_noise_is_standard_normal_and_row_keyed():
+    n = reference.noise(7, torch.arange(400), 500)
+    assert abs(n.mean().item()) < 0.01 and abs(n.std().item() - 1) < 0.01
+    # a row's noise depends on its id only, not on the other rows of the batch
+    again = reference.noise(7, torch.tensor([399, 3]), 500)
+    torch.testing.assert_close(again, n[[399, 3]], rtol=0, atol=0)
+    assert not torch.equal(reference.noise(8, torch.tensor([3]), 500), n[[3]])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("rows, shape", [(1, (3,)), (7, (2, 5, 7)), (33, (1, 17, 19))])
+def test_perturb_matches_twin(rows, shape, dtype):
+    x0 = rand(rows, *shape, dtype=dtype)
+    sigma = torch.logspace(-2, 1.5, rows)
+    rid = torch.arange(rows, dtype=torch.int64) * 977 + 2**33
+    got = noise.perturb(x0, sigma, 2**40 + 3, rid)
+    want = reference.perturb(x0, sigma, 2**40 + 3, rid)
+    assert got.dtype == dtype
+    torch.testing.assert_close(got.double(), want.double(), rtol=TOL[dtype], atol=TOL[dtype] * 30)
+
+
+# ---------------------------------------------------------------- error statistics
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
+@pytest.mark.parametrize("rows, shape", [(1, (5,)), (9, (3, 7, 5)), (20, (1, 13, 11))])
+def test_accumulate_error_matches_twin(rows, shape, dtype):
+    d, x0 = rand(rows, *shape, dtype=dtype), rand(rows, *shape, dtype=dtype, seed=1)
+    idx = torch.arange(rows) % 3
+    got, want = torch.zeros(4, 3, dtype=torch.float64), torch.zeros(4, 3, dtype=torch.float64)
+    stats.accumulate_error(d, x0, idx, got)
+    reference.accumulate_error(d, x0, idx, want)
+    torch.testing.assert_close(got, want, rtol=1e-6, atol=0)
+    assert got[2].sum() == rows and got[3].sum() == 0
+
+
+def test_non_finite_rows_are_counted_not_summed():
+    d, x0 = rand(6, 4), rand(6, 4, seed=1)
+    d[2, 1], d[4, 0] = float("nan"), float("inf")
+    idx = torch.tensor([0, 0, 1, 1, 2, 2])
+    for fn in (stats.accumulate_error, reference.accumulate_error):
+        acc = torch.zeros(4, 3, dtype=torch.float64)
+        fn(d, x0, idx, acc)
+        assert acc[3].tolist() == [0, 1, 1] and acc[2].tolist() == [2, 1, 1] and torch.isfinite(acc).all()
+
+
+@pytest.mark.parametrize("rows, C, H, W", [(1, 1, 5, 7), (5, 3, 9, 11), (4, 2, 16, 16), (3, 1, 17, 3)])
+def test_spectrum_matches_twin_and_parseval(rows, C, H, W):
+    d, x0 = rand(rows, C, H, W), rand(rows, C, H, W, seed=1)
+    idx = torch.arange(rows) % 2
+    got = [torch.zeros(4, 2, dtype=torch.float64), torch.zeros(2, C, H, W, dtype=torch.float64)]
+    want = [torch.zeros(4, 2, dtype=torch.float64), torch.zeros(2, C, H, W, dtype=torch.float64)]
+    stats.accumulate_error(d, x0, idx, *got)
+    reference.accumulate_error(d, x0, idx, *want)
+    torch.testing.assert_close(got[1], want[1], rtol=1e-5, atol=1e-5 * want[1].max().item())
+    torch.testing.assert_close(got[1].sum((1, 2, 3)), got[0][0], rtol=1e-6, atol=0)  # Parseval
+
+
+def test_spectrum_fallback_above_the_dft_tile(monkeypatch):
+    monkeypatch.setattr(stats, "MAX_DFT_SIDE", 8)  # force the torch.fft + binning path on a small image
+    d, x0 = rand(3, 2, 9, 5), rand(3, 2, 9, 5, seed=1)
+    idx = torch.tensor([1, 0, 1])
+    got, want = torch.zeros(2, 2, 9, 5, dtype=torch.float64), torch.zeros(2, 2, 9, 5, dtype=torch.float64)
+    acc = torch.zeros(4, 2, dtype=torch.float64)
+    stats.accumulate_error(d, x0, idx, acc, got)
+    reference.accumulate_error(d, x0, idx, torch.zeros(4, 2, dtype=torch.float64), want)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(got.sum((1, 2, 3)), acc[0], rtol=1e-6, atol=0)
+
+
+@pytest.mark.parametrize("rows, size", [(1, 3), (7, 1030)])
+def test_bin_power_matches_twin(rows, size):
+    p = rand(rows, size).abs()
+    idx = torch.arange(rows) % 2
+    got, want = torch.zeros(2, size, dtype=torch.float64), torch.zeros(2, size, dtype=torch.float64)
+    stats.bin_power(p, idx, got)
+    reference.bin_power(p, idx, want)
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+
+
+# ---------------------------------------------------------------- fused ideal denoiser
+
+
+@pytest.mark.parametrize("rows, K, dim", [(1, 1, 3), (17, 5, 20), (33, 70, 37)])
+@pytest.mark.parametrize("point_set", [True, False])
+def test_ideal_error_matches_twin(rows, K, dim, point_set):
+    g = torch.Generator().manual_seed(rows + K)
+    means = torch.randn(K, dim, generator=g)
+    var = torch.zeros(K) if point_set else torch.rand(K, generator=g) * 0.2
+    logw = torch.log_softmax(torch.randn(K, generator=g), 0)
+    x0 = means[torch.randint(K, (rows,), generator=g)] if point_set else torch.randn(rows, dim, generator=g)
+    sigma = torch.logspace(-1.5, 1.5, rows)
+    rid, idx = torch.arange(rows) * 5 + 1, torch.arange(rows) % 4
+    got, want = torch.zeros(4, 4, dtype=torch.float64), torch.zeros(4, 4, dtype=torch.float64)
+    ideal.ideal_error(means, var, logw, x0, sigma, 11, rid, idx, got)
+    reference.ideal_error(means.double(), var.double(), logw.double(), x0.double(), sigma.double(), 11, rid, idx,
+                          want)
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-9)
+
+
+# ---------------------------------------------------------------- dispatch and end to end
+
+
+def test_dispatch():
+    cpu = torch.device("cpu")
+    assert launchers("auto", cpu) is reference and launchers("torch", cpu) is reference
+    assert launchers("triton", cpu).perturb is noise.perturb
+    with pytest.raises(InputError, match="unknown backend 'cuda'; known backends: auto, triton, torch"):
+        launchers("cuda", cpu)
+
+
+def test_triton_on_cpu_needs_the_interpreter(monkeypatch):
+    monkeypatch.setenv("TRITON_INTERPRET", "0")
+    with pytest.raises(InputError, match="set TRITON_INTERPRET=1"):
+        launchers("triton", torch.device("cpu"))
+
+
+GRID = ef.sigma_grid(6, 0.01, 20.0)
+
+
+def test_profile_triton_equals_torch_with_a_network():
+    model = ef.analytic.Gaussian(0.3, (2, 3, 5))
+    data = model.sample(50).float()
+    net = lambda x, s: model(x, s)  # noqa: E731  (a plain callable: not the fused path)
+    a = ef.profile(net, data, GRID, samples=40, batch_size=17, backend="triton", progress=False)
+    b = ef.profile(net, data, GRID, samples=40, batch_size=64, backend="torch", progress=False)
+    np.testing.assert_allclose(a.sum, b.sum, rtol=1e-5)
+    np.testing.assert_allclose(a.sumsq, b.sumsq, rtol=1e-5)
+
+
+def test_profile_fused_point_set_triton_equals_torch():
+    ps = ef.analytic.PointSet(rand(30, 12, seed=4))
+    a = ef.profile(ps, ps, GRID, samples=40, backend="triton", progress=False)
+    b = ef.profile(ps, ps, GRID, samples=40, backend="torch", progress=False)
+    np.testing.assert_allclose(a.sum, b.sum, rtol=1e-4)
+    np.testing.assert_array_equal(a.count, b.count)
