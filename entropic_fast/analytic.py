@@ -92,3 +92,56 @@ class PointSet(GMM):
     def sample(self, n, generator=None):
         """``n`` points drawn uniformly with replacement."""
         return self.means[torch.randint(self.means.shape[0], (n,), generator=generator)]
+
+
+def power_law_spectrum(shape, amplitude=1.0, exponent=2.0, floor=1e-3):
+    """A symmetric power spectrum ``amplitude / (1 + |k|^2)^(exponent/2) + floor`` on a (C, H, W) DFT grid."""
+    C, H, W = shape
+    ky, kx = torch.fft.fftfreq(H, 1 / H, dtype=torch.float64), torch.fft.fftfreq(W, 1 / W, dtype=torch.float64)
+    k2 = ky[:, None] ** 2 + kx[None, :] ** 2
+    return (amplitude / (1 + k2) ** (exponent / 2) + floor).expand(C, H, W).clone()
+
+
+class StationaryGaussian:
+    """Zero-mean stationary Gaussian images: covariance diagonal in the orthonormal 2-D Fourier basis,
+    ``E|F(x)_k|^2 = power_k`` per channel; the exact denoiser is the Wiener filter."""
+
+    def __init__(self, power):
+        power = torch.as_tensor(power, dtype=torch.float64)
+        if power.ndim == 2:
+            power = power[None]
+        if power.ndim != 3 or not (torch.isfinite(power).all() and (power > 0).all()):
+            raise InputError(f"power must be a finite positive (C, H, W) array, got shape {tuple(power.shape)}")
+        mirrored = torch.roll(torch.flip(power, (-2, -1)), (1, 1), (-2, -1))  # power at -k
+        if not torch.allclose(power, mirrored, rtol=1e-12, atol=0):
+            raise InputError("power must be symmetric, power[k] == power[-k], for real images")
+        self.power, self.shape, self.dim = power, tuple(power.shape), power.numel()
+
+    def _filter(self, x, gain):
+        return torch.fft.ifft2(torch.fft.fft2(x, norm="ortho") * gain, norm="ortho").real
+
+    def __call__(self, x, sigma, labels=None):
+        """``F^-1(power / (power + s^2) F(x))``."""
+        s2 = _rowwise(sigma, x) ** 2
+        p = self.power.to(x.device)
+        return self._filter(x.double().reshape(-1, *self.shape), p / (p + s2)).reshape(x.shape).to(x.dtype)
+
+    def sample(self, n, generator=None):
+        """``n`` float64 images ``(n, C, H, W)``: white noise coloured by ``sqrt(power)``."""
+        white = torch.randn(n, *self.shape, generator=generator, dtype=torch.float64)
+        return self._filter(white, self.power.sqrt())
+
+    def spectra(self, sigmas):
+        """Exact error power ``s^2 P_k / (s^2 + P_k)`` per sigma, (sigmas, C, H, W) float64 ndarray."""
+        s2 = np.asarray(sigmas, np.float64)[:, None, None, None] ** 2
+        p = self.power.numpy()[None]
+        return s2 * p / (s2 + p)
+
+    def mse(self, sigmas):
+        """Exact MMSE at each sigma (the spectra summed over frequencies, Parseval)."""
+        return self.spectra(sigmas).sum((1, 2, 3))
+
+    @property
+    def eigenvalues(self):
+        """Covariance eigenvalues (the power spectrum, flattened)."""
+        return self.power.reshape(-1).numpy()

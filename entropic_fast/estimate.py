@@ -125,14 +125,25 @@ def _describe(denoiser):
     return getattr(denoiser, "description", None) or type(denoiser).__name__
 
 
-def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0, labels=None, device=None,
-            backend="auto", progress=True, shard=None):
+def _image_shape(shape):
+    """(C, H, W) of image-shaped data for the spectral accumulator."""
+    if len(shape) == 2:
+        return (1, *shape)
+    if len(shape) == 3:
+        return tuple(shape)
+    raise InputError(f"spectral=True needs image data of shape (H, W) or (C, H, W) per row, got {tuple(shape)}")
+
+
+def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0, spectral=False, labels=None,
+            device=None, backend="auto", progress=True, shard=None):
     """Monte-Carlo profile of ``e(s) = E||D(x0 + s n, s) - x0||^2`` on a sigma grid (Stancevic et al. sec. 4).
 
     ``data`` is a tensor ``(N, *shape)`` sampled with replacement, or an object with
     ``.sample(n, generator=None)``. ``backend`` is ``auto`` (Triton kernels on CUDA, torch
-    otherwise), ``triton`` or ``torch``. A mixture model from ``analytic`` (GMM, PointSet) used as
-    the denoiser runs fused: noise, ideal denoiser and error in one kernel. ``shard=(index, count)``
+    otherwise), ``triton`` or ``torch``. ``spectral=True`` also accumulates the error power per
+    channel and frequency and the data power (image data). A mixture model from ``analytic`` (GMM,
+    PointSet) used as the denoiser runs fused: noise, ideal denoiser and error in one kernel
+    (not with ``spectral``). ``shard=(index, count)``
     computes only that share of the work units; the shares' profiles merge into the whole.
     """
     grid = sigma_grid() if sigmas is None else _as_grid(sigmas)
@@ -147,13 +158,18 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     kern = launchers(backend, device)
     dtype = torch.float64 if example.dtype == torch.float64 else torch.float32
     net_dtype = _module_dtype(denoiser) or dtype
-    mixture = getattr(denoiser, "mixture", None) if labels is None else None
+    mixture = getattr(denoiser, "mixture", None) if labels is None and not spectral else None
     if mixture is not None:
         mixture = tuple(t.to(device) for t in mixture)
     n = grid.size
     grid_dev = torch.as_tensor(grid, dtype=dtype, device=device)
     key = noise_key(seed)
     acc = torch.zeros(4, n, dtype=torch.float64, device=device)  # sum, sumsq, count, non-finite
+    if spectral:
+        image = _image_shape(example.shape[1:])
+        spec = torch.zeros(n, *image, dtype=torch.float64, device=device)
+        power = torch.zeros(1, *image, dtype=torch.float64, device=device)
+        power_acc = torch.zeros(4, 1, dtype=torch.float64, device=device)
     units = list(work_units(n, int(samples), shard))
     total = sum(r for _, _, r in units)
     bar = tqdm(total=total, desc="profile", unit="sample", disable=not progress, leave=False)
@@ -169,7 +185,11 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
                 if not torch.is_tensor(out) or out.shape != x.shape:
                     raise InputError(f"denoiser output has shape {tuple(getattr(out, 'shape', ()))}, "
                                      f"expected the input's {tuple(x.shape)}")
-                kern.accumulate_error(out, x0, idx, acc)
+                if spectral:
+                    kern.accumulate_error(out, x0, idx, acc, spec)
+                    kern.accumulate_error(x0, torch.zeros_like(x0), torch.zeros_like(idx), power_acc, power)
+                else:
+                    kern.accumulate_error(out, x0, idx, acc)
             bar.update(x0.shape[0])
     bar.close()
     acc = acc.cpu().numpy()
@@ -184,4 +204,8 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     }
     if shard != (0, 1):
         meta["shard"] = list(shard)
-    return Profile(grid, acc[0], acc[1], acc[2], example[0].numel(), meta)
+    extra = {}
+    if spectral:
+        extra = dict(spectral_sum=spec.cpu().numpy(), power_sum=power[0].cpu().numpy(),
+                     power_count=float(power_acc[2, 0] + power_acc[3, 0]))
+    return Profile(grid, acc[0], acc[1], acc[2], example[0].numel(), meta, **extra)

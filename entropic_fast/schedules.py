@@ -1,17 +1,18 @@
-"""Time changes (entropic, rescaled, loss-adaptive) and sampling schedules from a Profile.
+"""Time changes (entropic, rescaled, loss-adaptive, spectral) and sampling schedules from a Profile.
 
 All integrals are taken in ``u = log sigma`` on the monotone cubic interpolant of the integrand
 (``curves``), and schedules invert the same interpolant, so the two agree to rounding.
 """
 import numpy as np
+import torch
 
 from . import curves, grids
 from .errors import InputError
 from .profile import Profile
 
-TIME_KINDS = ("entropic", "rescaled", "las")
+TIME_KINDS = ("entropic", "rescaled", "las", "spectral")
 CLASSIC_KINDS = ("edm", "karras", "exponential", "tangent")
-KINDS = TIME_KINDS + CLASSIC_KINDS
+KINDS = TIME_KINDS + CLASSIC_KINDS + ("gaussian-optimal",)
 
 
 def _check_kind(kind, allowed):
@@ -44,10 +45,99 @@ def integrand(prof, kind="rescaled", smooth=None):
         return e / s**2
     if kind == "rescaled":  # dR/du = e / s
         return e / s
+    if kind == "spectral":
+        return _spectral_integrand(prof, smooth)
     # LAS (Aghapour et al. 2026): sqrt(2 e'(s) / s^3) ds = sqrt(2 de/du) / s du, with de/du taken as
     # e dlog(e)/du: log e is nearly linear at both ends of the grid, e itself is not (20x smaller error)
     loge = np.log(np.maximum(e, 1e-300 * max(float(e.max()), 1e-300)))
     return np.sqrt(2.0 * e * np.maximum(curves.slopes(np.log(s), loge), 0.0)) / s
+
+
+def _spectral_integrand(prof, smooth):
+    """``dS/du = sum_k A_k (e_k / s) / R_k(s_max)``: each direction's rescaled time normalised to 1 at the
+    top of the grid, weighted by its data amplitude ``A_k = sqrt(P_k)`` (Stancevic et al., spectral variant)."""
+    if not prof.spectral:
+        raise InputError("kind 'spectral' needs a spectral profile: profile(..., spectral=True)")
+    s, u = prof.sigmas, np.log(prof.sigmas)
+    e = prof.spectra.reshape(s.size, -1).T  # (directions, sigmas)
+    if not np.all(np.isfinite(e)):
+        raise InputError("profile has sigmas with no samples")
+    if not prof.exact if smooth is None else smooth:
+        e = curves.isotonic(e, np.broadcast_to(prof.count, e.shape))
+    f = np.maximum(e, 0.0) / s
+    total = curves.cumulative(u, f)[:, -1]  # every direction in one batched call
+    amp = np.sqrt(np.maximum(prof.data_power.reshape(-1), 0.0))
+    w = np.divide(amp, total, out=np.zeros_like(amp), where=total > 0)
+    return w @ f
+
+
+def ddim_kl(sigmas, eigenvalues):
+    """KL of deterministic DDIM on N(0, diag(eigenvalues)) through descending ``sigmas`` (torch float64,
+    differentiable; Sun, Poor, Zhang 2026; DESIGN.md section 1)."""
+    lam = eigenvalues[:, None]
+    s_now, s_next = sigmas[:-1][None, :], sigmas[1:][None, :]
+    var = (eigenvalues + sigmas[0] ** 2) * torch.prod(((lam + s_now * s_next) / (lam + s_now**2)) ** 2, dim=1)
+    r = var / (eigenvalues + sigmas[-1] ** 2)
+    return 0.5 * torch.sum(1 / r - 1 + torch.log(r))
+
+
+def _eigenvalues(prof, eigenvalues, data):
+    """Covariance eigenvalues for the Gaussian-optimal schedule: given, from a PCA of ``data``, or ``P_k``."""
+    if eigenvalues is not None:
+        lam = np.asarray(eigenvalues, np.float64).reshape(-1)
+    elif data is not None:
+        x = torch.as_tensor(data, dtype=torch.float64).reshape(len(data), -1)
+        if x.shape[0] < 2:
+            raise InputError(f"need at least 2 data rows for a PCA, got {x.shape[0]}")
+        x = x - x.mean(0)
+        small = x.shape[0] < x.shape[1]
+        gram = (x @ x.T if small else x.T @ x) / (x.shape[0] - 1)
+        lam = torch.linalg.eigvalsh(gram).numpy()
+    elif prof.spectral:
+        lam = prof.data_power.reshape(-1)
+    else:
+        raise InputError("kind 'gaussian-optimal' needs eigenvalues=..., data=... (for a PCA) or a spectral profile")
+    lam = lam[np.isfinite(lam)]
+    if lam.size == 0 or lam.max() <= 0:
+        raise InputError(f"need positive covariance eigenvalues, got {lam[:5]}")
+    return np.maximum(lam, 1e-12 * lam.max())
+
+
+def _best_tangent_scale(steps, smin, smax, lam):
+    """The single scale ``c`` whose tangent law has the smallest DDIM KL (log-spaced search)."""
+    cs = np.geomspace(np.sqrt(lam.min()) / 10, np.sqrt(lam.max()) * 10, 200)
+    lam_t = torch.as_tensor(lam)
+    kl = [float(ddim_kl(torch.as_tensor(grids.tangent(steps, smin, smax, c)[:-1]), lam_t)) for c in cs]
+    return float(cs[int(np.argmin(kl))])
+
+
+def gaussian_optimal(steps, smin, smax, eigenvalues, iters=500):
+    """Descending sigmas from smax to smin (then 0) minimising the DDIM KL for these eigenvalues: the best
+    tangent law, refined by L-BFGS on log-sigma increments kept positive by a softmax."""
+    lam = torch.as_tensor(np.asarray(eigenvalues, np.float64))
+    start = grids.tangent(steps, smin, smax, _best_tangent_scale(steps, smin, smax, lam.numpy()))[:-1]
+    theta = torch.tensor(np.log(-np.diff(np.log(start))), requires_grad=True)
+    span = np.log(smax) - np.log(smin)
+
+    def sigmas(t):
+        frac = torch.cumsum(torch.softmax(t, 0), 0)
+        return torch.exp(np.log(smax) - span * torch.cat([torch.zeros(1, dtype=t.dtype), frac]))
+
+    opt = torch.optim.LBFGS([theta], lr=1, max_iter=iters, history_size=50, tolerance_grad=1e-12,
+                            tolerance_change=1e-14, line_search_fn="strong_wolfe")
+
+    def closure():
+        opt.zero_grad()
+        loss = torch.log(ddim_kl(sigmas(theta), lam))
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    with torch.no_grad():
+        s = sigmas(theta).numpy()
+    best = s if float(ddim_kl(torch.as_tensor(s), lam)) <= float(ddim_kl(torch.as_tensor(start), lam)) else start
+    best[0], best[-1] = smax, smin
+    return np.append(best, 0.0)
 
 
 def entropic_time(prof, kind="rescaled", smooth=None):
@@ -75,8 +165,10 @@ def _range(prof, sigma_min, sigma_max):
 def schedule(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smooth=None, **options):
     """``steps`` sigmas equally spaced in the chosen time from sigma_max to sigma_min, then 0.
 
-    Time kinds: entropic, rescaled, las. Classic kinds over the same range: edm/karras (``rho``),
-    exponential, tangent (``c``, by default from the profile's large-sigma error).
+    Time kinds: entropic, rescaled, las, spectral. Classic kinds over the same range: edm/karras
+    (``rho``), exponential, tangent (``c``, by default from the profile's large-sigma error).
+    ``gaussian-optimal`` minimises deterministic DDIM's KL on Gaussian data with covariance
+    ``eigenvalues=``, or those of a PCA of ``data=``, or the profile's data power ``P_k``.
     """
     _check_kind(kind, KINDS)
     if int(steps) != steps or steps < 2:
@@ -89,6 +181,11 @@ def schedule(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smoot
         return grids.exponential(steps, smin, smax, **options)
     if kind == "tangent":
         return grids.tangent(steps, smin, smax, options.pop("c", None) or _tangent_scale(prof), **options)
+    if kind == "gaussian-optimal":
+        lam = _eigenvalues(prof, options.pop("eigenvalues", None), options.pop("data", None))
+        if options:
+            raise InputError(f"unknown options for gaussian-optimal: {sorted(options)}")
+        return gaussian_optimal(steps, smin, smax, lam)
     if options:
         raise InputError(f"kind {kind!r} takes no options, got {sorted(options)}")
     u = np.log(prof.sigmas)

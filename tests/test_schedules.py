@@ -10,8 +10,11 @@ C, D = 0.5, 3
 
 
 def gaussian_profile(n=128):
+    """Exact profile of N(0, C^2 I_D); spectral too, as D directions of 1x1 images."""
     s = ef.sigma_grid(n)
-    return ef.Profile.from_curve(s, D * s**2 * C**2 / (s**2 + C**2), D)
+    e = s**2 * C**2 / (s**2 + C**2)
+    return ef.Profile.from_curve(s, D * e, D, spectra=np.repeat(e[:, None], D, 1).reshape(n, D, 1, 1),
+                                 data_power=np.full((D, 1, 1), C**2))
 
 
 def tangent_law(K, smin=0.002, smax=80.0, c=C):
@@ -24,6 +27,11 @@ def test_rescaled_schedule_is_the_tangent_law(K):
     s = ef.schedule(gaussian_profile(), K, "rescaled")
     assert s.shape == (K + 1,) and s[-1] == 0 and s[0] == 80.0 and s[-2] == 0.002
     np.testing.assert_allclose(s[:-1], tangent_law(K), rtol=1e-4)
+
+
+@pytest.mark.parametrize("K", [8, 16])
+def test_spectral_schedule_of_isotropic_data_is_the_tangent_law(K):
+    np.testing.assert_allclose(ef.schedule(gaussian_profile(), K, "spectral")[:-1], tangent_law(K), rtol=1e-4)
 
 
 def test_left_riemann_recipe_is_worse():

@@ -1,0 +1,65 @@
+"""Figures (matplotlib, headless): per-frequency rescaled entropic time and schedules."""
+import numpy as np
+
+from . import curves
+from .errors import InputError
+from .schedules import schedule
+
+
+def radial_bins(shape, bins=None):
+    """Radial frequency ``|k|`` of each (H, W) DFT position, and its integer bin index."""
+    H, W = shape
+    k = np.hypot(*np.meshgrid(np.fft.fftfreq(H, 1 / H), np.fft.fftfreq(W, 1 / W), indexing="ij"))
+    bins = bins or int(np.floor(k.max())) + 1
+    idx = np.minimum((k / k.max() * (bins - 1) + 0.5).astype(int) if k.max() > 0 else np.zeros_like(k, int),
+                     bins - 1)
+    return k, idx
+
+
+def normalised_rescaled_time(prof):
+    """Per-direction rescaled time ``R_k(s) / R_k(s_max)``, (sigmas, C, H, W); nan where ``R_k`` stays 0."""
+    if not prof.spectral:
+        raise InputError("needs a spectral profile: profile(..., spectral=True)")
+    n = prof.sigmas.size
+    e = prof.spectra.reshape(n, -1).T
+    r = curves.cumulative(np.log(prof.sigmas), np.maximum(e, 0) / prof.sigmas)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        r = r / r[:, -1:]
+    return r.T.reshape(prof.spectral_sum.shape)
+
+
+def spectral_time_figure(prof, steps=16, path=None, bins=None):
+    """Normalised rescaled time per channel against radial frequency and sigma, with the spectral, plain
+    rescaled and EDM schedules beside it on the same sigma axis. Returns the figure; saves it to ``path``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    r = normalised_rescaled_time(prof)
+    C, H, W = r.shape[1:]
+    k, idx = radial_bins((H, W), bins)
+    nb = idx.max() + 1
+    centres = np.array([k[idx == b].mean() for b in range(nb)])
+    s = prof.sigmas
+    fig, axes = plt.subplots(1, C + 1, figsize=(3.2 * C + 2.6, 3.6), sharey=True,
+                             gridspec_kw={"width_ratios": [3] * C + [1.6]}, constrained_layout=True)
+    for c in range(C):
+        binned = np.stack([np.nanmean(r[:, c][:, idx == b], axis=1) for b in range(nb)], axis=1)
+        ax = axes[c]
+        mesh = ax.pcolormesh(centres, s, binned, shading="nearest", cmap="viridis", vmin=0, vmax=1)
+        ax.contour(centres, s, binned, levels=[0.1, 0.5, 0.9], colors="w", linewidths=0.7)
+        ax.set_yscale("log")
+        ax.set_xlabel("radial frequency |k|")
+        ax.set_title(f"channel {c}")
+    axes[0].set_ylabel("sigma")
+    fig.colorbar(mesh, ax=axes[:C], label="R_k(s) / R_k(s_max)", shrink=0.9)
+    ax = axes[-1]
+    for j, (kind, colour) in enumerate([("spectral", "C3"), ("rescaled", "C0"), ("edm", "C7")]):
+        sig = schedule(prof, steps, kind)[:-1]
+        ax.hlines(sig, j - 0.35, j + 0.35, colors=colour, linewidth=1.2)
+    ax.set_xticks(range(3), ["spectral", "rescaled", "edm"], rotation=30)
+    ax.set_title(f"{steps} steps")
+    ax.set_ylim(s[0] / 1.5, s[-1] * 1.5)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
