@@ -1,0 +1,87 @@
+"""Samplers that take a sigma list (k-diffusion convention: descending, ending in 0).
+
+Each takes ``(denoiser, x, sigmas, generator=None, labels=None)`` with ``x`` the starting noise
+already scaled by ``sigmas[0]``; the step arithmetic is float64, the denoiser sees ``x``'s dtype.
+"""
+import math
+
+import numpy as np
+import torch
+
+from .errors import InputError
+
+
+def _check(x, sigmas):
+    s = np.asarray(sigmas.detach().cpu() if torch.is_tensor(sigmas) else sigmas, np.float64)
+    if s.ndim != 1 or s.size < 2 or s[-1] != 0 or np.any(s[:-1] <= 0) or np.any(np.diff(s) >= 0):
+        raise InputError(f"sigmas must be descending positive values ending in 0, got {s}")
+    if not torch.is_tensor(x) or x.ndim < 2:
+        raise InputError(f"x must be a batch tensor (B, *shape), got {getattr(x, 'shape', type(x).__name__)}")
+    return [float(v) for v in s]
+
+
+def _denoise(denoiser, x, s, labels, dtype):
+    sigma = torch.full((x.shape[0],), s, dtype=torch.float64 if dtype == torch.float64 else torch.float32,
+                       device=x.device)
+    xin = x.to(dtype)
+    out = denoiser(xin, sigma) if labels is None else denoiser(xin, sigma, labels)
+    return out.to(torch.float64)
+
+
+@torch.no_grad()
+def ddim(denoiser, x, sigmas, generator=None, labels=None, eta=0.0):
+    """DDIM in sigma form (Song et al. 2021): ``eta=0`` deterministic (Euler on the probability-flow ODE),
+    ``eta=1`` the DDPM posterior step ``x' = D + (s'^2/s^2)(x - D) + s' sqrt(1 - s'^2/s^2) z``."""
+    s = _check(x, sigmas)
+    if not 0 <= eta <= 1:
+        raise InputError(f"eta must be in [0, 1], got {eta}")
+    dtype, x = x.dtype, x.to(torch.float64)
+    for cur, nxt in zip(s[:-1], s[1:]):
+        den = _denoise(denoiser, x, cur, labels, dtype)
+        c = eta * nxt * math.sqrt(max(1.0 - nxt**2 / cur**2, 0.0))
+        x = den + math.sqrt(max(nxt**2 - c**2, 0.0)) / cur * (x - den)
+        if c > 0:
+            x = x + c * torch.randn(x.shape, generator=generator, dtype=torch.float64, device=x.device)
+    return x.to(dtype)
+
+
+@torch.no_grad()
+def heun(denoiser, x, sigmas, generator=None, labels=None):
+    """EDM's second-order Heun sampler without churn (Karras et al. 2022, Alg. 1); Euler on the last step."""
+    s = _check(x, sigmas)
+    dtype, x = x.dtype, x.to(torch.float64)
+    for cur, nxt in zip(s[:-1], s[1:]):
+        d = (x - _denoise(denoiser, x, cur, labels, dtype)) / cur
+        x_euler = x + (nxt - cur) * d
+        if nxt == 0:
+            x = x_euler
+        else:
+            d2 = (x_euler - _denoise(denoiser, x_euler, nxt, labels, dtype)) / nxt
+            x = x + (nxt - cur) * 0.5 * (d + d2)
+    return x.to(dtype)
+
+
+@torch.no_grad()
+def dpmpp_2m(denoiser, x, sigmas, generator=None, labels=None):
+    """DPM-Solver++(2M) (Lu et al. 2022), multistep in ``t = -log sigma``; first-order on the first and last step."""
+    s = _check(x, sigmas)
+    dtype, x = x.dtype, x.to(torch.float64)
+    old, h_last = None, None
+    for i, (cur, nxt) in enumerate(zip(s[:-1], s[1:])):
+        den = _denoise(denoiser, x, cur, labels, dtype)
+        if nxt == 0:
+            x = den
+            break
+        h = math.log(cur) - math.log(nxt)
+        if old is None:
+            d = den
+        else:
+            r = h_last / h
+            d = (1 + 1 / (2 * r)) * den - (1 / (2 * r)) * old
+        x = (nxt / cur) * x - math.expm1(-h) * d
+        old, h_last = den, h
+    return x.to(dtype)
+
+
+SAMPLERS = {"ddim": ddim, "ddim-stochastic": lambda *a, **k: ddim(*a, eta=1.0, **k), "heun": heun,
+            "dpmpp_2m": dpmpp_2m}

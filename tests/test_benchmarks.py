@@ -1,0 +1,38 @@
+"""CI runs a reduced version of each benchmark (their full runs: see benchmarks/results/)."""
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "benchmarks"))
+import paper_mixtures  # noqa: E402
+import schedule_zoo  # noqa: E402
+
+
+def test_paper_mixtures_quick(tmp_path):
+    problems, steps, results = paper_mixtures.run(quick=True)
+    text = paper_mixtures.write(problems, steps, results, str(tmp_path), quick=True)
+    assert (tmp_path / "paper_mixtures_quick.md").exists() and (tmp_path / "paper_mixtures_quick.png").exists()
+    assert all(np.isfinite(v).all() for v in results.values())
+    # every schedule improves with more steps
+    for name in problems:
+        for kind in paper_mixtures.KINDS:
+            assert np.mean(results[(name, kind, steps[-1])]) < np.mean(results[(name, kind, steps[0])]), (name, kind)
+    assert text.count("steps") >= len(problems) and "## The paper's claims, checked" in text
+
+
+def test_mixtures_are_normalised():
+    for k in (5, 15):
+        for continuous in (False, True):
+            means, var, w = paper_mixtures.mixture(k, continuous)
+            assert abs(np.sum(w * means)) < 1e-12
+            assert abs(np.sum(w * (var + means**2)) - 1) < 1e-12
+
+
+def test_schedule_zoo_quick(tmp_path):
+    rows = schedule_zoo.run(quick=True)
+    text = schedule_zoo.write(rows, str(tmp_path), quick=True)
+    assert len(rows) == 2 * 2 * 2 and "**wins**" in text
+    for pname, sname, K, vals in rows:
+        assert ("spectral" in vals) == (pname == "gauss-spread-8x8")
+        assert all(np.isfinite(v) and v >= 0 for v in vals.values())
