@@ -1,0 +1,69 @@
+"""Train the shipped digits denoiser: EDM preconditioning, EDM2's uncertainty-weighted loss and logvar head.
+
+Seeded; about 10 minutes on 2 CPU cores. Writes entropic_fast/weights/digits_edm.pt (EMA weights)
+and digits_edm.json (how it was made).
+
+Usage: python scripts/train_digits.py [--steps 4000] [--batch 128]
+"""
+import argparse
+import copy
+import math
+import os
+import sys
+import time
+
+import torch
+
+sys.path.insert(0, os.path.dirname(__file__))
+from _common import save_with_record  # noqa: E402
+
+from entropic_fast import digits  # noqa: E402
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps", type=int, default=4000)
+    ap.add_argument("--batch", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=2e-3)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--channels", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=os.path.join(digits.WEIGHTS, "digits_edm.pt"))
+    args = ap.parse_args()
+    torch.manual_seed(args.seed)
+    g = torch.Generator().manual_seed(args.seed)
+    x, _ = digits.load("train")
+    net = digits.EDMDenoiser(float(x.std()), args.channels)
+    ema = copy.deepcopy(net).requires_grad_(False)
+    opt = torch.optim.Adam(net.parameters(), lr=args.lr)
+    warm = max(1, min(200, args.steps // 10))
+    sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, lambda i: min(1.0, (i + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(i / args.steps, 1)))))
+    t0, losses = time.time(), []
+    for step in range(args.steps):
+        loss = digits.edm2_loss(net, x[torch.randint(len(x), (args.batch,), generator=g)], g)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        sched.step()
+        with torch.no_grad():
+            for pe, p in zip(ema.parameters(), net.parameters()):
+                pe.lerp_(p, 1 - args.ema)
+        losses.append(loss.item())
+        if (step + 1) % 250 == 0:
+            print(f"step {step + 1}/{args.steps} loss {sum(losses[-250:]) / 250:.4f} {time.time() - t0:.0f}s", flush=True)
+    xt, _ = digits.load("test")
+    with torch.no_grad():
+        test_loss = float(torch.stack([digits.edm2_loss(ema, xt, torch.Generator().manual_seed(k)) for k in range(8)]).mean())
+    rec = save_with_record(ema.state_dict(), args.out, {
+        "command": "python scripts/train_digits.py " + " ".join(sys.argv[1:]), "seed": args.seed,
+        "steps": args.steps, "batch": args.batch, "lr": args.lr, "ema": args.ema, "channels": args.channels,
+        "sigma_data": net.sigma_data, "data": "sklearn digits, train split (80%, seed 0), scaled to [-1, 1]",
+        "loss": "EDM2 uncertainty-weighted; sigma log-normal (P_mean -1.2, P_std 1.2), 25% log-uniform on [0.002, 80]",
+        "final_train_loss_250": sum(losses[-250:]) / 250, "test_loss": test_loss,
+        "parameters": sum(p.numel() for p in net.parameters()), "seconds": round(time.time() - t0)})
+    print(rec)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,170 @@
+import json
+import types
+import warnings
+
+import diffusers
+import numpy as np
+import pytest
+import torch
+
+import entropic_fast as ef
+from entropic_fast.adapters import diffusers as dfa
+from entropic_fast.adapters import edm, flow, kdiffusion
+from entropic_fast.errors import InputError
+
+def tiny_unet():
+    torch.manual_seed(0)
+    return diffusers.UNet2DModel(sample_size=8, in_channels=1, out_channels=1, layers_per_block=1,
+                                 block_out_channels=(8, 16), norm_num_groups=4,
+                                 down_block_types=("DownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "UpBlock2D")).eval()
+
+
+def euler():
+    return diffusers.EulerDiscreteScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear")
+
+
+# ---------------------------------------------------------------- diffusers VP models
+
+
+class GaussianVP(torch.nn.Module):
+    """The exact N(0, var) model in diffusers' VP parameterisation, predicting eps, v or x0 from (x_vp, t)."""
+
+    def __init__(self, scheduler, var, prediction):
+        super().__init__()
+        self.ls = torch.log(((1 - scheduler.alphas_cumprod.double()) / scheduler.alphas_cumprod.double()).sqrt())
+        self.var, self.prediction = var, prediction
+
+    def forward(self, x_vp, t):
+        lo = t.double().floor().long().clamp(0, len(self.ls) - 2)
+        s = torch.exp(self.ls[lo] + (t.double() - lo) * (self.ls[lo + 1] - self.ls[lo])).view(-1, 1, 1, 1)
+        x = x_vp.double() * (1 + s**2).sqrt()
+        x0 = x * self.var / (self.var + s**2)
+        eps = (x - x0) / s
+        a, b = 1 / (1 + s**2).sqrt(), s / (1 + s**2).sqrt()  # sqrt(alpha_bar), sqrt(1 - alpha_bar)
+        out = {"epsilon": eps, "v_prediction": a * eps - b * x0, "sample": x0}[self.prediction]
+        return types.SimpleNamespace(sample=out)  # like UNet2DOutput
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction", "sample"])
+def test_vp_adapter_is_exact_on_a_gaussian(prediction):
+    sched = euler()
+    den = dfa.denoiser(GaussianVP(sched, 0.3, prediction), sched, prediction_type=prediction)
+    gauss = ef.analytic.Gaussian(0.3, (1, 4, 4))
+    x = torch.randn(6, 1, 4, 4, dtype=torch.float64) * 3
+    sigma = torch.tensor([0.03, 0.1, 0.7, 2.0, 9.0, 14.0], dtype=torch.float64)
+    torch.testing.assert_close(den(x, sigma), gauss(x, sigma), rtol=1e-10, atol=1e-12)
+
+
+def test_real_unet_profiles_and_euler_takes_our_sigmas():
+    sched = euler()
+    den = dfa.denoiser(tiny_unet(), sched)
+    grid = ef.sigma_grid(12, den.sigma_min, den.sigma_max)
+    prof = ef.profile(den, torch.randn(64, 1, 8, 8), grid, samples=16, progress=False)
+    assert np.all(np.isfinite(prof.mse)) and prof.meta["model"].startswith("diffusers VP adapter")
+    sig = ef.schedule(prof, 10, "rescaled")
+    sched.set_timesteps(**dfa.to_diffusers(sig, sched))
+    np.testing.assert_allclose(sched.sigmas.numpy(), sig, rtol=1e-6)
+    assert len(sched.timesteps) == 10 and torch.all(sched.timesteps[:-1] > sched.timesteps[1:])
+
+
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+def test_flow_match_scheduler_takes_our_sigmas_with_its_shift_neutralised(shift):
+    sched = diffusers.FlowMatchEulerDiscreteScheduler(shift=shift)
+    sig = ef.grids.karras(8, 0.01, 50.0)
+    sched.set_timesteps(**dfa.to_diffusers(sig, sched))
+    np.testing.assert_allclose(sched.sigmas.numpy(), sig / (1 + sig), rtol=1e-5, atol=1e-7)
+
+
+def test_timestep_only_and_unsupported_schedulers():
+    ddpm = diffusers.DDPMScheduler(num_train_timesteps=1000)
+    sig = ef.grids.karras(6, 0.05, 50.0)
+    with warnings.catch_warnings(record=True) as w:
+        warnings.simplefilter("always")
+        kw = dfa.to_diffusers(sig, ddpm)
+    assert "timesteps only" in str(w[0].message)
+    ddpm.set_timesteps(**kw)
+    assert ddpm.timesteps.tolist() == kw["timesteps"]
+    with pytest.raises(InputError, match="DDIMScheduler.set_timesteps accepts neither sigmas= nor timesteps="):
+        dfa.to_diffusers(sig, diffusers.DDIMScheduler())
+
+
+# ---------------------------------------------------------------- flow models
+
+
+def test_flow_adapter_is_exact_on_a_gaussian():
+    var = 0.4
+
+    def velocity(xt, t):  # exact v = E[n - x0 | x_t] for x0 ~ N(0, var)
+        t = t.double().view(-1, 1)
+        cov = (1 - t) ** 2 * var + t**2
+        return xt.double() * (t - (1 - t) * var) / cov
+
+    den = flow.denoiser(velocity)
+    x = torch.randn(5, 3, dtype=torch.float64) * 2
+    sigma = torch.tensor([0.01, 0.3, 1.0, 5.0, 70.0], dtype=torch.float64)
+    torch.testing.assert_close(den(x, sigma), ef.analytic.Gaussian(var, (3,))(x, sigma), rtol=1e-10, atol=1e-12)
+    np.testing.assert_allclose(flow.t_to_sigma(flow.flow_times([3.0, 1.0, 0.0])), [3.0, 1.0, 0.0])
+
+
+# ---------------------------------------------------------------- EDM / EDM2
+
+
+class ToyEDM(torch.nn.Module):
+    """An EDM-style conditional net: returns the class id as the image (so labels can be checked)."""
+    label_dim = 4
+
+    def __init__(self):
+        super().__init__()
+        self.w = torch.nn.Parameter(torch.ones(()))
+        self.calls = []
+
+    def forward(self, x, sigma, class_labels=None, force_fp32=False):
+        self.calls.append((x.dtype, torch.is_autocast_enabled('cpu'), force_fp32))
+        return (class_labels.argmax(1).to(x.dtype) * self.w).view(-1, *([1] * (x.ndim - 1))).expand_as(x)
+
+
+def test_edm_adapter_one_hot_labels_autocast_and_refusal():
+    net = ToyEDM()
+    data = torch.arange(4.0).repeat_interleave(5).view(20, 1, 1, 1).expand(20, 1, 2, 2).contiguous()
+    labels = torch.arange(4).repeat_interleave(5)
+    p = ef.profile(edm.denoiser(net, dtype=torch.bfloat16, force_fp32=True), data, ef.sigma_grid(4), samples=8,
+                   labels=labels, progress=False)
+    assert np.all(p.sum == 0), "one-hot labels must follow their rows"
+    assert all(autocast and fp32 for _, autocast, fp32 in net.calls)
+    with pytest.raises(InputError, match=r"class-conditional \(label_dim=4\): pass labels="):
+        ef.profile(edm.denoiser(net), data, ef.sigma_grid(4), samples=4, progress=False)
+
+
+def test_logvar_fast_path_needs_a_logvar_head():
+    with pytest.raises(InputError, match="has no EDM2 logvar head"):
+        edm.logvar_mse(ToyEDM(), [0.1, 1.0], 4)
+
+
+# ---------------------------------------------------------------- k-diffusion style and the CLI
+
+
+def test_get_sigmas_entropic():
+    s = ef.sigma_grid()
+    prof = ef.Profile.from_curve(s, 3 * s**2 * 0.25 / (s**2 + 0.25), 3)
+    got = kdiffusion.get_sigmas_entropic(12, prof, "rescaled")
+    assert got.dtype == torch.float32 and got.shape == (13,) and got[-1] == 0 and torch.all(got[:-1] > got[1:])
+    np.testing.assert_allclose(got.numpy(), ef.schedule(prof, 12, "rescaled"), rtol=1e-6)
+
+
+def test_cli_profile_and_schedule_formats(tmp_path, capsys):
+    from entropic_fast.cli import main
+    np.save(tmp_path / "data.npy", np.random.default_rng(0).normal(size=(50, 3)).astype(np.float32))
+    out = tmp_path / "p.npz"
+    assert main(["profile", "--model", "tests_factory:gaussian", "--data", str(tmp_path / "data.npy"), "--out", str(out),
+                 "--samples", "16", "--grid", "0.01", "10", "8", "--quiet"]) == 0
+    assert ef.Profile.load(out).sigmas.size == 8
+    capsys.readouterr()
+    assert main(["schedule", str(out), "--steps", "5", "--format", "diffusers"]) == 0
+    kw = json.loads(capsys.readouterr().out)
+    assert len(kw["sigmas"]) == 6 and kw["sigmas"][-1] == 0
+    assert main(["schedule", str(out), "--steps", "5", "--format", "csv"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0] == "step,sigma" and len(rows) == 7
+    assert main(["profile", "--model", "nomodule", "--data", "digits", "--out", str(out)]) == 2
+    assert "MODULE:FACTORY" in capsys.readouterr().err
