@@ -168,3 +168,15 @@ def test_cli_profile_and_schedule_formats(tmp_path, capsys):
     assert rows[0] == "step,sigma" and len(rows) == 7
     assert main(["profile", "--model", "nomodule", "--data", "digits", "--out", str(out)]) == 2
     assert "MODULE:FACTORY" in capsys.readouterr().err
+
+
+def test_logvar_fast_path_agrees_with_the_sampled_profile_of_the_shipped_model():
+    from entropic_fast import digits
+    net = digits.denoiser()
+    x, _ = digits.load("train")
+    grid = np.geomspace(0.005, 80.0, 12)
+    sampled = ef.profile(net, x, grid, samples=256, progress=False)
+    fast = edm.profile_from_logvar(net, grid, 64)
+    ratio = fast.mse / sampled.mse
+    assert np.all((ratio > 0.9) & (ratio < 1.25)), ratio  # measured 1.00 .. 1.10 (README)
+    assert fast.meta["source"] == "EDM2 logvar"
