@@ -72,7 +72,7 @@ class SmallUNetish(torch.nn.Module):
         return x / (1 + s**2) + s / (1 + s**2).sqrt() * self.net(h)
 
 
-def bench_loop(n_sigmas=32, samples=256, batch_size=256, repeat=3):
+def bench_loop(n_sigmas=32, samples=256, batch_size=256, repeat=5):
     torch.manual_seed(0)
     net = SmallUNetish().eval()
     data = torch.randn(2000, 1, 16, 16)
