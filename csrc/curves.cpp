@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -172,6 +173,18 @@ void isotonic_row(const double* y, const double* w, ssize_t n, double* out) {
         for (ssize_t j = 0; j < len[b]; ++j) out[k++] = val[b];
 }
 
+// Copy of one curve divided by its largest value, and that value (1 for an all-zero curve). Integration
+// and inversion are homogeneous in the integrand, so working on the scaled copy keeps full precision for
+// curves of subnormal or huge values (1e-320, 1e300) and cannot overflow.
+double scaled_row(const double* y, ssize_t n, std::vector<double>& out) {
+    double m = 0.0;
+    for (ssize_t i = 0; i < n; ++i) m = std::max(m, y[i]);
+    if (!(m > 0.0)) m = 1.0;
+    out.resize(n);
+    for (ssize_t i = 0; i < n; ++i) out[i] = y[i] / m;
+    return m;
+}
+
 // ---------------------------------------------------------------- bindings
 
 Array slopes(const Array& x, const Array& y) {
@@ -199,10 +212,12 @@ Array cumulative(const Array& x, const Array& y) {
     const double *px = x.data(), *py = y.data();
     {
         py::gil_scoped_release release;
-        std::vector<double> d(n);
+        std::vector<double> d(n), ys;
         for (ssize_t r = 0; r < m; ++r) {
-            pchip_slopes(px, py + r * n, n, d.data());
-            cumulative_row(px, py + r * n, d.data(), n, pc + r * n);
+            const double scale = scaled_row(py + r * n, n, ys);
+            pchip_slopes(px, ys.data(), n, d.data());
+            cumulative_row(px, ys.data(), d.data(), n, pc + r * n);
+            for (ssize_t i = 0; i < n; ++i) pc[r * n + i] *= scale;
         }
     }
     return c;
@@ -225,9 +240,10 @@ Array integral_at(const Array& x, const Array& y, const Array& xq) {
     double* po = out.mutable_data();
     {
         py::gil_scoped_release release;
-        std::vector<double> d(n), c(n);
+        std::vector<double> d(n), c(n), ys;
         for (ssize_t r = 0; r < m; ++r) {
-            const double* yr = py + r * n;
+            const double scale = scaled_row(py + r * n, n, ys);
+            const double* yr = ys.data();
             pchip_slopes(px, yr, n, d.data());
             cumulative_row(px, yr, d.data(), n, c.data());
             for (ssize_t j = 0; j < q; ++j) {
@@ -235,7 +251,7 @@ Array integral_at(const Array& x, const Array& y, const Array& xq) {
                 const ssize_t i = locate(px, n, v);
                 const double h = px[i + 1] - px[i], t = (v - px[i]) / h;
                 const double part = std::max(0.0, piece_integral(h, yr[i], yr[i + 1], d[i], d[i + 1], t));
-                po[r * q + j] = std::min(c[i] + part, c[i + 1]);
+                po[r * q + j] = std::min(c[i] + part, c[i + 1]) * scale;
             }
         }
     }
@@ -255,19 +271,24 @@ Array invert(const Array& x, const Array& y, const Array& targets) {
     std::string err;
     {
         py::gil_scoped_release release;
-        std::vector<double> d(n), c(n);
+        std::vector<double> d(n), c(n), ys;
         for (ssize_t r = 0; r < m && err.empty(); ++r) {
-            const double* yr = py + r * n;
+            const double scale = scaled_row(py + r * n, n, ys);
+            const double* yr = ys.data();
             pchip_slopes(px, yr, n, d.data());
             cumulative_row(px, yr, d.data(), n, c.data());
-            const double total = c[n - 1], tol = 1e-12 * total;
+            // the ends are judged in the caller's units: top is bit for bit what cumulative() returns, so
+            // targets 0 and top map exactly to the grid ends even where the scaling loses digits (subnormals)
+            const double total = c[n - 1], top = total * scale;
+            const double tol = 1e-12 * top + 4 * std::numeric_limits<double>::denorm_min();
             for (ssize_t j = 0; j < q; ++j) {
-                const double t = pt[r * q + j];
-                if (t < -tol || t > total + tol) {
-                    err = "target " + fmt(t) + " of curve " + std::to_string(r) + " is outside its range [0, " +
-                          fmt(total) + "]";
+                const double target = pt[r * q + j];
+                if (target < -tol || target > top + tol) {
+                    err = "target " + fmt(target) + " of curve " + std::to_string(r) + " is outside its range [0, " +
+                          fmt(top) + "]";
                     break;
                 }
+                const double t = target >= top ? total : std::min(std::max(target / scale, 0.0), total);
                 po[r * q + j] = invert_one(px, yr, d.data(), c.data(), n, t);
             }
         }

@@ -59,6 +59,10 @@ def _profile(args):
     prof = profile(_load_factory(args.model), _load_data(args.data), sigma_grid(int(n), lo, hi),
                    samples=args.samples, batch_size=args.batch_size, seed=args.seed, spectral=args.spectral,
                    device=args.device, progress=not args.quiet)
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+        return  # under torchrun every rank holds the reduced profile; rank 0 writes it
     prof.meta["command_model"] = args.model
     print(f"wrote {prof.save(args.out)}")
     print(prof.summary())

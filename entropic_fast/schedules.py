@@ -62,7 +62,7 @@ def _spectral_integrand(prof, smooth):
     e = prof.spectra.reshape(s.size, -1).T  # (directions, sigmas)
     if not np.all(np.isfinite(e)):
         raise InputError("profile has sigmas with no samples")
-    if not prof.exact if smooth is None else smooth:
+    if (not prof.exact) if smooth is None else smooth:  # isotonic per direction, weighted by sample count
         e = curves.isotonic(e, np.broadcast_to(prof.count, e.shape))
     f = np.maximum(e, 0.0) / s
     total = curves.cumulative(u, f)[:, -1]  # every direction in one batched call

@@ -28,7 +28,7 @@ def curve(draw):
     return x, y
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=300, deadline=None, derandomize=True)
 @given(curve(), st.integers(2, 40))
 def test_cumulative_monotone_and_inversion_strictly_descending(c, K):
     x, y = c
@@ -45,10 +45,11 @@ def test_cumulative_monotone_and_inversion_strictly_descending(c, K):
     gap = np.diff(targets) < -1e-12 * total
     assert np.all(np.diff(u)[gap] < 0) or K == 2
     back = curves.integral_at(x, y, u)
-    np.testing.assert_allclose(back, targets, rtol=1e-9, atol=1e-9 * total)
+    # subnormal results carry an absolute precision of about 5e-324 only
+    np.testing.assert_allclose(back, targets, rtol=1e-9, atol=1e-9 * total + 1e-321)
 
 
-@settings(max_examples=200, deadline=None)
+@settings(max_examples=200, deadline=None, derandomize=True)
 @given(st.lists(st.floats(-1e300, 1e300), min_size=1, max_size=60),
        st.lists(st.floats(1e-6, 1e6), min_size=60, max_size=60))
 def test_isotonic_is_non_decreasing_and_mean_preserving(y, w):
@@ -58,3 +59,16 @@ def test_isotonic_is_non_decreasing_and_mean_preserving(y, w):
     assert np.all(np.diff(fit) >= 0)
     scale = np.max(np.abs(y)) * np.sum(w)
     assert abs(np.sum(w * fit) - np.sum(w * y)) <= 1e-9 * scale + 1e-300
+
+
+def test_found_cases_subnormal_and_huge_flat_curves():
+    """Cases hypothesis found: curves of subnormal values (and their mirror, huge ones) keep exact ends."""
+    x = np.arange(42.0)
+    for value in (5e-324, 1e-310, 1e300):
+        y = np.full(42, value)
+        total = curves.cumulative(x, y)[-1]
+        for K in (2, 18):
+            u = curves.invert(x, y, total * (1 - np.arange(K) / (K - 1)))
+            assert u[0] == x[-1] and u[-1] == x[0] and np.all(np.diff(u) <= 0)
+        if value > 1e-300:
+            assert np.all(np.diff(u) < 0)
