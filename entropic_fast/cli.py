@@ -59,9 +59,9 @@ def _profile(args):
     prof = profile(_load_factory(args.model), _load_data(args.data), sigma_grid(int(n), lo, hi),
                    samples=args.samples, batch_size=args.batch_size, seed=args.seed, spectral=args.spectral,
                    device=args.device, progress=not args.quiet)
-    import torch.distributed as dist
+    from .estimate import _distributed
 
-    if dist.is_available() and dist.is_initialized() and dist.get_rank() != 0:
+    if (_distributed() or (0, 1))[0] != 0:
         return  # under torchrun every rank holds the reduced profile; rank 0 writes it
     prof.meta["command_model"] = args.model
     print(f"wrote {prof.save(args.out)}")

@@ -115,8 +115,7 @@ def run(out="demo_out", samples=256, fd_samples=700, seeds=(0, 1, 2), fd_steps=(
     clf = digits.classifier()
     all_x, _ = digits.load("all")
     ref = digits.features(all_x, clf)
-    train_x, test_x = digits.load("train")[0], digits.load("test")[0]
-    floor = metrics.frechet_distance(digits.features(train_x, clf), digits.features(test_x, clf))
+    floor = metrics.frechet_distance(digits.features(data, clf), digits.features(digits.load("test")[0], clf))
     fd = frechet_table(net, table, ref, clf, fd_samples, seeds, fd_steps)
     lines = [f"Frechet distance of {fd_samples} samples to all 1797 digits (classifier features), mean ± std over "
              f"{len(seeds)} seeds; best per row in bold. Real train vs real test: {floor:.3f}.", "",

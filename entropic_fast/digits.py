@@ -4,6 +4,7 @@ Everything here is trained by the project's own scripts (``scripts/train_digits.
 ``scripts/train_classifier.py``) and ships as weights in ``entropic_fast/weights`` with a record of
 how it was made; nothing is downloaded.
 """
+import functools
 import json
 import math
 import os
@@ -15,13 +16,18 @@ from torch import nn
 WEIGHTS = os.path.join(os.path.dirname(__file__), "weights")
 
 
-def load(split="all", seed=0):
-    """Digits as float32 ``(N, 1, 8, 8)`` in [-1, 1] and int64 labels; ``split`` is train (80%), test or all."""
+@functools.lru_cache(maxsize=1)
+def _all_digits():
+    """All 1797 digits, parsed once from scikit-learn's bundled file."""
     from sklearn.datasets import load_digits
 
     d = load_digits()
-    x = torch.tensor(d.images, dtype=torch.float32)[:, None] / 8.0 - 1.0
-    y = torch.tensor(d.target, dtype=torch.int64)
+    return torch.tensor(d.images, dtype=torch.float32)[:, None] / 8.0 - 1.0, torch.tensor(d.target, dtype=torch.int64)
+
+
+def load(split="all", seed=0):
+    """Digits as float32 ``(N, 1, 8, 8)`` in [-1, 1] and int64 labels; ``split`` is train (80%), test or all."""
+    x, y = _all_digits()
     perm = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))
     cut = int(0.8 * len(x))
     idx = {"train": perm[:cut], "test": perm[cut:], "all": torch.arange(len(x))}[split]
@@ -147,10 +153,10 @@ class Classifier(nn.Module):
 # ---------------------------------------------------------------- shipped weights
 
 
-def _load(name, module):
+def _load(name, module, script):
     path = os.path.join(WEIGHTS, name)
     if not os.path.exists(path):
-        raise FileNotFoundError(f"{path} is missing: train it with scripts/{name.split('.')[0].replace('digits_', 'train_')}.py")
+        raise FileNotFoundError(f"{path} is missing: make it with python scripts/{script}")
     state = torch.load(path, map_location="cpu", weights_only=True)
     module.load_state_dict(state)
     return module.eval()
@@ -165,12 +171,12 @@ def record(name):
 def denoiser():
     """The shipped digits denoiser (EMA weights), in eval mode on the CPU."""
     rec = record("digits_edm.pt")
-    return _load("digits_edm.pt", EDMDenoiser(rec["sigma_data"], rec["channels"]))
+    return _load("digits_edm.pt", EDMDenoiser(rec["sigma_data"], rec["channels"]), "train_digits.py")
 
 
 def classifier():
     """The shipped digits classifier, in eval mode on the CPU."""
-    return _load("digits_classifier.pt", Classifier())
+    return _load("digits_classifier.pt", Classifier(), "train_classifier.py")
 
 
 @torch.no_grad()

@@ -56,6 +56,8 @@ class Profile:
                                  f"got {spec.shape}")
             if power.shape != spec.shape[1:]:
                 raise InputError(f"power_sum must have shape {spec.shape[1:]}, got {power.shape}")
+            if power_count is None or not power_count > 0:
+                raise InputError(f"power_count must be > 0 for a spectral profile, got {power_count!r}")
             self.spectral_sum, self.power_sum, self.power_count = spec, power, float(power_count)
 
     @classmethod

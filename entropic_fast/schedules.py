@@ -20,6 +20,11 @@ def _check_kind(kind, allowed):
         raise InputError(f"unknown schedule kind {kind!r}; known kinds: {', '.join(allowed)}")
 
 
+def _smoothing(prof, smooth):
+    """Isotonic smoothing is on by default for sampled profiles, off for exact curves."""
+    return (not prof.exact) if smooth is None else bool(smooth)
+
+
 def error_curve(prof, smooth=None):
     """``e(s)`` on the grid; with ``smooth`` (default: sampled profiles) its weighted isotonic fit."""
     if not isinstance(prof, Profile):
@@ -27,9 +32,7 @@ def error_curve(prof, smooth=None):
     e = prof.mse
     if not np.all(np.isfinite(e)):
         raise InputError(f"profile has sigmas with no samples: {prof.sigmas[~np.isfinite(e)][:3]}")
-    if smooth is None:
-        smooth = not prof.exact
-    if not smooth:
+    if not _smoothing(prof, smooth):
         return e
     # weights 1/stderr^2; stderr floored at 1e-12 of the curve, sigmas with < 2 samples nearly ignored
     se2 = np.maximum(prof.stderr**2, (1e-12 * max(float(e.max()), 1e-300)) ** 2)
@@ -62,7 +65,7 @@ def _spectral_integrand(prof, smooth):
     e = prof.spectra.reshape(s.size, -1).T  # (directions, sigmas)
     if not np.all(np.isfinite(e)):
         raise InputError("profile has sigmas with no samples")
-    if (not prof.exact) if smooth is None else smooth:  # isotonic per direction, weighted by sample count
+    if _smoothing(prof, smooth):  # isotonic per direction, weighted by sample count
         e = curves.isotonic(e, np.broadcast_to(prof.count, e.shape))
     f = np.maximum(e, 0.0) / s
     total = curves.cumulative(u, f)[:, -1]  # every direction in one batched call
@@ -105,9 +108,8 @@ def _eigenvalues(prof, eigenvalues, data):
 
 def _best_tangent_scale(steps, smin, smax, lam):
     """The single scale ``c`` whose tangent law has the smallest DDIM KL (log-spaced search)."""
-    cs = np.geomspace(np.sqrt(lam.min()) / 10, np.sqrt(lam.max()) * 10, 200)
-    lam_t = torch.as_tensor(lam)
-    kl = [float(ddim_kl(torch.as_tensor(grids.tangent(steps, smin, smax, c)[:-1]), lam_t)) for c in cs]
+    cs = np.geomspace(float(lam.min().sqrt()) / 10, float(lam.max().sqrt()) * 10, 200)
+    kl = [float(ddim_kl(torch.as_tensor(grids.tangent(steps, smin, smax, c)[:-1]), lam)) for c in cs]
     return float(cs[int(np.argmin(kl))])
 
 
@@ -115,7 +117,7 @@ def gaussian_optimal(steps, smin, smax, eigenvalues, iters=500):
     """Descending sigmas from smax to smin (then 0) minimising the DDIM KL for these eigenvalues: the best
     tangent law, refined by L-BFGS on log-sigma increments kept positive by a softmax."""
     lam = torch.as_tensor(np.asarray(eigenvalues, np.float64))
-    start = grids.tangent(steps, smin, smax, _best_tangent_scale(steps, smin, smax, lam.numpy()))[:-1]
+    start = grids.tangent(steps, smin, smax, _best_tangent_scale(steps, smin, smax, lam))[:-1]
     theta = torch.tensor(np.log(-np.diff(np.log(start))), requires_grad=True)
     span = np.log(smax) - np.log(smin)
 

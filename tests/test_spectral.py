@@ -86,6 +86,22 @@ def test_spectral_profile_save_load_and_merge(tmp_path):
         whole.merge(plain)
 
 
+def test_spectral_file_without_power_count_is_a_format_error(tmp_path):
+    import json
+    import zipfile
+
+    from entropic_fast.errors import ProfileFormatError
+    good = exact_profile(model(), ef.sigma_grid(4)).save(tmp_path / "s.npz")
+    with zipfile.ZipFile(good) as z:
+        arrays = {n[:-4]: np.load(z.open(n)) for n in z.namelist()}
+    meta = json.loads(str(arrays["meta"]))
+    del meta["power_count"]
+    arrays["meta"] = np.array(json.dumps(meta))
+    np.savez(tmp_path / "bad.npz", **arrays)
+    with pytest.raises(ProfileFormatError, match="power_count must be > 0"):
+        ef.Profile.load(tmp_path / "bad.npz")
+
+
 def test_spectral_needs_image_data_and_a_spectral_profile():
     with pytest.raises(InputError, match=r"spectral=True needs image data"):
         ef.profile(lambda x, s: x, torch.randn(8, 5), samples=4, spectral=True, progress=False)
