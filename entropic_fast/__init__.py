@@ -1,11 +1,32 @@
-"""entropic_fast: entropic-time sampling schedules for trained diffusion models (see DESIGN.md)."""
-from . import analytic
-from .errors import InputError, ProfileFormatError
+"""entropic_fast: entropic-time sampling schedules for trained diffusion models (see DESIGN.md).
+
+The submodules a user reads about (``analytic``, ``samplers``, ``metrics``, ``adapters``, ``plots``,
+``data`` ...) are attributes of the package, imported on first use so that ``import entropic_fast``
+stays light.
+"""
+import importlib
+
+from .errors import InputError, Interrupted, ProfileFormatError
 from .estimate import profile
 from .grids import sigma_grid
 from .profile import Profile
 from .schedules import KINDS, entropic_time, schedule
 
-__all__ = ["analytic", "sigma_grid", "profile", "Profile", "entropic_time", "schedule", "KINDS",
-           "InputError", "ProfileFormatError"]
+_LAZY = ("analytic", "samplers", "metrics", "adapters", "plots", "schedules", "grids", "curves", "kernels",
+         "fingerprint", "units", "checkpoint", "signals", "files", "checks", "estimate", "digits", "demo", "cli")
+
+__all__ = ["sigma_grid", "profile", "Profile", "entropic_time", "schedule", "KINDS", "InputError",
+           "ProfileFormatError", "Interrupted", *_LAZY]
 __version__ = "0.1.0"
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        module = importlib.import_module(f".{name}", __name__)
+        globals()[name] = module
+        return module
+    raise AttributeError(f"module 'entropic_fast' has no attribute {name!r}")
+
+
+def __dir__():
+    return sorted(set(globals()) | set(_LAZY))

@@ -3,6 +3,7 @@
 import numpy as np
 import torch
 
+from . import checks
 from .errors import InputError
 from .kernels.reference import gmm_denoise
 
@@ -20,7 +21,7 @@ class Gaussian:
         var = torch.as_tensor(var, dtype=torch.float64)
         if shape is None:
             shape = tuple(var.shape)
-        shape = tuple(int(n) for n in shape)
+        shape = tuple(checks.integer(n, "shape", 1) for n in shape)
         if not shape:
             raise InputError("Gaussian needs a data shape: pass shape=(...) with a scalar variance")
         try:
@@ -53,17 +54,24 @@ class GMM:
 
     def __init__(self, means, var, weights=None, chunk=4096):
         means = torch.as_tensor(means, dtype=torch.float64)
-        if means.ndim < 2 or means.shape[0] < 1:
-            raise InputError(f"means must have shape (components, *shape), got {tuple(means.shape)}")
+        if means.ndim < 2 or means.shape[0] < 1 or means[0].numel() < 1:
+            raise InputError(f"means must have shape (components, *shape) with a non-empty shape, got "
+                             f"{tuple(means.shape)}")
+        if not bool(torch.isfinite(means).all()):
+            raise InputError("means must be finite, got non-finite values")
         k = means.shape[0]
-        var = torch.as_tensor(var, dtype=torch.float64).expand(k).clone()
+        try:
+            var = torch.as_tensor(var, dtype=torch.float64).expand(k).clone()
+        except RuntimeError:
+            raise InputError(f"var must be a scalar or one value per component ({k}), got shape "
+                             f"{tuple(torch.as_tensor(var).shape)}") from None
         w = torch.ones(k, dtype=torch.float64) if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         if w.shape != (k,) or not (torch.isfinite(w).all() and (w >= 0).all() and w.sum() > 0):
             raise InputError(f"weights must be {k} finite values >= 0 with a positive sum, got {w}")
         if not (torch.isfinite(var).all() and (var >= 0).all()):
             raise InputError(f"component variances must be finite and >= 0, got {var}")
         self.means, self.var, self.weights = means, var, w / w.sum()
-        self.shape, self.dim, self.chunk = tuple(means.shape[1:]), means[0].numel(), int(chunk)
+        self.shape, self.dim, self.chunk = tuple(means.shape[1:]), means[0].numel(), checks.integer(chunk, "chunk", 1)
         self._flat = means.reshape(k, -1)
 
     @property

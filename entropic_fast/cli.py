@@ -1,18 +1,31 @@
-"""The ``entropic-fast`` command: schedules from a saved profile, a profile summary, the demo."""
+"""The ``entropic-fast`` command: schedules from a saved profile, a profile summary, profiling, the demo.
+
+Exit status: 0 done, 2 a usage error (bad arguments, files or input: one line on stderr, no
+traceback), 1 a failure while running, 130 on Ctrl-C and 143 on SIGTERM (after the checkpoint,
+if one was asked for, is written).
+"""
 import argparse
 import json
 import os
 import sys
 
-from .errors import InputError
+from .errors import InputError, Interrupted
 from .profile import Profile
 from .schedules import KINDS, schedule
 
 
+class _Usage(InputError):
+    """A command-line usage error."""
+
+
 def _schedule(args):
+    fmt = args.format
+    if args.json:
+        if fmt not in ("plain", "json"):
+            raise _Usage(f"--json and --format {fmt} ask for two formats: use one of them")
+        fmt = "json"
     prof = Profile.load(args.profile)
     s = schedule(prof, args.steps, args.kind, args.sigma_min, args.sigma_max)
-    fmt = "json" if args.json else args.format
     if fmt == "json":
         print(json.dumps({"kind": args.kind, "steps": args.steps, "sigmas": s.tolist()}))
     elif fmt == "diffusers":  # what EulerDiscreteScheduler.set_timesteps takes (see adapters.diffusers.to_diffusers)
@@ -25,17 +38,25 @@ def _schedule(args):
 
 
 def _load_factory(spec):
-    """``MODULE:FACTORY`` -> the object the factory returns (called with no arguments)."""
+    """``MODULE:FACTORY`` -> the denoiser the factory returns (called with no arguments)."""
     import importlib
 
     module, _, name = spec.partition(":")
     if not module or not name:
-        raise InputError(f"--model must be MODULE:FACTORY, got {spec!r}")
+        raise _Usage(f"--model must be MODULE:FACTORY, got {spec!r}")
     try:
         factory = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
-        raise InputError(f"cannot load {spec!r}: {e}") from None
-    return factory()
+        raise _Usage(f"cannot load {spec!r}: {e}") from None
+    if not callable(factory):
+        raise _Usage(f"--model {spec!r} names a {type(factory).__name__}, not a factory function")
+    try:
+        model = factory()
+    except TypeError as e:
+        raise _Usage(f"--model {spec!r} must be callable with no arguments: {e}") from None
+    if not callable(model):
+        raise _Usage(f"--model {spec!r} returned a {type(model).__name__}, not a denoiser(x, sigma)")
+    return model
 
 
 def _load_data(spec):
@@ -47,20 +68,39 @@ def _load_data(spec):
         from .digits import load
         return load("train")[0]
     if not spec.endswith(".npy"):
-        raise InputError(f"--data must be 'digits' or a .npy file, got {spec!r}")
-    return torch.from_numpy(np.load(spec, allow_pickle=False))
+        raise _Usage(f"--data must be 'digits' or a .npy file, got {spec!r}")
+    try:
+        a = np.load(spec, allow_pickle=False)
+    except FileNotFoundError:
+        raise _Usage(f"--data {spec}: no such file") from None
+    except (OSError, ValueError, EOFError) as e:
+        raise _Usage(f"--data {spec} is not a numeric .npy array ({e})") from None
+    if not isinstance(a, np.ndarray) or a.dtype.kind not in "fiu":
+        raise _Usage(f"--data {spec} holds {getattr(a, 'dtype', type(a).__name__)}, not numbers")
+    return torch.from_numpy(a.astype(np.float32) if a.dtype.kind in "iu" else a)
+
+
+def _grid(values):
+    from .checks import integer
+    from .grids import sigma_grid
+
+    lo, hi, n = values
+    try:
+        n = integer(n, "--grid N")
+    except InputError as e:
+        raise _Usage(str(e)) from None
+    return sigma_grid(n, lo, hi)
 
 
 def _profile(args):
-    from .estimate import profile
-    from .grids import sigma_grid
+    from .estimate import _distributed, profile
+    from .files import check_writable
 
-    lo, hi, n = args.grid
-    prof = profile(_load_factory(args.model), _load_data(args.data), sigma_grid(int(n), lo, hi),
-                   samples=args.samples, batch_size=args.batch_size, seed=args.seed, spectral=args.spectral,
-                   device=args.device, progress=not args.quiet)
-    from .estimate import _distributed
-
+    grid = _grid(args.grid)
+    check_writable(args.out, "--out")
+    prof = profile(_load_factory(args.model), _load_data(args.data), grid, samples=args.samples,
+                   batch_size=args.batch_size, seed=args.seed, spectral=args.spectral, device=args.device,
+                   progress=not args.quiet, checkpoint=args.checkpoint)
     if (_distributed() or (0, 1))[0] != 0:
         return  # under torchrun every rank holds the reduced profile; rank 0 writes it
     prof.meta["command_model"] = args.model
@@ -74,16 +114,25 @@ def _info(args):
 
 def _demo(args):
     """Profile the shipped digits model, write its schedules and figures, print the Frechet table."""
+    from .files import check_writable
+
+    out = os.path.abspath(args.out)
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise _Usage(f"--out {args.out} exists and is not a folder")
+    if os.path.isdir(out):
+        check_writable(os.path.join(out, "profile.npz"), "--out")
+    else:
+        check_writable(out, "--out")
     from .demo import run
 
     text, seconds = run(args.out, quick=args.quick)
     print(text)
     names = sorted(os.listdir(args.out))
-    print(f"done in {seconds:.0f}s; wrote to {os.path.abspath(args.out)}: {', '.join(names)}")
+    print(f"done in {seconds:.0f}s; wrote to {out}: {', '.join(names)}")
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="entropic-fast", description=__doc__)
+    p = argparse.ArgumentParser(prog="entropic-fast", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     s = sub.add_parser("schedule", help="print the sigmas of a schedule built from a profile")
     s.add_argument("profile")
@@ -104,6 +153,8 @@ def build_parser():
     pr.add_argument("--batch-size", type=int, default=256)
     pr.add_argument("--seed", type=int, default=0)
     pr.add_argument("--device", default=None)
+    pr.add_argument("--checkpoint", default=None,
+                    help="save progress here (and on Ctrl-C or SIGTERM); a rerun with the same arguments resumes")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(run=_profile)
     i = sub.add_parser("info", help="summarise a profile file")
@@ -116,13 +167,36 @@ def build_parser():
     return p
 
 
+def _quiet_stdout():
+    """After a broken pipe: point stdout at /dev/null so that the interpreter's final flush stays silent."""
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError):
+        pass
+
+
 def main(argv=None):
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except (InputError, FileNotFoundError) as e:
+        sys.stdout.flush()
+    except BrokenPipeError:  # `entropic-fast schedule ... | head`: the reader left, nothing to report
+        _quiet_stdout()
+        return 141
+    except Interrupted as e:
+        from .signals import exit_code
+        print(f"entropic-fast: interrupted by signal {e.signum}", file=sys.stderr)
+        return exit_code(e.signum)
+    except KeyboardInterrupt:
+        print("entropic-fast: interrupted", file=sys.stderr)
+        return 130
+    except (InputError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         print(f"entropic-fast: error: {e}", file=sys.stderr)
         return 2
+    except OSError as e:
+        print(f"entropic-fast: failed: {e}", file=sys.stderr)
+        return 1
     return 0
 
 

@@ -7,3 +7,11 @@ class InputError(ValueError):
 
 class ProfileFormatError(InputError):
     """A profile file is damaged, of another format version, or not a profile at all."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A run stopped by SIGINT or SIGTERM after checkpointing; ``signum`` says which signal."""
+
+    def __init__(self, signum, message=None):
+        super().__init__(message or f"stopped by signal {signum}")
+        self.signum = signum

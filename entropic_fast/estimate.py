@@ -1,68 +1,33 @@
 """The Monte-Carlo driver: per-sigma denoising error of a denoiser on data (DESIGN.md section 1).
 
-Work is cut into units of at most ``UNIT`` samples keyed by ``(seed, sigma index, unit index)``:
-each unit draws its data rows with its own generator, and every row has a fixed id from which the
-kernels draw its noise (Philox keyed by seed, row id and element index). So the profile depends
-neither on ``batch_size`` (a batch packs whole units, of mixed sigmas), nor on the backend, nor on
-how the units are shared out (``shard``, or the ranks of a ``torch.distributed`` group).
-Accumulators stay on the device in float64 and the loop never waits on the device, except to
-write a checkpoint. The committed accumulators always hold exactly the finished units, so a
-checkpoint written at any moment (an exception, Ctrl-C) resumes to the uninterrupted result.
+The loop only: work units and their seeds live in ``units``, checkpoints in ``checkpoint``,
+fingerprints in ``fingerprint``, signal handling in ``signals``. A batch packs whole units (of
+mixed sigmas), so the profile depends neither on ``batch_size`` nor on the backend nor on how the
+units are shared out. Accumulators stay on the device in float64 and the loop never waits on the
+device, except to write a checkpoint and, every ``_CHECK_SECONDS``, to look for non-finite outputs.
+Each batch is computed into scratch accumulators and committed whole; a unit's rows are committed
+together with its id, inside a critical section that signals cannot split, so a checkpoint written
+at any moment holds exactly the finished units.
 """
-import json
 import os
-import tempfile
 import time
 import warnings
-import zipfile
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from . import checkpoint as ckpt
+from . import checks, files, signals
+from .checkpoint import CheckpointMismatch  # noqa: F401  (re-exported: the error users catch)
 from .errors import InputError
+from .fingerprint import fingerprint
 from .grids import sigma_grid
 from .kernels import launchers
 from .profile import Profile, _as_grid
+from .units import UNIT, noise_key, shard_rows, unit_rows, unit_seed, work_units
 
-UNIT = 32
-CHECKPOINT_VERSION = 1
-_MASK64 = (1 << 64) - 1
-
-
-class CheckpointMismatch(InputError):
-    """A checkpoint was written by a run with other arguments."""
-
-
-def _splitmix64(z):
-    """One step of SplitMix64 (Steele et al. 2014): a well mixed 64-bit hash."""
-    z = (z + 0x9E3779B97F4A7C15) & _MASK64
-    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return z ^ (z >> 31)
-
-
-def unit_seed(seed, sigma_index, unit_index):
-    """The 63-bit generator seed of one work unit."""
-    return _splitmix64(_splitmix64(_splitmix64(seed & _MASK64) ^ sigma_index) ^ unit_index) >> 1
-
-
-def noise_key(seed):
-    """The 63-bit Philox key of a profile's noise."""
-    return _splitmix64(seed & _MASK64) >> 1
-
-
-def work_units(n_sigmas, samples, shard=(0, 1), done=()):
-    """``(work id, unit index, sigma index, rows)`` of this shard not in ``done``, unit-major
-    (every sigma advances together); the work id is ``unit * n_sigmas + sigma``."""
-    index, count = shard
-    done = set(done)
-    for u in range(-(-samples // UNIT)):
-        rows = min(UNIT, samples - u * UNIT)
-        for i in range(n_sigmas):
-            w = u * n_sigmas + i
-            if w % count == index and w not in done:
-                yield w, u, i, rows
+_CHECK_SECONDS = 10.0
 
 
 def _draw_data(data, labels, rows, generator):
@@ -71,7 +36,10 @@ def _draw_data(data, labels, rows, generator):
         idx = torch.randint(data.shape[0], (rows,), generator=generator)
         picked = data[idx.to(data.device)]
         return picked, (None if labels is None else labels[idx.to(labels.device)])
-    return torch.as_tensor(data.sample(rows, generator=generator)), None
+    x0 = torch.as_tensor(data.sample(rows, generator=generator))
+    if x0.device.type == "cpu" and not bool(torch.isfinite(x0).all()):  # host data: no device sync
+        raise InputError(f"data.sample returned non-finite values ({type(data).__name__})")
+    return x0, None
 
 
 def _units(data, labels, units, seed, n_sigmas, device, dtype):
@@ -115,7 +83,10 @@ def _batches(units, limit):
 
 
 def _module_dtype(denoiser):
-    """The floating dtype of a module's parameters, or None."""
+    """The floating dtype a denoiser declares (``.dtype``) or of a module's parameters, or None."""
+    declared = getattr(denoiser, "dtype", None)
+    if isinstance(declared, torch.dtype) and declared.is_floating_point:
+        return declared
     if isinstance(denoiser, torch.nn.Module):
         for p in denoiser.parameters():
             if p.is_floating_point():
@@ -125,7 +96,16 @@ def _module_dtype(denoiser):
 
 def _pick_device(denoiser, data, device):
     if device is not None:
-        return torch.device(device)
+        try:
+            device = torch.device(device)
+        except (RuntimeError, TypeError):
+            raise InputError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {device!r}") from None
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise InputError(f"device {device} was asked for, but CUDA is not available on this machine")
+        return device
+    declared = getattr(denoiser, "device", None)
+    if isinstance(declared, torch.device):
+        return declared
     if isinstance(denoiser, torch.nn.Module):
         for p in denoiser.parameters():
             return p.device
@@ -135,11 +115,15 @@ def _pick_device(denoiser, data, device):
 def _check_data(data, labels):
     """Validate ``data`` / ``labels``; return one example row (shape and dtype)."""
     if torch.is_tensor(data):
-        if data.ndim < 2 or data.shape[0] < 1:
-            raise InputError(f"data must be a tensor (N, *shape) with N >= 1, got shape {tuple(data.shape)}")
+        if data.ndim < 2 or data.shape[0] < 1 or data[0].numel() < 1:
+            raise InputError(f"data must be a tensor (N, *shape) with N >= 1 and non-empty rows, "
+                             f"got shape {tuple(data.shape)}")
         if not data.is_floating_point():
             raise InputError(f"data must be floating point, got {data.dtype}")
-        if labels is not None and (not torch.is_tensor(labels) or labels.shape[0] != data.shape[0]):
+        if not bool(torch.isfinite(data).all()):  # once, before the loop
+            bad = int((~torch.isfinite(data.reshape(data.shape[0], -1))).any(1).nonzero()[0, 0])
+            raise InputError(f"data has non-finite values (first in row {bad})")
+        if labels is not None and (not torch.is_tensor(labels) or labels.ndim < 1 or labels.shape[0] != data.shape[0]):
             raise InputError(f"labels must be a tensor with one row per data row ({data.shape[0]}), got "
                              f"{getattr(labels, 'shape', type(labels).__name__)}")
         return data[:1]
@@ -147,7 +131,11 @@ def _check_data(data, labels):
         raise InputError(f"data must be a tensor (N, *shape) or have .sample(n, generator), got {type(data).__name__}")
     if labels is not None:
         raise InputError("labels go with a tensor `data` row for row; a sampler object cannot take them")
-    return torch.as_tensor(data.sample(1, generator=torch.Generator().manual_seed(0)))
+    example = torch.as_tensor(data.sample(1, generator=torch.Generator().manual_seed(0)))
+    if example.ndim < 2 or example.shape[0] != 1 or not example.is_floating_point():
+        raise InputError(f"data.sample(1) must return a floating tensor of shape (1, *shape), got "
+                         f"{example.dtype} {tuple(example.shape)}")
+    return example
 
 
 def _describe(denoiser):
@@ -163,6 +151,15 @@ def _image_shape(shape):
     raise InputError(f"spectral=True needs image data of shape (H, W) or (C, H, W) per row, got {tuple(shape)}")
 
 
+def _check_range(grid, example, net_dtype):
+    """Refuse sigmas whose noisy inputs overflow the network's dtype (blame the grid, not the denoiser)."""
+    top = float(torch.finfo(net_dtype).max)
+    peak = float(grid[-1]) * 8.0 + float(example.abs().max())  # 8 sd of noise: never reached in practice
+    if not peak < top:
+        raise InputError(f"sigma={grid[-1]:.6g} makes noisy inputs of about {peak:.3g}, beyond the largest "
+                         f"{str(net_dtype).replace('torch.', '')} ({top:.3g}): lower the top of the grid")
+
+
 def _distributed():
     """``(rank, world size)`` of an initialised torch.distributed group, else None."""
     d = torch.distributed
@@ -176,41 +173,27 @@ def _is_oom(e):
     return isinstance(e, oom)
 
 
-# ---------------------------------------------------------------- checkpoints
-
-
-def _write_checkpoint(path, signature, acc, finished):
-    """Accumulators and the finished work ids, written atomically (``.npz``, no pickles)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".checkpoint-", suffix=".tmp", dir=folder)
+def _check_shard(shard, dist):
+    if dist is not None and shard is not None:
+        raise InputError("shard= and a torch.distributed group both split the work: use one of them")
+    if dist is not None:
+        return dist
+    if shard is None:
+        return (0, 1)
     try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, finished=np.array(sorted(finished), dtype=np.int64),
-                     signature=np.array(json.dumps(signature)),
-                     **{k: v.detach().cpu().numpy() for k, v in acc.items()})
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+        index, count = shard
+    except (TypeError, ValueError):
+        raise InputError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}") from None
+    index, count = checks.integer(index, "shard index"), checks.integer(count, "shard count")
+    if not 0 <= index < count:
+        raise InputError(f"shard must be (index, count) with 0 <= index < count, got {shard!r}")
+    return index, count
 
 
-def _read_checkpoint(path, signature):
-    """The finished work ids and accumulators of a checkpoint written with the same ``signature``."""
-    try:
-        with np.load(path, allow_pickle=False) as z:
-            saved = json.loads(str(z["signature"]))
-            arrays = {k: z[k] for k in z.files if k not in ("signature", "finished")}
-            finished = z["finished"].tolist()
-    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-        raise CheckpointMismatch(f"checkpoint {path} is not readable ({type(e).__name__}: {e}); "
-                                 "remove it to start afresh") from None
-    differ = [k for k in sorted(set(saved) | set(signature)) if saved.get(k) != signature.get(k)]
-    if differ:
-        what = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, this run {signature.get(k)!r}" for k in differ)
-        raise CheckpointMismatch(f"checkpoint {path} was written with other arguments ({what}); "
-                                 "use another checkpoint path or remove it")
-    return finished, arrays
+def _nonfinite_message(grid, a):
+    i = int(np.flatnonzero(a[3])[0])
+    return (f"denoiser output is not finite at sigma={grid[i]:.6g} ({int(a[3, i])} of {int(a[2, i] + a[3, i])} "
+            f"samples so far; {int(a[3].sum())} in all); nonfinite='skip' drops such samples instead")
 
 
 def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0, spectral=False, labels=None,
@@ -226,37 +209,45 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     (not with ``spectral``).
 
     Long runs: ``checkpoint=PATH`` saves the accumulators and the finished work units every
-    ``checkpoint_every`` units or ``checkpoint_seconds`` seconds and when anything (Ctrl-C too)
-    stops the loop; a rerun with the same arguments resumes there. Under ``torch.distributed`` the
-    ranks share the work units and all-reduce the accumulators (each rank checkpoints its own
-    share to ``PATH.rank<r>-of-<w>``). A non-finite denoiser output raises, naming the sigma;
-    ``nonfinite="skip"`` drops those samples instead and records how many. A CUDA out-of-memory
+    ``checkpoint_every`` units or ``checkpoint_seconds`` seconds, and when anything stops the loop:
+    an exception, SIGINT (Ctrl-C) or SIGTERM, the signals being held back to the next unit boundary
+    and raised there as :class:`~entropic_fast.errors.Interrupted` after the checkpoint is written.
+    A rerun with the same arguments resumes there; the signature checked on resume holds
+    fingerprints of the denoiser, the data and the labels (see ``fingerprint``). Under
+    ``torch.distributed`` the ranks share the work units and all-reduce the accumulators (each rank
+    checkpoints its own share to ``PATH.rank<r>-of-<w>``). A non-finite denoiser output raises,
+    naming the sigma, at the next checkpoint or check (every 10 s) or at the end;
+    ``nonfinite="skip"`` drops such samples instead and records how many. A CUDA out-of-memory
     error halves the batch and goes on. ``shard=(index, count)`` computes one share of the units;
     the shares' profiles merge into the whole.
     """
     grid = sigma_grid() if sigmas is None else _as_grid(sigmas)
-    for name, v in (("samples", samples), ("batch_size", batch_size), ("checkpoint_every", checkpoint_every)):
-        if isinstance(v, bool) or int(v) != v or v < 1:
-            raise InputError(f"{name} must be a positive integer, got {v!r}")
-    if nonfinite not in ("raise", "skip"):
-        raise InputError(f"nonfinite must be 'raise' or 'skip', got {nonfinite!r}")
+    samples = checks.integer(samples, "samples", 1)
+    batch_size = checks.integer(batch_size, "batch_size", 1)
+    checkpoint_every = checks.integer(checkpoint_every, "checkpoint_every", 1)
+    checkpoint_seconds = checks.real(checkpoint_seconds, "checkpoint_seconds", positive=True, finite=False)
+    seed = checks.integer(seed, "seed")
+    checks.one_of(nonfinite, "nonfinite", ("raise", "skip"))
     dist = _distributed()
-    if dist is not None and shard is not None:
-        raise InputError("shard= and a torch.distributed group both split the work: use one of them")
-    shard = dist or ((0, 1) if shard is None else tuple(shard))
-    if len(shard) != 2 or not 0 <= shard[0] < shard[1]:
-        raise InputError(f"shard must be (index, count) with 0 <= index < count, got {shard}")
+    shard = _check_shard(shard, dist)
     example = _check_data(data, labels)
     device = _pick_device(denoiser, data, device)
     kern = launchers(backend, device)
     dtype = torch.float64 if example.dtype == torch.float64 else torch.float32
     net_dtype = _module_dtype(denoiser) or dtype
+    _check_range(grid, example, net_dtype)
+    if checkpoint is not None:
+        if dist is not None:
+            checkpoint = f"{os.fspath(checkpoint)}.rank{shard[0]}-of-{shard[1]}"
+        files.check_writable(checkpoint, "checkpoint")
     mixture = getattr(denoiser, "mixture", None) if labels is None and not spectral else None
     if mixture is not None:
         mixture = tuple(t.to(device) for t in mixture)
-    n, samples = grid.size, int(samples)
+    n = grid.size
     grid_dev = torch.as_tensor(grid, dtype=dtype, device=device)
     key = noise_key(seed)
+    prints = {"model": fingerprint(denoiser)[0], "data": fingerprint(data)[0],
+              "labels": None if labels is None else fingerprint(labels)[0]}
 
     def zeros(*shape):
         return torch.zeros(*shape, dtype=torch.float64, device=device)
@@ -266,92 +257,111 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
         image = _image_shape(example.shape[1:])
         acc.update(spec=zeros(n, *image), power=zeros(1, *image), power_acc=zeros(4, 1))
     pending = {k: torch.zeros_like(v) for k, v in acc.items()}  # rows of units not yet finished
-    signature = {"version": CHECKPOINT_VERSION, "grid": grid.tolist(), "seed": int(seed), "samples": samples,
-                 "unit": UNIT, "data_shape": list(example.shape[1:]), "model": _describe(denoiser),
-                 "spectral": bool(spectral), "shard": list(shard), "nonfinite": nonfinite}
-    if checkpoint is not None and dist is not None:
-        checkpoint = f"{os.fspath(checkpoint)}.rank{shard[0]}-of-{shard[1]}"
+    scratch = {k: torch.zeros_like(v) for k, v in acc.items()}  # the batch in flight
+    signature = {"version": ckpt.VERSION, "grid": grid.tolist(), "seed": seed, "samples": samples,
+                 "unit": UNIT, "data_shape": list(example.shape[1:]), "data_dtype": str(example.dtype),
+                 "model": _describe(denoiser), "fingerprints": prints, "spectral": bool(spectral),
+                 "shard": list(shard), "nonfinite": nonfinite}
     finished = []
     if checkpoint is not None and os.path.exists(checkpoint):
-        finished, arrays = _read_checkpoint(checkpoint, signature)
+        finished, arrays = ckpt.read(checkpoint, signature, acc)
         for k, v in arrays.items():
             acc[k].copy_(torch.as_tensor(v))
-    units = list(work_units(n, samples, shard, finished))
-    todo = sum(r for *_, r in units)
-    done_rows = sum(min(UNIT, samples - (w // n) * UNIT) for w in finished)
-    bar = tqdm(total=todo + done_rows, initial=done_rows, desc="profile", unit="sample", leave=False,
+    done_rows = sum(unit_rows(w, n, samples) for w in finished)
+    bar = tqdm(total=shard_rows(n, samples, shard), initial=done_rows, desc="profile", unit="sample", leave=False,
                disable=not progress or shard[0] != 0 and dist is not None)
-    limit = [int(batch_size)]
-    since, last_save = 0, time.monotonic()
+    limit = [batch_size]
+    since, last_save, last_check = 0, time.monotonic(), time.monotonic()
 
-    def run_rows(x0, rid, idx, lab):
-        """Denoise and accumulate rows into ``pending``; on CUDA out-of-memory halve the batch and retry."""
+    def compute(x0, rid, idx, lab):
+        """Denoise rows and accumulate them into ``scratch``."""
+        sigma = grid_dev[idx]
+        if mixture is not None:
+            kern.ideal_error(*mixture, x0, sigma, key, rid, idx, scratch["acc"])
+            return
+        x = kern.perturb(x0, sigma, key, rid).to(net_dtype)
+        out = denoiser(x, sigma) if lab is None else denoiser(x, sigma, lab)
+        if not torch.is_tensor(out) or out.shape != x.shape:
+            raise InputError(f"denoiser output has shape {tuple(getattr(out, 'shape', ()))}, "
+                             f"expected the input's {tuple(x.shape)}")
+        kern.accumulate_error(out, x0, idx, scratch["acc"], scratch.get("spec"))
+        if spectral:
+            kern.accumulate_error(x0, torch.zeros_like(x0), torch.zeros_like(idx), scratch["power_acc"],
+                                  scratch["power"])
+
+    def run_rows(*rows):
+        """Rows into ``pending``, all or nothing; on out-of-memory halve the batch and retry from clean scratch."""
+        for v in scratch.values():
+            v.zero_()
         try:
-            sigma = grid_dev[idx]
-            if mixture is not None:
-                kern.ideal_error(*mixture, x0, sigma, key, rid, idx, pending["acc"])
-                return
-            x = kern.perturb(x0, sigma, key, rid).to(net_dtype)
-            out = denoiser(x, sigma) if lab is None else denoiser(x, sigma, lab)
-            if not torch.is_tensor(out) or out.shape != x.shape:
-                raise InputError(f"denoiser output has shape {tuple(getattr(out, 'shape', ()))}, "
-                                 f"expected the input's {tuple(x.shape)}")
-            kern.accumulate_error(out, x0, idx, pending["acc"], pending.get("spec"))
-            if spectral:
-                kern.accumulate_error(x0, torch.zeros_like(x0), torch.zeros_like(idx), pending["power_acc"],
-                                      pending["power"])
+            compute(*rows)
         except Exception as e:
-            if not _is_oom(e) or len(x0) == 1:
+            if not _is_oom(e) or len(rows[0]) == 1:
                 raise
             if device.type == "cuda":
                 torch.cuda.empty_cache()
-            step = limit[0] = max(1, len(x0) // 2)
-            warnings.warn(f"out of memory at batch size {len(x0)}: going on with {step}", stacklevel=3)
-            for lo in range(0, len(x0), step):
-                run_rows(*(None if t is None else t[lo:lo + step] for t in (x0, rid, idx, lab)))
+            step = limit[0] = max(1, len(rows[0]) // 2)
+            warnings.warn(f"out of memory at batch size {len(rows[0])}: going on with {step}", stacklevel=3)
+            for lo in range(0, len(rows[0]), step):
+                run_rows(*(None if t is None else t[lo:lo + step] for t in rows))
+            return
+        for k in pending:
+            pending[k] += scratch[k]
+
+    def save():
+        ckpt.write(checkpoint, signature, acc, finished)
+
+    def check_finite():
+        if nonfinite == "raise" and bool(acc["acc"][3].any()):
+            raise InputError(_nonfinite_message(grid, acc["acc"].cpu().numpy()))
 
     try:
-        with torch.no_grad():
-            for rows, ids in _batches(_units(data, labels, units, seed, n, device, dtype), limit):
-                run_rows(*rows)
-                bar.update(rows[0].shape[0])
-                if not ids:
-                    continue  # the batch ends inside a unit: its rows wait in pending
-                for k in acc:
-                    acc[k] += pending[k]
-                    pending[k].zero_()
-                finished += ids
-                since += len(ids)
-                if checkpoint is not None and (since >= checkpoint_every
-                                               or time.monotonic() - last_save >= checkpoint_seconds):
-                    _write_checkpoint(checkpoint, signature, acc, finished)
-                    since, last_save = 0, time.monotonic()
-    except BaseException:
-        if checkpoint is not None:
-            _write_checkpoint(checkpoint, signature, acc, finished)
-        raise
+        with signals.deferring(), torch.no_grad():
+            try:
+                units = _units(data, labels, work_units(n, samples, shard, finished), seed, n, device, dtype)
+                for rows, ids in _batches(units, limit):
+                    run_rows(*rows)
+                    bar.update(rows[0].shape[0])
+                    if ids:
+                        with signals.held():  # the rows of these units and their ids, together
+                            for k in acc:
+                                acc[k] += pending[k]
+                                pending[k].zero_()
+                            finished.extend(ids)
+                        since += len(ids)
+                    now = time.monotonic()
+                    if checkpoint is not None and ids and (since >= checkpoint_every
+                                                           or now - last_save >= checkpoint_seconds):
+                        check_finite()
+                        save()
+                        since, last_save = 0, now
+                    elif now - last_check >= _CHECK_SECONDS:
+                        check_finite()
+                        last_check = now
+                    signals.poll()
+            except BaseException:
+                if checkpoint is not None:
+                    save()
+                raise
+            if checkpoint is not None and since:
+                save()
     finally:
         bar.close()
-    if checkpoint is not None and since:
-        _write_checkpoint(checkpoint, signature, acc, finished)
     if dist is not None:
         for v in acc.values():
             torch.distributed.all_reduce(v)
     host = {k: v.cpu().numpy() for k, v in acc.items()}
     a = host["acc"]
-    meta = {"seed": int(seed), "samples": samples, "unit": UNIT, "data_shape": list(example.shape[1:]),
-            "model": _describe(denoiser), "dtype": str(net_dtype).replace("torch.", "")}
+    meta = {"seed": seed, "samples": samples, "unit": UNIT, "data_shape": list(example.shape[1:]),
+            "model": _describe(denoiser), "dtype": str(net_dtype).replace("torch.", ""),
+            "units": {"classes": [[0, 1]] if dist is not None else [list(shard)], "nonfinite": nonfinite},
+            "fingerprints": prints}
     if a[3].any():
-        i = int(a[3].nonzero()[0][0])
         if nonfinite == "raise":
-            raise InputError(f"denoiser output is not finite at sigma={grid[i]:.6g} "
-                             f"({int(a[3, i])} of {int(a[2, i] + a[3, i])} samples; {int(a[3].sum())} in all); "
-                             "nonfinite='skip' drops such samples instead")
+            raise InputError(_nonfinite_message(grid, a))
         meta.update(dropped=int(a[3].sum()), dropped_per_sigma=a[3].astype(int).tolist())
     if limit[0] != batch_size:
         meta["batch_size_used"] = limit[0]
-    if shard != (0, 1) and dist is None:
-        meta["shard"] = list(shard)
     extra = {}
     if spectral:
         extra = dict(spectral_sum=host["spec"], power_sum=host["power"][0],

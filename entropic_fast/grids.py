@@ -1,18 +1,28 @@
 """Sigma grids and the classic sampling schedules (descending, with a trailing 0)."""
 import numpy as np
 
+from . import checks
 from .errors import InputError
 
 
 def _check_range(sigma_min, sigma_max):
-    if not (np.isfinite(sigma_min) and np.isfinite(sigma_max) and 0 < sigma_min < sigma_max):
+    sigma_min, sigma_max = checks.real(sigma_min, "sigma_min"), checks.real(sigma_max, "sigma_max")
+    if not 0 < sigma_min < sigma_max:
         raise InputError(f"need 0 < sigma_min < sigma_max, got sigma_min={sigma_min}, sigma_max={sigma_max}")
+    return sigma_min, sigma_max
 
 
 def _check_count(n, name, least):
-    if int(n) != n or n < least:
-        raise InputError(f"{name} must be an integer >= {least}, got {n!r}")
-    return int(n)
+    return checks.integer(n, name, least)
+
+
+def _ascending(s, what):
+    """``s`` if it is finite and strictly ascending, else an InputError saying why."""
+    if not np.all(np.isfinite(s)) or np.any(np.diff(s) <= 0):
+        i = int(np.argmax(~np.isfinite(s[1:]) | (np.diff(s) <= 0)))
+        raise InputError(f"{what} is not strictly ascending in float64 (value {s[i + 1]!r} after {s[i]!r} at index "
+                         f"{i + 1}): use fewer points, a wider range or a moderate rho")
+    return s
 
 
 def _with_zero(sigmas):
@@ -22,13 +32,16 @@ def _with_zero(sigmas):
 def sigma_grid(n=128, sigma_min=0.002, sigma_max=80.0, rho=7.0):
     """Ascending EDM rho grid of ``n`` sigmas (Karras et al. 2022, eq. 5), float64."""
     n = _check_count(n, "n", 2)
-    _check_range(sigma_min, sigma_max)
-    if not rho > 0:
-        raise InputError(f"rho must be > 0, got {rho}")
+    sigma_min, sigma_max = _check_range(sigma_min, sigma_max)
+    rho = checks.real(rho, "rho", positive=True)
     r = np.linspace(0.0, 1.0, n)
-    s = (sigma_min ** (1 / rho) + r * (sigma_max ** (1 / rho) - sigma_min ** (1 / rho))) ** rho
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        s = (sigma_min ** (1 / rho) + r * (sigma_max ** (1 / rho) - sigma_min ** (1 / rho))) ** rho
+        if not np.all(np.isfinite(s)):  # tiny rho: the same ramp in log space
+            a, b = np.log(sigma_min) / rho, np.log(sigma_max) / rho
+            s = np.exp(rho * np.logaddexp(np.log1p(-r) + a, np.log(r) + b))
     s[0], s[-1] = sigma_min, sigma_max
-    return s
+    return _ascending(s, f"a grid of {n} sigmas from {sigma_min!r} to {sigma_max!r} with rho={rho!r}")
 
 
 def karras(steps, sigma_min=0.002, sigma_max=80.0, rho=7.0):
@@ -43,7 +56,7 @@ edm = karras
 def exponential(steps, sigma_min=0.002, sigma_max=80.0):
     """Log-linear schedule: sigmas equally spaced in log sigma, then 0."""
     steps = _check_count(steps, "steps", 2)
-    _check_range(sigma_min, sigma_max)
+    sigma_min, sigma_max = _check_range(sigma_min, sigma_max)
     s = np.exp(np.linspace(np.log(sigma_max), np.log(sigma_min), steps))
     s[0], s[-1] = sigma_max, sigma_min
     return _with_zero(s)
@@ -52,9 +65,8 @@ def exponential(steps, sigma_min=0.002, sigma_max=80.0):
 def tangent(steps, sigma_min=0.002, sigma_max=80.0, c=0.5):
     """Tangent law ``c tan(...)`` (Align-Your-Steps Thm 3.1; Sun et al. 2026): optimal for N(0, c^2) data."""
     steps = _check_count(steps, "steps", 2)
-    _check_range(sigma_min, sigma_max)
-    if not (np.isfinite(c) and c > 0):
-        raise InputError(f"tangent scale c must be finite and > 0, got {c}")
+    sigma_min, sigma_max = _check_range(sigma_min, sigma_max)
+    c = checks.real(c, "tangent scale c", positive=True)
     a, b = np.arctan(sigma_max / c), np.arctan(sigma_min / c)
     s = c * np.tan(a + np.arange(steps) / (steps - 1) * (b - a))
     s[0], s[-1] = sigma_max, sigma_min

@@ -2,6 +2,7 @@
 import numpy as np
 import torch
 
+from . import checks
 from .errors import InputError
 from .schedules import ddim_kl
 
@@ -9,8 +10,8 @@ from .schedules import ddim_kl
 def gaussian_ddim_kl(sigmas, eigenvalues):
     """``KL(data || DDIM output)`` of deterministic DDIM on ``N(0, diag(eigenvalues))`` data, started exactly
     at ``sigmas[0]`` and stepping through the given descending sigmas (Sun, Poor, Zhang 2026)."""
-    s = torch.as_tensor(np.asarray(sigmas, np.float64))
-    lam = torch.as_tensor(np.asarray(eigenvalues, np.float64)).reshape(-1)
+    s = torch.as_tensor(checks.finite_array(sigmas, "sigmas"))
+    lam = torch.as_tensor(checks.finite_array(eigenvalues, "eigenvalues")).reshape(-1)
     if s.ndim != 1 or s.numel() < 2 or not bool(torch.all(s[:-1] > s[1:])) or bool(s[-1] < 0):
         raise InputError(f"sigmas must be >= 2 strictly descending values >= 0, got {s.tolist()}")
     if lam.numel() < 1 or not bool(torch.all(torch.isfinite(lam) & (lam > 0))):
@@ -32,7 +33,10 @@ def kl_discrete_1d(samples, atoms, weights=None):
     x, a = _as_1d(samples, "samples"), _as_1d(atoms, "atoms")
     order = np.argsort(a)
     a = a[order]
-    w = np.full(a.size, 1.0 / a.size) if weights is None else _as_1d(weights, "weights")[order]
+    w = np.full(a.size, 1.0 / a.size) if weights is None else _as_1d(weights, "weights")
+    if w.size != a.size:
+        raise InputError(f"weights must have one value per atom ({a.size}), got {w.size}")
+    w = w[order]
     if np.any(np.diff(a) <= 0) or np.any(w <= 0):
         raise InputError("atoms must be distinct and weights > 0")
     w = w / w.sum()
@@ -57,17 +61,23 @@ def kl_continuous_1d(samples, data_samples, data_logpdf, bandwidth=None):
     """Monte-Carlo ``KL(data || model)`` for 1-D continuous data: ``mean log p(x) - log q(x)`` over data
     samples ``x``, with ``q`` a Gaussian KDE of the model's samples (Scott's bandwidth by default)."""
     x, d = _as_1d(samples, "samples"), _as_1d(data_samples, "data_samples")
-    h = bandwidth or 1.06 * x.std() * x.size ** (-1 / 5)
-    if not h > 0:
-        raise InputError(f"KDE bandwidth must be > 0, got {h}")
+    if bandwidth is None:
+        h = 1.06 * x.std() * x.size ** (-1 / 5)
+        if not h > 0:
+            raise InputError(f"the samples have no spread (std {x.std()}): pass bandwidth= explicitly")
+    else:
+        h = checks.real(bandwidth, "bandwidth", positive=True)
     return float(np.mean(np.asarray(data_logpdf(d), np.float64) - _gauss_kde_logpdf(d, x, h)))
 
 
 def sliced_wasserstein(x, y, projections=256, generator=None):
     """Sliced Wasserstein-2 distance between two sample sets ``(n, *shape)`` (random unit directions,
     1-D W2 of the sorted projections; sets of different sizes compared at matched quantiles)."""
+    projections = checks.integer(projections, "projections", 1)
     x = torch.as_tensor(x, dtype=torch.float64).reshape(len(x), -1)
     y = torch.as_tensor(y, dtype=torch.float64).reshape(len(y), -1)
+    if len(x) < 1 or len(y) < 1:
+        raise InputError(f"need non-empty sample sets, got {len(x)} and {len(y)} rows")
     if x.shape[1] != y.shape[1]:
         raise InputError(f"sample dimensions differ: {x.shape[1]} and {y.shape[1]}")
     g = generator or torch.Generator().manual_seed(0)

@@ -1,19 +1,25 @@
 """Profile: per-sigma float64 accumulators of the denoising error, with merge and save/load."""
 import json
 import os
-import tempfile
 import zipfile
 
 import numpy as np
 
+from . import files
 from .errors import InputError, ProfileFormatError
+from .units import n_units, overlap, union
 
 FORMAT_VERSION = 1
 ACCUMULATORS = ("sum", "sumsq", "count")
+# what two profiles must share to be merged (beside grid, dim and kind), in the order reported
+_MERGE_KEYS = ("seed", "samples", "unit", "data_shape", "dtype", "fingerprints")
 
 
 def _as_grid(sigmas):
-    s = np.array(sigmas, dtype=np.float64)
+    try:
+        s = np.array(sigmas, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"sigmas must be an array of numbers, got {type(sigmas).__name__}") from None
     if s.ndim != 1 or s.size < 2:
         raise InputError(f"sigmas must be a 1-D grid of at least 2 values, got shape {s.shape}")
     if not np.all(np.isfinite(s)) or np.any(s <= 0):
@@ -22,6 +28,28 @@ def _as_grid(sigmas):
         i = int(np.argmin(np.diff(s)))
         raise InputError(f"sigmas must be strictly ascending, got {s[i]} then {s[i + 1]} at index {i + 1}")
     return s
+
+
+def _array(a, name, shape):
+    """A float64 array of finite values >= 0 with the given shape, or an InputError naming it."""
+    try:
+        a = np.array(a, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be numbers, got {np.asarray(a).dtype}") from None
+    if shape is not None and a.shape != shape:
+        raise InputError(f"{name} must have shape {shape}, got {a.shape}")
+    bad = ~np.isfinite(a) | (a < 0)
+    if bad.any():
+        i = np.unravel_index(int(np.argmax(bad)), a.shape)
+        raise InputError(f"{name} must be finite and >= 0, got {a[i]} at index {tuple(map(int, i))}")
+    return a
+
+
+def _json_default(v):
+    """numpy scalars and arrays in ``meta`` are written as plain numbers and lists."""
+    if isinstance(v, (np.generic, np.ndarray)):
+        return v.tolist()
+    raise TypeError(f"meta value {v!r} of type {type(v).__name__} cannot be written as JSON")
 
 
 class Profile:
@@ -36,28 +64,40 @@ class Profile:
                  power_count=None):
         self.sigmas = _as_grid(sigmas)
         n = self.sigmas.size
-        acc = {}
-        for name, a in zip(ACCUMULATORS, (sum, sumsq, count)):
-            a = np.array(a, dtype=np.float64)
-            if a.shape != (n,):
-                raise InputError(f"{name} must have shape ({n},) like the grid, got {a.shape}")
-            acc[name] = a
-        self.sum, self.sumsq, self.count = acc["sum"], acc["sumsq"], acc["count"]
-        if int(dim) != dim or dim < 1:
+        self.sum, self.sumsq, self.count = (_array(a, name, (n,)) for name, a in zip(ACCUMULATORS, (sum, sumsq, count)))
+        if np.any(self.count != np.round(self.count)):
+            i = int(np.argmax(self.count != np.round(self.count)))
+            raise InputError(f"count must hold whole numbers, got {self.count[i]} at sigma index {i}")
+        empty = (self.count == 0) & ((self.sum != 0) | (self.sumsq != 0))
+        if empty.any():
+            i = int(np.argmax(empty))
+            raise InputError(f"sum and sumsq must be 0 where count is 0, got sum {self.sum[i]}, sumsq "
+                             f"{self.sumsq[i]} at sigma index {i}")
+        # Cauchy-Schwarz: n sum(x^2) >= (sum x)^2, up to rounding
+        short = self.count * self.sumsq < self.sum**2 * (1 - 1e-9)
+        if short.any():
+            i = int(np.argmax(short))
+            raise InputError(f"sumsq must be >= sum^2 / count, got sumsq {self.sumsq[i]} with sum {self.sum[i]} "
+                             f"and count {self.count[i]} at sigma index {i}")
+        if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer, float, np.floating)) \
+                or not dim >= 1 or int(dim) != dim:
             raise InputError(f"dim must be a positive integer, got {dim!r}")
         self.dim = int(dim)
+        if meta is not None and not isinstance(meta, dict):
+            raise InputError(f"meta must be a dict, got {type(meta).__name__}")
         self.meta = dict(meta or {})
         self.spectral_sum = self.power_sum = self.power_count = None
         if spectral_sum is not None:
-            spec = np.array(spectral_sum, dtype=np.float64)
-            power = np.array(power_sum, dtype=np.float64)
+            spec = _array(spectral_sum, "spectral_sum", None)
             if spec.ndim != 4 or spec.shape[0] != n or int(np.prod(spec.shape[1:])) != self.dim:
                 raise InputError(f"spectral_sum must have shape ({n}, C, H, W) with C*H*W = dim = {self.dim}, "
                                  f"got {spec.shape}")
-            if power.shape != spec.shape[1:]:
-                raise InputError(f"power_sum must have shape {spec.shape[1:]}, got {power.shape}")
-            if power_count is None or not power_count > 0:
-                raise InputError(f"power_count must be > 0 for a spectral profile, got {power_count!r}")
+            if power_sum is None:
+                raise InputError("power_sum must be given with spectral_sum")
+            power = _array(power_sum, "power_sum", spec.shape[1:])
+            if isinstance(power_count, (bool, np.bool_)) or not isinstance(power_count, (int, float, np.number)) \
+                    or not (np.isfinite(power_count) and power_count > 0):
+                raise InputError(f"power_count must be a finite number > 0 for a spectral profile, got {power_count!r}")
             self.spectral_sum, self.power_sum, self.power_count = spec, power, float(power_count)
 
     @classmethod
@@ -112,7 +152,10 @@ class Profile:
             return np.where(n > 1, np.sqrt(var / n), np.inf)
 
     def merge(self, other):
-        """The profile of both runs' work together: accumulators add exactly."""
+        """The profile of both runs' work together: accumulators add exactly.
+
+        Both must be sampled profiles of the same grid, model, data and seed, holding disjoint work
+        units (shards, or ranks): anything else is an InputError naming what differs."""
         if not isinstance(other, Profile):
             raise InputError(f"can only merge a Profile, got {type(other).__name__}")
         if self.sigmas.shape != other.sigmas.shape or not np.array_equal(self.sigmas, other.sigmas):
@@ -120,8 +163,29 @@ class Profile:
         if self.dim != other.dim or self.exact or other.exact or self.spectral != other.spectral:
             raise InputError(f"cannot merge: dims {self.dim} and {other.dim}, exact {self.exact} and {other.exact}, "
                              f"spectral {self.spectral} and {other.spectral}")
-        meta = {k: v for k, v in self.meta.items() if k != "shard"}
-        meta["merged"] = self.meta.get("merged", 1) + other.meta.get("merged", 1)
+        units = []
+        for p in (self, other):
+            u = p.meta.get("units")
+            if not (isinstance(u, dict) and isinstance(u.get("classes"), list)):
+                raise InputError("cannot merge a profile with no record of its work units (built by hand or by an "
+                                 "older version): overlap cannot be ruled out")
+            units.append(u)
+        for k in _MERGE_KEYS:
+            if self.meta.get(k) != other.meta.get(k):
+                raise InputError(f"cannot merge profiles of different runs: {k} {self.meta.get(k)!r} and "
+                                 f"{other.meta.get(k)!r}")
+        if units[0].get("nonfinite") != units[1].get("nonfinite"):
+            raise InputError(f"cannot merge: nonfinite {units[0].get('nonfinite')!r} and {units[1].get('nonfinite')!r}")
+        total = n_units(self.sigmas.size, int(self.meta["samples"]))
+        if overlap(units[0]["classes"], units[1]["classes"], total):
+            raise InputError(f"cannot merge overlapping profiles: work units {units[0]['classes']} and "
+                             f"{units[1]['classes']} (as [index, count] shares) have units in common; each unit "
+                             "may be counted once")
+        meta = {k: v for k, v in self.meta.items() if k not in ("shard", "batch_size_used")}
+        meta["units"] = {**units[0], "classes": union(units[0]["classes"], units[1]["classes"])}
+        if "dropped" in self.meta or "dropped" in other.meta:
+            per = [np.array(p.meta.get("dropped_per_sigma", np.zeros(self.sigmas.size)), int) for p in (self, other)]
+            meta.update(dropped=int(per[0].sum() + per[1].sum()), dropped_per_sigma=(per[0] + per[1]).tolist())
         spec = {}
         if self.spectral:
             spec = dict(spectral_sum=self.spectral_sum + other.spectral_sum, power_sum=self.power_sum + other.power_sum,
@@ -130,41 +194,59 @@ class Profile:
                        self.dim, meta, **spec)
 
     def save(self, path):
-        """Write an ``.npz`` file (arrays plus a JSON metadata record) atomically."""
+        """Write an ``.npz`` file (arrays plus a JSON metadata record) atomically; returns ``path``.
+
+        The file gets the mode a plain ``open`` would give it; a symbolic link is followed."""
         path = os.fspath(path)
         meta = json.dumps({**self.meta, "format_version": FORMAT_VERSION, "dim": self.dim,
-                           "power_count": self.power_count})
+                           "power_count": self.power_count}, default=_json_default)
         spec = {} if not self.spectral else dict(spectral_sum=self.spectral_sum, power_sum=self.power_sum)
-        folder = os.path.dirname(os.path.abspath(path))
-        fd, tmp = tempfile.mkstemp(prefix=".profile-", suffix=".tmp", dir=folder)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, sigmas=self.sigmas, sum=self.sum, sumsq=self.sumsq, count=self.count,
-                         meta=np.array(meta), **spec)
-            os.replace(tmp, path)
-        except BaseException:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
-            raise
+        files.savez(path, sigmas=self.sigmas, sum=self.sum, sumsq=self.sumsq, count=self.count,
+                    meta=np.array(meta), **spec)
         return path
 
     @classmethod
     def load(cls, path):
         """Read a file written by :meth:`save`; damaged or foreign files raise ProfileFormatError."""
         path = os.fspath(path)
+
+        def bad(what):
+            return ProfileFormatError(f"{path} is not a readable entropic_fast profile: {what}")
+
         try:
-            with np.load(path, allow_pickle=False) as z:
-                meta = json.loads(str(z["meta"]))
-                arrays = {k: z[k] for k in ("sigmas",) + ACCUMULATORS}
-                spec = {k: z[k] for k in ("spectral_sum", "power_sum") if k in z.files}
+            z = np.load(path, allow_pickle=False)
         except FileNotFoundError:
             raise
-        except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile) as e:
-            raise ProfileFormatError(f"{path} is not a readable entropic_fast profile ({type(e).__name__}: {e})") from None
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+            raise bad(f"{type(e).__name__}: {e}") from None
+        if not isinstance(z, np.lib.npyio.NpzFile):
+            raise bad(f"it holds a single {type(z).__name__} (a .npy file), not the arrays of a profile")
+        try:
+            with z:
+                missing = [k for k in ("meta", "sigmas") + ACCUMULATORS if k not in z.files]
+                if missing:
+                    raise bad(f"arrays {missing} are missing")
+                text = z["meta"]
+                arrays = {k: z[k] for k in ("sigmas",) + ACCUMULATORS}
+                spec = {k: z[k] for k in ("spectral_sum", "power_sum") if k in z.files}
+                if text.dtype.kind != "U" or text.ndim != 0:
+                    raise bad(f"meta is {text.dtype} {text.shape}, not a JSON string")
+                meta = json.loads(str(text))
+        except ProfileFormatError:
+            raise
+        except (OSError, ValueError, KeyError, EOFError, RecursionError, zipfile.BadZipFile) as e:
+            raise bad(f"{type(e).__name__}: {str(e)[:200]}") from None
+        if not isinstance(meta, dict):
+            raise bad(f"meta is a JSON {type(meta).__name__}, not an object")
+        for k, a in {**arrays, **spec}.items():
+            if a.dtype.kind not in "fiu":
+                raise bad(f"array {k!r} holds {a.dtype}, not numbers")
         version = meta.pop("format_version", None)
         if version != FORMAT_VERSION:
             raise ProfileFormatError(f"{path} has profile format version {version!r}; this library reads "
                                      f"version {FORMAT_VERSION}")
+        if "dim" not in meta:
+            raise bad("meta has no 'dim'")
         dim, power_count = meta.pop("dim"), meta.pop("power_count", None)
         try:
             return cls(arrays["sigmas"], arrays["sum"], arrays["sumsq"], arrays["count"], dim, meta,
@@ -183,6 +265,10 @@ class Profile:
             f"mse       {m[0]:.4g} at sigma {s[0]:.4g} .. {m[-1]:.4g} at sigma {s[-1]:.4g}"
             f" (per dimension {m[-1] / self.dim:.4g})",
         ]
+        zero = (self.count > 0) & (self.sum == 0)
+        if zero.any():
+            lines.append(f"zero      error exactly 0 at {int(zero.sum())} sigma(s), up to {s[zero].max():.4g}: they add "
+                         "nothing to any time (an exact denoiser, or noise below the data's float resolution)")
         if self.spectral:
             lines.append(f"spectral  error power per channel and frequency, {tuple(self.power_sum.shape)}")
         if not self.exact:

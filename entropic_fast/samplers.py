@@ -8,13 +8,15 @@ import math
 import numpy as np
 import torch
 
+from . import checks
 from .errors import InputError
 
 
 def _check(x, sigmas):
     s = np.asarray(sigmas.detach().cpu() if torch.is_tensor(sigmas) else sigmas, np.float64)
-    if s.ndim != 1 or s.size < 2 or s[-1] != 0 or np.any(s[:-1] <= 0) or np.any(np.diff(s) >= 0):
-        raise InputError(f"sigmas must be descending positive values ending in 0, got {s}")
+    if s.ndim != 1 or s.size < 2 or not np.all(np.isfinite(s)) or s[-1] != 0 or np.any(s[:-1] <= 0) \
+            or np.any(np.diff(s) >= 0):
+        raise InputError(f"sigmas must be finite, descending, positive values ending in 0, got {s}")
     if not torch.is_tensor(x) or x.ndim < 2:
         raise InputError(f"x must be a batch tensor (B, *shape), got {getattr(x, 'shape', type(x).__name__)}")
     return [float(v) for v in s]
@@ -25,6 +27,9 @@ def _denoise(denoiser, x, s, labels, dtype):
                        device=x.device)
     xin = x.to(dtype)
     out = denoiser(xin, sigma) if labels is None else denoiser(xin, sigma, labels)
+    if not torch.is_tensor(out) or out.shape != x.shape:
+        raise InputError(f"denoiser output has shape {tuple(getattr(out, 'shape', ()))} at sigma={s:.6g}, "
+                         f"expected the input's {tuple(x.shape)}")
     return out.to(torch.float64)
 
 
@@ -33,6 +38,7 @@ def ddim(denoiser, x, sigmas, generator=None, labels=None, eta=0.0):
     """DDIM in sigma form (Song et al. 2021): ``eta=0`` deterministic (Euler on the probability-flow ODE),
     ``eta=1`` the DDPM posterior step ``x' = D + (s'^2/s^2)(x - D) + s' sqrt(1 - s'^2/s^2) z``."""
     s = _check(x, sigmas)
+    eta = checks.real(eta, "eta")
     if not 0 <= eta <= 1:
         raise InputError(f"eta must be in [0, 1], got {eta}")
     dtype, x = x.dtype, x.to(torch.float64)

@@ -6,7 +6,7 @@ All integrals are taken in ``u = log sigma`` on the monotone cubic interpolant o
 import numpy as np
 import torch
 
-from . import curves, grids
+from . import checks, curves, grids
 from .errors import InputError
 from .profile import Profile
 
@@ -20,6 +20,14 @@ def _check_kind(kind, allowed):
         raise InputError(f"unknown schedule kind {kind!r}; known kinds: {', '.join(allowed)}")
 
 
+def _check_profile(prof):
+    if not isinstance(prof, Profile):
+        hint = " (load a file with ef.Profile.load(path))" if isinstance(prof, (str, bytes)) or hasattr(prof, "__fspath__") \
+            else ""
+        raise InputError(f"expected a Profile{hint}, got {type(prof).__name__} {prof!r:.60}")
+    return prof
+
+
 def _smoothing(prof, smooth):
     """Isotonic smoothing is on by default for sampled profiles, off for exact curves."""
     return (not prof.exact) if smooth is None else bool(smooth)
@@ -27,17 +35,19 @@ def _smoothing(prof, smooth):
 
 def error_curve(prof, smooth=None):
     """``e(s)`` on the grid; with ``smooth`` (default: sampled profiles) its weighted isotonic fit."""
-    if not isinstance(prof, Profile):
-        raise InputError(f"expected a Profile, got {type(prof).__name__}")
-    e = prof.mse
+    e = _check_profile(prof).mse
     if not np.all(np.isfinite(e)):
         raise InputError(f"profile has sigmas with no samples: {prof.sigmas[~np.isfinite(e)][:3]}")
+    top = float(e.max())
+    if not top > 0:
+        raise InputError("the profile's error is zero at every sigma: there is no time to build a schedule from")
     if not _smoothing(prof, smooth):
         return e
-    # weights 1/stderr^2; stderr floored at 1e-12 of the curve, sigmas with < 2 samples nearly ignored
-    se2 = np.maximum(prof.stderr**2, (1e-12 * max(float(e.max()), 1e-300)) ** 2)
-    w = np.where(np.isfinite(se2), 1.0 / se2, 0.0)
-    return curves.isotonic(e, np.where(w > 0, w, max(float(w.max()), 1.0) * 1e-12))
+    # weights 1/stderr^2 relative to the curve's top (finite whatever its scale); stderr floored at 1e-12
+    # of the top, sigmas with < 2 samples nearly ignored
+    rel = np.maximum(prof.stderr / top, 1e-12)
+    w = np.where(np.isfinite(rel), rel**-2.0, 0.0)
+    return top * curves.isotonic(e / top, np.where(w > 0, w, max(float(w.max()), 1.0) * 1e-12))
 
 
 def integrand(prof, kind="rescaled", smooth=None):
@@ -85,24 +95,29 @@ def ddim_kl(sigmas, eigenvalues):
 
 
 def _eigenvalues(prof, eigenvalues, data):
-    """Covariance eigenvalues for the Gaussian-optimal schedule: given, from a PCA of ``data``, or ``P_k``."""
+    """Covariance eigenvalues for the Gaussian-optimal schedule: given, from a PCA of ``data``, or ``P_k``.
+
+    Given eigenvalues must be finite and >= 0 with a positive one; those of a PCA or of ``P_k`` are
+    clipped at 0 (rounding). Zeros are floored at 1e-12 of the largest (a degenerate direction)."""
     if eigenvalues is not None:
-        lam = np.asarray(eigenvalues, np.float64).reshape(-1)
+        lam = checks.finite_array(eigenvalues, "eigenvalues").reshape(-1)
+        if lam.size == 0 or np.any(lam < 0) or not lam.max() > 0:
+            raise InputError(f"eigenvalues must be >= 0 with at least one > 0, got {lam[:5].tolist()}"
+                             f"{' (min ' + str(lam.min()) + ')' if lam.size else ''}")
     elif data is not None:
-        x = torch.as_tensor(data, dtype=torch.float64).reshape(len(data), -1)
+        x = torch.as_tensor(checks.finite_array(data, "data")).reshape(len(data), -1)
         if x.shape[0] < 2:
             raise InputError(f"need at least 2 data rows for a PCA, got {x.shape[0]}")
         x = x - x.mean(0)
         small = x.shape[0] < x.shape[1]
         gram = (x @ x.T if small else x.T @ x) / (x.shape[0] - 1)
-        lam = torch.linalg.eigvalsh(gram).numpy()
+        lam = np.maximum(torch.linalg.eigvalsh(gram).numpy(), 0.0)
     elif prof.spectral:
-        lam = prof.data_power.reshape(-1)
+        lam = np.maximum(prof.data_power.reshape(-1), 0.0)
     else:
         raise InputError("kind 'gaussian-optimal' needs eigenvalues=..., data=... (for a PCA) or a spectral profile")
-    lam = lam[np.isfinite(lam)]
-    if lam.size == 0 or lam.max() <= 0:
-        raise InputError(f"need positive covariance eigenvalues, got {lam[:5]}")
+    if not lam.max() > 0:
+        raise InputError("the data have no variance: every covariance eigenvalue is 0")
     return np.maximum(lam, 1e-12 * lam.max())
 
 
@@ -144,6 +159,7 @@ def gaussian_optimal(steps, smin, smax, eigenvalues, iters=500):
 
 def entropic_time(prof, kind="rescaled", smooth=None):
     """Cumulative time change on ``prof.sigmas``, starting at 0 (entropic: nats)."""
+    _check_profile(prof)
     return curves.cumulative(np.log(prof.sigmas), integrand(prof, kind, smooth))
 
 
@@ -155,8 +171,8 @@ def _tangent_scale(prof):
 
 def _range(prof, sigma_min, sigma_max):
     lo, hi = prof.sigmas[0], prof.sigmas[-1]
-    smin = lo if sigma_min is None else float(sigma_min)
-    smax = hi if sigma_max is None else float(sigma_max)
+    smin = lo if sigma_min is None else checks.real(sigma_min, "sigma_min")
+    smax = hi if sigma_max is None else checks.real(sigma_max, "sigma_max")
     tol = 1e-12 * hi
     if not (lo - tol <= smin < smax <= hi + tol):
         raise InputError(f"need {lo:.6g} <= sigma_min < sigma_max <= {hi:.6g} (the profiled grid), "
@@ -172,17 +188,17 @@ def schedule(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smoot
     ``gaussian-optimal`` minimises deterministic DDIM's KL on Gaussian data with covariance
     ``eigenvalues=``, or those of a PCA of ``data=``, or the profile's data power ``P_k``.
     """
+    _check_profile(prof)
     _check_kind(kind, KINDS)
-    if int(steps) != steps or steps < 2:
-        raise InputError(f"steps must be an integer >= 2, got {steps!r}")
-    steps = int(steps)
+    steps = checks.integer(steps, "steps", 2)
     smin, smax = _range(prof, sigma_min, sigma_max)
     if kind in ("edm", "karras"):
         return grids.karras(steps, smin, smax, **options)
     if kind == "exponential":
         return grids.exponential(steps, smin, smax, **options)
     if kind == "tangent":
-        return grids.tangent(steps, smin, smax, options.pop("c", None) or _tangent_scale(prof), **options)
+        c = options.pop("c", None)
+        return grids.tangent(steps, smin, smax, _tangent_scale(prof) if c is None else c, **options)
     if kind == "gaussian-optimal":
         lam = _eigenvalues(prof, options.pop("eigenvalues", None), options.pop("data", None))
         if options:

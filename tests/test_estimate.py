@@ -102,7 +102,7 @@ def test_non_finite_output_names_the_sigma():
     (dict(data=torch.randn(5)), r"data must be a tensor \(N, \*shape\)"),
     (dict(data=[1, 2]), "must be a tensor"),
     (dict(labels=torch.zeros(3)), "labels must be a tensor with one row per data row"),
-    (dict(samples=0), "samples must be a positive integer"),
+    (dict(samples=0), "samples must be an integer >= 1, got 0"),
     (dict(sigmas=[1.0, 0.1]), "strictly ascending"),
     (dict(shard=(2, 2)), "shard must be"),
 ])

@@ -49,7 +49,7 @@ def test_loglinear_interp_identity_and_refinement():
 @pytest.mark.parametrize("call, match", [
     (lambda: grids.sigma_grid(1), "n must be an integer >= 2"),
     (lambda: grids.karras(8, 1.0, 0.5), "sigma_min < sigma_max"),
-    (lambda: grids.tangent(8, c=-1.0), "c must be finite and > 0"),
+    (lambda: grids.tangent(8, c=-1.0), "tangent scale c must be > 0, got -1.0"),
     (lambda: grids.loglinear_interp([1.0, 2.0], 4), "strictly descending"),
     (lambda: grids.exponential(1.5), "steps must be an integer"),
 ])

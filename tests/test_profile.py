@@ -9,10 +9,11 @@ import entropic_fast as ef
 from entropic_fast.errors import InputError, ProfileFormatError
 
 
-def from_samples(sigmas, samples):
-    """A Profile built from explicit per-sigma sample lists."""
+def from_samples(sigmas, samples, share=(0, 1)):
+    """A Profile built from explicit per-sigma sample lists, recorded as holding one share of the units."""
     return ef.Profile(sigmas, [np.sum(x) for x in samples], [np.sum(np.square(x)) for x in samples],
-                      [len(x) for x in samples], dim=3, meta={"seed": 1})
+                      [len(x) for x in samples], dim=3,
+                      meta={"seed": 1, "samples": 64, "units": {"classes": [list(share)]}})
 
 
 def test_mse_and_stderr_match_numpy():
@@ -27,7 +28,7 @@ def test_merge_adds_accumulators_exactly():
     rng = np.random.default_rng(1)
     a_s = [rng.gamma(2.0, size=9) for _ in range(3)]
     b_s = [rng.gamma(2.0, size=4) for _ in range(3)]
-    m = from_samples([0.1, 1.0, 10.0], a_s).merge(from_samples([0.1, 1.0, 10.0], b_s))
+    m = from_samples([0.1, 1.0, 10.0], a_s, (0, 2)).merge(from_samples([0.1, 1.0, 10.0], b_s, (1, 2)))
     whole = from_samples([0.1, 1.0, 10.0], [np.concatenate(p) for p in zip(a_s, b_s)])
     np.testing.assert_allclose(m.mse, whole.mse, rtol=1e-14)
     np.testing.assert_allclose(m.stderr, whole.stderr, rtol=1e-12)

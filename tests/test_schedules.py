@@ -91,8 +91,10 @@ def test_flat_and_tiny_error_curves():
     np.testing.assert_allclose(tiny, ref, rtol=1e-12)
     flat = ef.schedule(ef.Profile.from_curve(s, np.full(64, 2.0), 1), 12, "rescaled")
     assert np.all(np.diff(flat[:-1]) < 0)
-    with pytest.raises(InputError, match="does not increase"):
+    with pytest.raises(InputError, match="error is zero at every sigma"):
         ef.schedule(ef.Profile.from_curve(s, np.zeros(64), 1), 12, "rescaled")
+    with pytest.raises(InputError, match="does not increase"):  # zero on the requested sub-range only
+        ef.schedule(ef.Profile.from_curve(s, np.where(s < 1, 0.0, s), 1), 12, "rescaled", sigma_max=0.5)
 
 
 @pytest.mark.parametrize("kwargs, match", [

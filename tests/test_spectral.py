@@ -98,7 +98,7 @@ def test_spectral_file_without_power_count_is_a_format_error(tmp_path):
     del meta["power_count"]
     arrays["meta"] = np.array(json.dumps(meta))
     np.savez(tmp_path / "bad.npz", **arrays)
-    with pytest.raises(ProfileFormatError, match="power_count must be > 0"):
+    with pytest.raises(ProfileFormatError, match="power_count must be a finite number > 0"):
         ef.Profile.load(tmp_path / "bad.npz")
 
 

@@ -14,6 +14,11 @@ def _vp_log_sigmas(scheduler):
     if a is None:
         raise InputError(f"{type(scheduler).__name__} has no alphas_cumprod: not a VP scheduler")
     a = torch.as_tensor(a, dtype=torch.float64)
+    bad = ~((a > 0) & (a < 1))
+    if bool(bad.any()):
+        i = int(bad.nonzero()[0, 0])
+        raise InputError(f"{type(scheduler).__name__}.alphas_cumprod must lie strictly between 0 and 1, got "
+                         f"{float(a[i])!r} at timestep {i} (sigma would be {'inf' if a[i] <= 0 else 0})")
     return torch.log(((1 - a) / a).sqrt())
 
 
@@ -30,6 +35,11 @@ class VPDenoiser:
         self.encoder_hidden_states = encoder_hidden_states
         self.sigma_min, self.sigma_max = float(self.log_sigmas[0].exp()), float(self.log_sigmas[-1].exp())
         self.description = f"diffusers VP adapter({type(model).__name__}, {self.prediction_type})"
+
+    def fingerprint(self):
+        """What determines this denoiser's output (see entropic_fast.fingerprint): not the scheduler's state."""
+        from ..fingerprint import fingerprint
+        return fingerprint((self.model, self.log_sigmas, self.prediction_type, self.encoder_hidden_states))[0]
 
     def timestep(self, sigma):
         """Continuous timestep of each sigma: linear interpolation of the index in log sigma (clamped)."""

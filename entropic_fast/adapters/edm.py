@@ -29,6 +29,13 @@ def denoiser(net, dtype=None, force_fp32=None):
                 raise InputError(f"this EDM network is class-conditional (label_dim={label_dim}): pass labels= "
                                  "to profile (one integer class per data row)")
             labels = torch.as_tensor(labels, device=x.device)
+            if labels.ndim == 1 and labels.is_floating_point() and not bool((labels == labels.round()).all()):
+                bad = labels[labels != labels.round()][:3].tolist()
+                raise InputError(f"integer class labels expected (one class per row), got fractional values {bad}; "
+                                 "pass one-hot rows (B, label_dim) for soft labels")
+            if labels.ndim == 1 and not bool(((labels >= 0) & (labels < label_dim)).all()):
+                bad = labels[(labels < 0) | (labels >= label_dim)][:3].tolist()
+                raise InputError(f"class labels must be in [0, {label_dim}), got {bad}")
             onehot = labels.to(x.dtype) if labels.ndim == 2 else \
                 torch.nn.functional.one_hot(labels.long(), label_dim).to(torch.float32)
             if onehot.shape != (x.shape[0], label_dim):

@@ -24,6 +24,10 @@ def denoiser(model, time_scale=1.0):
         xt = (x.to(torch.float64) / (1 + s)).to(x.dtype)
         tt = (t.reshape(-1) * time_scale).to(x.dtype)
         v = model(xt, tt) if labels is None else model(xt, tt, labels)
+        v = getattr(v, "sample", v)
+        if not torch.is_tensor(v) or v.shape != x.shape:
+            raise InputError(f"velocity model output has shape {tuple(getattr(v, 'shape', ()))}, expected the "
+                             f"input's {tuple(x.shape)}")
         return (xt.to(torch.float64) - t * v.to(torch.float64)).to(x.dtype)
 
     call.description = f"flow adapter({type(model).__name__})"

@@ -110,7 +110,23 @@ def gmm_denoise(means, var, logw, x, sigma, chunk=4096):
     return ((acc_mu + acc_x * xf) / run_sum).reshape(x.shape)
 
 
+ROW_BLOCK = 32  # the ideal denoiser always sees blocks of this many rows
+
+
 def ideal_error(means, var, logw, x0, sigma, seed, row_ids, sigma_index, acc):
-    """Noise, GMM / point-set ideal denoiser and error accumulation for rows ``x0`` (rows, dim)."""
+    """Noise, GMM / point-set ideal denoiser and error accumulation for rows ``x0`` (rows, dim).
+
+    The denoiser runs on blocks of exactly ``ROW_BLOCK`` rows (the last one zero-padded), so that
+    every matrix product has the same shape whatever the batch: a row's result, bit for bit, does
+    not depend on the batch it came in (BLAS picks its kernels by shape)."""
     x = perturb(x0, sigma, seed, row_ids)
-    accumulate_error(gmm_denoise(means, var, logw, x, sigma), x0, sigma_index, acc)
+    flat, rows = x.reshape(x.shape[0], -1), x.shape[0]
+    out = torch.empty_like(flat)
+    for lo in range(0, rows, ROW_BLOCK):
+        xb, sb = flat[lo:lo + ROW_BLOCK], sigma[lo:lo + ROW_BLOCK]
+        k = xb.shape[0]
+        if k < ROW_BLOCK:
+            xb = torch.cat([xb, xb.new_zeros(ROW_BLOCK - k, xb.shape[1])])
+            sb = torch.cat([sb, sb.new_ones(ROW_BLOCK - k)])
+        out[lo:lo + k] = gmm_denoise(means, var, logw, xb, sb)[:k]
+    accumulate_error(out.reshape(x.shape), x0, sigma_index, acc)

@@ -1,0 +1,84 @@
+"""Checkpoints of a profile run: its signature, atomic writes, and strict validation on resume.
+
+A checkpoint is an ``.npz`` (no pickles) holding the run's ``signature`` (JSON: every argument that
+determines the result, fingerprints of the model, data and labels included), the ``finished``
+work ids, and the accumulators, which hold exactly the rows of the finished units. Resuming
+checks the signature field by field and every array against the run (names, shapes, ids in this
+shard and in range, counts equal to the rows of the finished units), and refuses anything else.
+"""
+import json
+import zipfile
+
+import numpy as np
+
+from . import files
+from .errors import InputError
+from .units import n_units, unit_rows
+
+VERSION = 2
+
+
+class CheckpointMismatch(InputError):
+    """A checkpoint was written by a run with other arguments, or does not fit this run."""
+
+
+def write(path, signature, acc, finished):
+    """Accumulators and the finished work ids, written atomically."""
+    files.savez(path, finished=np.array(sorted(finished), dtype=np.int64), signature=np.array(json.dumps(signature)),
+                **{k: v.detach().cpu().numpy() for k, v in acc.items()})
+
+
+def _refuse(path, what):
+    raise CheckpointMismatch(f"checkpoint {path} {what}; remove it to start afresh or use another path")
+
+
+def read(path, signature, acc):
+    """The finished work ids and accumulator arrays of a checkpoint written by this very run.
+
+    ``acc`` maps each accumulator's name to the run's (zeroed) buffer: names, shapes and dtypes
+    must match. The counts must equal the rows of the finished units, sigma by sigma."""
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            names = set(z.files)
+            saved = json.loads(str(z["signature"])) if "signature" in names else None
+            arrays = {k: z[k] for k in names if k != "signature"}
+    except (OSError, ValueError, KeyError, EOFError, RecursionError, zipfile.BadZipFile, AttributeError) as e:
+        raise CheckpointMismatch(f"checkpoint {path} is not readable ({type(e).__name__}: {e}); "
+                                 "remove it to start afresh") from None
+    if not isinstance(saved, dict):
+        _refuse(path, "has no signature record")
+    differ = [k for k in sorted(set(saved) | set(signature)) if saved.get(k) != signature.get(k)]
+    if differ:
+        what = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, this run {signature.get(k)!r}" for k in differ)
+        raise CheckpointMismatch(f"checkpoint {path} was written with other arguments ({what}); "
+                                 "use another checkpoint path or remove it")
+    expected = set(acc) | {"finished"}
+    if set(arrays) != expected:
+        missing, extra = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
+        _refuse(path, f"does not hold this run's arrays (missing {missing}, unexpected {extra})")
+    for k, buf in acc.items():
+        a = arrays[k]
+        if a.dtype != np.float64 or a.shape != tuple(buf.shape):
+            _refuse(path, f"has array {k!r} of {a.dtype} {a.shape}, expected float64 {tuple(buf.shape)}")
+        if not np.all(np.isfinite(a)):
+            _refuse(path, f"has non-finite values in {k!r}")
+    fin = arrays["finished"]
+    n, samples, (index, count) = len(signature["grid"]), signature["samples"], signature["shard"]
+    total = n_units(n, samples)
+    if fin.ndim != 1 or fin.dtype.kind not in "iu":
+        _refuse(path, f"has finished ids of {fin.dtype} {fin.shape}, expected a 1-D integer array")
+    fin = fin.astype(np.int64)
+    bad = fin[(fin < 0) | (fin >= total) | (fin % count != index)]
+    if bad.size:
+        _refuse(path, f"lists work ids outside this run's share (e.g. {bad[:3].tolist()})")
+    if np.unique(fin).size != fin.size:
+        _refuse(path, "lists a work id twice")
+    rows = np.zeros(n)
+    np.add.at(rows, fin % n, [unit_rows(int(w), n, samples) for w in fin] if fin.size else [])
+    got = arrays["acc"][2] + arrays["acc"][3]
+    if not np.array_equal(got, rows):
+        i = int(np.argmax(got != rows))
+        _refuse(path, f"counts {got[i]:g} samples at sigma index {i} but its finished units hold {rows[i]:g}")
+    if "power_acc" in arrays and arrays["power_acc"][2, 0] + arrays["power_acc"][3, 0] != rows.sum():
+        _refuse(path, "has a data-power count that does not match its finished units")
+    return fin.tolist(), {k: v for k, v in arrays.items() if k != "finished"}

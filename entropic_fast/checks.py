@@ -1,0 +1,62 @@
+"""Argument checks shared by the public entry points: numpy scalars are ordinary arguments, and
+anything else wrong raises an InputError naming the argument and its value."""
+import numbers
+import operator
+
+import numpy as np
+
+from .errors import InputError
+
+
+def integer(value, name, least=None):
+    """``value`` as a Python int (numpy integers accepted, floats and bools refused)."""
+    if isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name} must be an integer, got {value!r}")
+    try:
+        out = operator.index(value)
+    except TypeError:
+        if isinstance(value, numbers.Real) and float(value).is_integer():
+            out = int(value)  # 3.0 is taken as 3; 2.5 and nan are refused below
+        else:
+            raise InputError(f"{name} must be an integer, got {value!r}") from None
+    if least is not None and out < least:
+        raise InputError(f"{name} must be an integer >= {least}, got {value!r}")
+    return out
+
+
+def real(value, name, positive=False, finite=True, allow_none=False):
+    """``value`` as a Python float (numpy scalars and 0-d arrays accepted)."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.ndarray)) \
+            or np.ndim(value) != 0:
+        raise InputError(f"{name} must be a real number, got {value!r}")
+    out = float(value)
+    if finite and not np.isfinite(out):
+        raise InputError(f"{name} must be finite, got {out!r}")
+    if positive and not out > 0:
+        raise InputError(f"{name} must be > 0, got {out!r}")
+    return out
+
+
+def finite_array(value, name, ndim=None):
+    """``value`` (any array-like, torch tensors included) as a contiguous float64 ndarray of finite values."""
+    if hasattr(value, "detach"):
+        value = value.detach().cpu().numpy()
+    try:
+        a = np.array(value, dtype=np.float64)
+    except (TypeError, ValueError):
+        raise InputError(f"{name} must be an array of numbers, got {type(value).__name__}") from None
+    if ndim is not None and a.ndim != ndim:
+        raise InputError(f"{name} must be {ndim}-D, got shape {a.shape}")
+    if not np.all(np.isfinite(a)):
+        bad = a[~np.isfinite(a)]
+        raise InputError(f"{name} must be finite, got {bad[:3].tolist()}")
+    return np.ascontiguousarray(a)
+
+
+def one_of(value, name, allowed):
+    """``value`` if it is one of ``allowed`` (compared as strings), else an InputError listing them."""
+    if not isinstance(value, str) or value not in allowed:
+        raise InputError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
+    return value

@@ -1,0 +1,113 @@
+"""SIGINT and SIGTERM held back to safe points, so that an interrupt never splits a commit.
+
+``deferring()`` wraps a long loop: the first SIGINT or SIGTERM is only recorded, and the loop
+raises it as :class:`Interrupted` at its next ``poll()`` (a unit boundary), after which the
+caller writes its checkpoint. A second signal while the loop is outside a critical section
+raises at once (Ctrl-C twice for a denoiser that hangs). ``held()`` marks a critical section
+(a commit, a file write): every signal that lands inside waits until it ends. Handlers are
+installed only while one of these is active and only from the main thread (Python delivers
+signals there); elsewhere both are no-ops. SIGTERM, whose default is to kill the process, is
+raised as ``Interrupted(SIGTERM)`` so that SLURM, Kubernetes and torchrun stops checkpoint too.
+"""
+import contextlib
+import signal
+import threading
+
+from .errors import Interrupted
+
+SIGNALS = tuple(s for s in (signal.SIGINT, getattr(signal, "SIGTERM", None)) if s is not None)
+
+
+class _State:
+    depth = 0          # nesting of held()
+    defer = 0          # nesting of deferring()
+    pending = []       # signals waiting for a safe point
+    previous = None    # handlers to restore, while ours are installed
+
+
+def _main_thread():
+    return threading.current_thread() is threading.main_thread()
+
+
+def _handler(signum, frame):
+    if _State.depth > 0 or (_State.defer > 0 and not _State.pending):
+        _State.pending.append(signum)
+        return
+    _State.pending.clear()
+    raise Interrupted(signum)
+
+
+def _install():
+    if _State.previous is None:
+        _State.previous = {s: signal.getsignal(s) for s in SIGNALS}
+        for s in SIGNALS:
+            signal.signal(s, _handler)
+
+
+def _restore():
+    """Put the previous handlers back and deliver what is still pending to them."""
+    previous, _State.previous = _State.previous, None
+    for s, h in (previous or {}).items():
+        signal.signal(s, h if h is not None else signal.SIG_DFL)
+    pending, _State.pending = _State.pending, []
+    for s in pending[:1]:
+        h = previous.get(s)
+        if h is signal.SIG_IGN:
+            continue
+        if h in (signal.default_int_handler, signal.SIG_DFL, None):
+            raise Interrupted(s)
+        h(s, None)
+
+
+def _leave(propagating):
+    if _State.depth == 0 and _State.defer == 0:
+        if propagating:
+            _State.pending.clear()
+        _restore()
+
+
+@contextlib.contextmanager
+def held():
+    """A critical section: signals that arrive inside wait until it ends."""
+    if not _main_thread():
+        yield
+        return
+    _State.depth += 1
+    _install()
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        _State.depth -= 1
+        _leave(propagating=not ok)
+
+
+@contextlib.contextmanager
+def deferring():
+    """A loop that polls: the first signal is raised at the next :func:`poll`, a second one at once."""
+    if not _main_thread():
+        yield
+        return
+    _State.defer += 1
+    _install()
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        _State.defer -= 1
+        _leave(propagating=not ok)
+
+
+def poll():
+    """Raise the first pending signal as :class:`Interrupted` (call at a safe point, outside ``held``)."""
+    if _State.pending and _State.depth == 0:
+        signum = _State.pending[0]
+        _State.pending.clear()
+        raise Interrupted(signum)
+
+
+def exit_code(signum):
+    """The shell's exit status for a process stopped by ``signum`` (130 for SIGINT, 143 for SIGTERM)."""
+    return 128 + int(signum)

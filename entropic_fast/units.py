@@ -1,0 +1,98 @@
+"""Work units and their seeds: what makes a profile independent of batch size, backend and ranks.
+
+Work is cut into units of at most ``UNIT`` samples, one sigma each, with work id
+``w = unit index * n_sigmas + sigma index``. Each unit draws its data rows with its own generator,
+seeded from ``(seed, sigma index, unit index)``; every row has the id ``w * UNIT + row``, from which
+the kernels draw its noise. A share of the work is the residue class ``w = index (mod count)``;
+a profile records its units as a list of such classes (``[[0, 1]]`` is everything), which is what
+``Profile.merge`` checks for overlap.
+"""
+import math
+
+UNIT = 32
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(z):
+    """One step of SplitMix64 (Steele et al. 2014): a well mixed 64-bit hash."""
+    z = (z + 0x9E3779B97F4A7C15) & _MASK64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return z ^ (z >> 31)
+
+
+def unit_seed(seed, sigma_index, unit_index):
+    """The 63-bit generator seed of one work unit."""
+    return _splitmix64(_splitmix64(_splitmix64(int(seed) & _MASK64) ^ sigma_index) ^ unit_index) >> 1
+
+
+def noise_key(seed):
+    """The 63-bit Philox key of a profile's noise."""
+    return _splitmix64(int(seed) & _MASK64) >> 1
+
+
+def n_units(n_sigmas, samples):
+    """Number of work ids of a profile: one per sigma and unit of ``UNIT`` samples."""
+    return n_sigmas * -(-samples // UNIT)
+
+
+def unit_rows(w, n_sigmas, samples):
+    """Rows (samples) of work unit ``w``: ``UNIT`` except in the last, partial unit."""
+    return min(UNIT, samples - (w // n_sigmas) * UNIT)
+
+
+def work_units(n_sigmas, samples, shard=(0, 1), done=()):
+    """``(work id, unit index, sigma index, rows)`` of this shard not in ``done``, unit-major
+    (every sigma advances together), generated lazily."""
+    index, count = shard
+    done = set(done)
+    for w in range(index, n_units(n_sigmas, samples), count):
+        if w not in done:
+            u, i = divmod(w, n_sigmas)
+            yield w, u, i, min(UNIT, samples - u * UNIT)
+
+
+def _in_class(index, count, lo, hi):
+    """How many ``w`` in ``[lo, hi)`` have ``w = index (mod count)``."""
+    first = lo + (index - lo) % count
+    return len(range(first, hi, count))
+
+
+def shard_rows(n_sigmas, samples, shard=(0, 1)):
+    """Total rows of one shard's units, computed without listing them."""
+    index, count = shard
+    total = n_units(n_sigmas, samples)
+    rows = UNIT * _in_class(index, count, 0, total)
+    short = UNIT * (total // n_sigmas) - samples  # rows missing from each unit of the last block
+    return rows - short * _in_class(index, count, total - n_sigmas, total)
+
+
+def _first_common(a, n, b, m):
+    """The smallest ``w >= 0`` with ``w = a (mod n)`` and ``w = b (mod m)``, or None (CRT)."""
+    g = math.gcd(n, m)
+    if (b - a) % g:
+        return None
+    mg = m // g
+    t = ((b - a) // g * pow(n // g, -1, mg)) % mg if mg > 1 else 0
+    return (a % n + n * t) % (n * mg)
+
+
+def overlap(classes_a, classes_b, total):
+    """True when two unit sets (lists of ``[index, count]``) share a work id below ``total``."""
+    for a, n in classes_a:
+        for b, m in classes_b:
+            w = _first_common(a, n, b, m)
+            if w is not None and w < total:
+                return True
+    return False
+
+
+def union(classes_a, classes_b):
+    """The union of two disjoint unit sets, ``[[0, 1]]`` when together they cover every residue."""
+    classes = sorted({tuple(c) for c in list(classes_a) + list(classes_b)})
+    period = math.lcm(*(n for _, n in classes))
+    if period <= 1 << 16:
+        hit = {r for a, n in classes for r in range(a % n, period, n)}
+        if len(hit) == period:
+            return [[0, 1]]
+    return [list(c) for c in classes]
