@@ -43,9 +43,10 @@ def check_writable(path, what="output"):
     if not os.path.isdir(folder):
         raise InputError(f"{what} {path}: the folder {folder} does not exist")
     try:
-        fd, tmp = tempfile.mkstemp(prefix=".entropic-fast-probe-", dir=folder)
-        os.close(fd)
-        os.unlink(tmp)
+        with held():
+            fd, tmp = tempfile.mkstemp(prefix=".entropic-fast-probe-", dir=folder)
+            os.close(fd)
+            os.unlink(tmp)
     except OSError as e:
         raise InputError(f"{what} {path} cannot be written: {e.strerror or e}") from None
     if os.path.exists(path) and not os.access(path, os.W_OK):

@@ -30,25 +30,44 @@ def _main_thread():
 
 
 def _handler(signum, frame):
-    if _State.depth > 0 or (_State.defer > 0 and not _State.pending):
-        _State.pending.append(signum)
-        return
-    _State.pending.clear()
-    raise Interrupted(signum)
+    if _State.defer > 0 and _State.depth == 0 and _State.pending:  # a second signal in the loop: stop now
+        _State.pending.clear()
+        raise Interrupted(signum)
+    _State.pending.append(signum)  # delivered at the next poll() or at the end of the outermost section
+
+
+def _flush():
+    """A Python-level call: the interpreter runs the handlers of signals already caught here."""
+
+
+def _swap(handlers):
+    """Install ``handlers`` with SIGINT/SIGTERM blocked at the OS level: a signal caught before the
+    block runs the outgoing handler at ``_flush``; one arriving during the swap reaches the new one."""
+    mask = getattr(signal, "pthread_sigmask", None)
+    old = mask(signal.SIG_BLOCK, SIGNALS) if mask else None
+    try:
+        _flush()
+        for s, h in handlers.items():
+            signal.signal(s, h if h is not None else signal.SIG_DFL)
+    finally:
+        if mask:
+            mask(signal.SIG_SETMASK, old)
 
 
 def _install():
     if _State.previous is None:
-        _State.previous = {s: signal.getsignal(s) for s in SIGNALS}
-        for s in SIGNALS:
-            signal.signal(s, _handler)
+        previous = {s: signal.getsignal(s) for s in SIGNALS}
+        _swap({s: _handler for s in SIGNALS})
+        _State.previous = previous
 
 
 def _restore():
     """Put the previous handlers back and deliver what is still pending to them."""
-    previous, _State.previous = _State.previous, None
-    for s, h in (previous or {}).items():
-        signal.signal(s, h if h is not None else signal.SIG_DFL)
+    previous = _State.previous
+    if previous is None:
+        return
+    _swap(previous)
+    _State.previous = None
     pending, _State.pending = _State.pending, []
     for s in pending[:1]:
         h = previous.get(s)
@@ -72,8 +91,8 @@ def held():
     if not _main_thread():
         yield
         return
+    _install()  # first: from here on a signal is held while depth > 0
     _State.depth += 1
-    _install()
     ok = False
     try:
         yield
@@ -89,8 +108,8 @@ def deferring():
     if not _main_thread():
         yield
         return
+    _install()  # first: from here on a signal is held while defer > 0
     _State.defer += 1
-    _install()
     ok = False
     try:
         yield

@@ -4,3 +4,22 @@ import entropic_fast as ef
 
 def gaussian():
     return ef.analytic.Gaussian(1.0, (3,))
+
+
+def slow_gaussian():
+    """A Gaussian denoiser that sleeps a little per call and, on its first call, creates the file named by
+    ``$EF_MARKER`` (so that a test knows the loop has started before it sends a signal)."""
+    import os
+    import time
+
+    model = ef.analytic.Gaussian(1.0, (3,))
+
+    def call(x, sigma):
+        marker = os.environ.get("EF_MARKER")
+        if marker and not os.path.exists(marker):
+            open(marker, "w").close()
+        time.sleep(0.01)
+        return model(x, sigma)
+
+    call.fingerprint = lambda: "slow gaussian 1.0 (3,)"
+    return call

@@ -1,0 +1,272 @@
+"""No lost work, nothing counted twice: signals, out-of-memory retries and checkpoints (issue 11, classes 1-4, 9)."""
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+import entropic_fast as ef
+from entropic_fast import checkpoint as ckpt
+from entropic_fast.errors import InputError, Interrupted
+from entropic_fast.estimate import CheckpointMismatch
+
+ROOT = os.path.join(os.path.dirname(__file__), "..")
+GRID = ef.sigma_grid(6)
+MODEL = ef.analytic.Gaussian(0.5, (3,))
+DATA = torch.randn(50, 3, generator=torch.Generator().manual_seed(0))
+
+
+def plain(x, sigma):
+    return MODEL(x, sigma)
+
+
+def run(path, **kw):
+    args = dict(samples=40, batch_size=24, checkpoint=path, checkpoint_every=2, progress=False)
+    return ef.profile(plain, DATA, GRID, **{**args, **kw})
+
+
+def same(a, b):
+    np.testing.assert_allclose(a.sum, b.sum, rtol=1e-12)
+    np.testing.assert_allclose(a.sumsq, b.sumsq, rtol=1e-12)
+    np.testing.assert_array_equal(a.count, b.count)
+
+
+def test_an_interrupt_at_every_line_of_the_loop_counts_nothing_twice(tmp_path):
+    """SIGINT sent at each line executed in the loop, the checkpoint and the file code in turn; each
+    interrupted run is resumed (which validates its checkpoint's counts against its finished units)
+    and must give the uninterrupted profile, with no temporary file left behind.
+
+    Under ``sys.settrace`` every traced line is a point where Python runs signal handlers, far more
+    than without tracing. ``signals.py`` itself is left untraced: its few statements between
+    installing a handler and entering a section rely on the interpreter's real check points."""
+    whole = run(None)
+    files = ("estimate.py", "checkpoint.py", "files.py")
+    seen = [0]
+
+    def counter(frame, event, arg):
+        if not frame.f_code.co_filename.endswith(files):
+            return None
+
+        def local(f, e, a):
+            if e == "line":
+                seen[0] += 1
+                if seen[0] == target[0]:
+                    os.kill(os.getpid(), signal.SIGINT)
+            return local
+        return local
+
+    target = [-1]
+    sys.settrace(counter)
+    try:
+        run(tmp_path / "count.ckpt")
+    finally:
+        sys.settrace(None)
+    lines, interrupted = seen[0], 0
+    assert lines > 500
+    for k in range(1, lines + 1):
+        ck = tmp_path / f"k{k}.ckpt"
+        seen[0], target[0] = 0, k
+        sys.settrace(counter)
+        try:
+            run(ck)
+            (lambda: None)()  # a signal sent at the very last line is handled here, not after the try
+        except KeyboardInterrupt:
+            interrupted += 1
+        finally:
+            sys.settrace(None)
+        same(run(ck), whole)
+    assert interrupted > 0.9 * lines, "almost every point must interrupt the run"
+    assert not [f for f in os.listdir(tmp_path) if not f.endswith(".ckpt")], "temporary files left behind"
+
+
+def _cli(args, env=None):
+    cmd = [sys.executable, "-m", "entropic_fast.cli", *args]
+    return subprocess.Popen(cmd, cwd=os.path.dirname(__file__), env={**os.environ, **(env or {})},
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def test_sigint_and_sigterm_in_a_real_process_checkpoint_and_resume(tmp_path):
+    """The CLI stopped at random moments by SIGINT and SIGTERM: exit 130 / 143, a checkpoint, and a rerun
+    that finishes to exactly the uninterrupted profile."""
+    data = tmp_path / "data.npy"
+    np.save(data, DATA.numpy())
+    common = ["profile", "--model", "tests_factory:slow_gaussian", "--data", str(data), "--samples", "64",
+              "--grid", "0.002", "80", "12", "--batch-size", "16", "--quiet"]
+    rng = random.Random(11)
+    whole = None
+    for trial, sig in enumerate([signal.SIGINT, signal.SIGTERM, signal.SIGTERM, signal.SIGINT]):
+        ck, out, marker = tmp_path / f"{trial}.ckpt", tmp_path / f"{trial}.npz", tmp_path / f"{trial}.started"
+        proc = _cli([*common, "--out", str(out), "--checkpoint", str(ck)], {"EF_MARKER": str(marker)})
+        t0 = time.monotonic()
+        while not marker.exists() and proc.poll() is None and time.monotonic() - t0 < 60:
+            time.sleep(0.01)
+        time.sleep(rng.uniform(0.0, 0.3))  # the run takes about 0.5 s after its first call
+        proc.send_signal(sig)
+        _, err = proc.communicate(timeout=60)
+        assert proc.returncode == 128 + sig, (proc.returncode, err[-2000:])
+        assert "Traceback" not in err and ck.exists() and not out.exists()
+        rerun = _cli([*common, "--out", str(out), "--checkpoint", str(ck)])
+        _, err = rerun.communicate(timeout=120)
+        assert rerun.returncode == 0, err[-2000:]
+        prof = ef.Profile.load(out)
+        if whole is None:
+            whole = ef.profile(ef.analytic.Gaussian(1.0, (3,)), DATA, ef.sigma_grid(12), samples=64, progress=False)
+        same(prof, whole)
+
+
+def test_signals_are_held_back_inside_a_critical_section():
+    with pytest.raises(Interrupted) as stop:
+        with ef.signals.held():
+            os.kill(os.getpid(), signal.SIGTERM)
+            done = True  # the signal waits for the end of the section
+    assert done and stop.value.signum == signal.SIGTERM
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL, "the previous handler is restored"
+
+
+def test_out_of_memory_inside_accumulation_is_retried_from_clean_accumulators(monkeypatch):
+    """An OOM raised after the row errors were added (the spectral part allocates later) must not add those
+    rows twice on the halved retry: counts stay exact and the spectra still sum to mse (Parseval)."""
+    from entropic_fast.kernels import reference
+
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    real = reference.bin_power
+
+    def bin_power(power, sigma_index, spectral):
+        if power.shape[0] > 40:
+            raise oom("CUDA out of memory (simulated, after the row errors were added)")
+        return real(power, sigma_index, spectral)
+
+    monkeypatch.setattr(reference, "bin_power", bin_power)
+    m = ef.analytic.Gaussian(0.5, (1, 4, 4))
+    with pytest.warns(UserWarning, match="out of memory at batch size"):
+        p = ef.profile(m, m, GRID, samples=64, batch_size=128, spectral=True, progress=False)
+    monkeypatch.setattr(reference, "bin_power", real)
+    ref = ef.profile(m, m, GRID, samples=64, batch_size=128, spectral=True, progress=False)
+    np.testing.assert_array_equal(p.count, np.full(GRID.size, 64))
+    np.testing.assert_allclose(p.sum, ref.sum, rtol=1e-12)
+    np.testing.assert_allclose(p.spectra.sum((1, 2, 3)), p.mse, rtol=1e-6)
+
+
+class LabelNet(torch.nn.Module):
+    def __init__(self, scale):
+        super().__init__()
+        self.scale = torch.nn.Parameter(torch.tensor(scale))
+
+    def forward(self, x, sigma, labels):
+        return x * self.scale
+
+
+@pytest.mark.parametrize("change, field", [
+    (dict(denoiser=LabelNet(0.6)), "fingerprints"),                       # same class, other weights
+    (dict(denoiser=lambda x, s, y: x * 0.5), "fingerprints"),              # another callable
+    (dict(data=torch.randn(50, 3) + 1), "fingerprints"),                   # other data, same shape
+    (dict(data=DATA.double()), "data_dtype"),                              # same data, other dtype
+    (dict(labels=torch.arange(50) % 3), "fingerprints"),                   # other labels
+])
+def test_resume_with_another_model_data_or_labels_is_refused(tmp_path, change, field):
+    args = dict(denoiser=LabelNet(0.5), data=DATA, sigmas=GRID, samples=40, checkpoint=tmp_path / "ck",
+                progress=False, labels=torch.arange(50) % 2)
+
+    def go(a):
+        a = dict(a)
+        return ef.profile(a.pop("denoiser"), a.pop("data"), **a)
+
+    go(args)
+    with pytest.raises(CheckpointMismatch, match=field):
+        go({**args, **change})
+    go({**args, "denoiser": LabelNet(0.5)})  # an equal model (another object) resumes
+
+
+def _tamper(path, **changes):
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    for k, v in changes.items():
+        if v is None:
+            arrays.pop(k)
+        else:
+            arrays[k] = v(arrays) if callable(v) else v
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+
+
+@pytest.mark.parametrize("changes, match", [
+    (dict(acc=None), r"missing \['acc'\]"),
+    (dict(extra=np.zeros(3)), r"unexpected \['extra'\]"),
+    (dict(acc=lambda a: a["acc"][:, :3]), "has array 'acc' of float64 \\(4, 3\\)"),
+    (dict(acc=lambda a: a["acc"].astype(np.float32)), "has array 'acc' of float32"),
+    (dict(finished=lambda a: np.append(a["finished"], 10**9)), "outside this run's share"),
+    (dict(finished=lambda a: np.append(a["finished"], a["finished"][:1])), "a work id twice"),
+    (dict(finished=lambda a: a["finished"][1:]), "counts .* but its finished units hold"),
+    (dict(finished=np.array(["x"])), "1-D integer array"),
+    (dict(acc=lambda a: a["acc"] * np.nan), "non-finite"),
+    (dict(signature=np.array("[1, 2]")), "no signature record"),
+])
+def test_checkpoint_arrays_are_validated_against_the_run(tmp_path, changes, match):
+    ck = tmp_path / "ck"
+    calls = []
+
+    def dies(x, s):
+        calls.append(1)
+        if len(calls) == 4:
+            raise RuntimeError("stop")
+        return plain(x, s)
+
+    dies.fingerprint = lambda: "plain gaussian"  # its call list changes as it runs
+    with pytest.raises(RuntimeError):
+        ef.profile(dies, DATA, GRID, samples=40, batch_size=24, checkpoint=ck, checkpoint_every=1, progress=False)
+    _tamper(ck, **changes)
+    with pytest.raises(CheckpointMismatch, match=match):
+        ef.profile(dies, DATA, GRID, samples=40, batch_size=24, checkpoint=ck, progress=False)
+
+
+def test_a_checkpoint_in_a_missing_folder_is_refused_before_any_work(tmp_path):
+    calls = []
+
+    def counted(x, s):
+        calls.append(len(x))
+        return x
+
+    with pytest.raises(InputError, match="does not exist"):
+        ef.profile(counted, DATA, GRID, samples=8, checkpoint=tmp_path / "no" / "ck", progress=False)
+    assert calls == []
+
+
+def test_non_finite_output_is_reported_early_without_finishing_the_run(tmp_path):
+    calls = []
+
+    def bad(x, sigma):
+        calls.append(len(x))
+        return torch.full_like(x, torch.nan)
+
+    with pytest.raises(InputError, match="not finite at sigma"):
+        ef.profile(bad, DATA, GRID, samples=320, batch_size=32, checkpoint=tmp_path / "ck", checkpoint_every=2,
+                   progress=False)
+    assert len(calls) <= 3, f"ran {len(calls)} batches of {GRID.size * 10} before reporting"
+
+
+def test_a_huge_sample_count_starts_at_once():
+    """Units are generated lazily: samples=1e9 reaches the denoiser without building a list of them."""
+    class Reached(Exception):
+        pass
+
+    def stop(x, s):
+        raise Reached
+
+    t0 = time.monotonic()
+    with pytest.raises(Reached):
+        ef.profile(stop, DATA, ef.sigma_grid(128), samples=10**9, progress=False)
+    assert time.monotonic() - t0 < 5
+
+
+def test_checkpoint_read_accepts_its_own_writes(tmp_path):
+    """The validation itself: an honest checkpoint of a finished run reads back."""
+    ck = tmp_path / "ck"
+    run(ck)
+    with np.load(ck) as z:
+        assert "finished" in z.files and z["finished"].size == GRID.size * 2
+    assert ckpt.VERSION == 2
