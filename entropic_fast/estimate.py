@@ -135,6 +135,8 @@ def _check_data(data, labels):
     if example.ndim < 2 or example.shape[0] != 1 or not example.is_floating_point():
         raise InputError(f"data.sample(1) must return a floating tensor of shape (1, *shape), got "
                          f"{example.dtype} {tuple(example.shape)}")
+    if not bool(torch.isfinite(example).all()):
+        raise InputError(f"data.sample returned non-finite values ({type(data).__name__})")
     return example
 
 

@@ -35,13 +35,14 @@ def sigma_grid(n=128, sigma_min=0.002, sigma_max=80.0, rho=7.0):
     sigma_min, sigma_max = _check_range(sigma_min, sigma_max)
     rho = checks.real(rho, "rho", positive=True)
     r = np.linspace(0.0, 1.0, n)
+    sigma_min, sigma_max = np.float64(sigma_min), np.float64(sigma_max)  # overflow gives inf, not an error
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
         s = (sigma_min ** (1 / rho) + r * (sigma_max ** (1 / rho) - sigma_min ** (1 / rho))) ** rho
         if not np.all(np.isfinite(s)):  # tiny rho: the same ramp in log space
             a, b = np.log(sigma_min) / rho, np.log(sigma_max) / rho
             s = np.exp(rho * np.logaddexp(np.log1p(-r) + a, np.log(r) + b))
     s[0], s[-1] = sigma_min, sigma_max
-    return _ascending(s, f"a grid of {n} sigmas from {sigma_min!r} to {sigma_max!r} with rho={rho!r}")
+    return _ascending(s, f"a grid of {n} sigmas from {float(sigma_min)!r} to {float(sigma_max)!r} with rho={rho!r}")
 
 
 def karras(steps, sigma_min=0.002, sigma_max=80.0, rho=7.0):

@@ -23,3 +23,17 @@ def slow_gaussian():
 
     call.fingerprint = lambda: "slow gaussian 1.0 (3,)"
     return call
+
+
+def text():
+    return "not a model"
+
+
+def needs_argument(scale):
+    return ef.analytic.Gaussian(scale, (3,))
+
+
+def explodes():
+    def call(x, sigma):
+        raise AssertionError("the network must not be called before the output is checked")
+    return call
