@@ -62,3 +62,75 @@ def isotonic(y, w=None):
     yb, lead = _batch(y)
     w = np.ones_like(yb) if w is None else np.broadcast_to(np.asarray(w, np.float64), (*lead, yb.shape[-1]))
     return _call(_curves.isotonic, yb, np.ascontiguousarray(w).reshape(yb.shape)).reshape(*lead, -1)
+
+
+def _fornberg(z, x, m):
+    """Weights of the order-``m`` derivative at ``z`` from values at the nodes ``x`` (Fornberg 1988)."""
+    n = len(x)
+    c = np.zeros((n, m + 1))
+    c1, c4 = 1.0, x[0] - z
+    c[0, 0] = 1.0
+    for i in range(1, n):
+        mn, c2, c5, c4 = min(i, m), 1.0, c4, x[i] - z
+        for j in range(i):
+            c3 = x[i] - x[j]
+            c2 *= c3
+            if j == i - 1:
+                for k in range(mn, 0, -1):
+                    c[i, k] = c1 * (k * c[i - 1, k - 1] - c5 * c[i - 1, k]) / c2
+                c[i, 0] = -c1 * c5 * c[i - 1, 0] / c2
+            for k in range(mn, 0, -1):
+                c[j, k] = (c4 * c[j, k] - k * c[j, k - 1]) / c3
+            c[j, 0] = c4 * c[j, 0] / c3
+        c1 = c2
+    return c[:, m]
+
+
+def derivative_matrix(x, width=5):
+    """``D`` with ``D @ y`` the derivative at the nodes from ``width``-point stencils (exact for polynomials
+    of degree ``width - 1``; one-sided at the ends), on any strictly ascending grid."""
+    x = _grid(x)
+    n = x.size
+    width = min(width, n)
+    d = np.zeros((n, n))
+    for i in range(n):
+        lo = min(max(i - width // 2, 0), n - width)
+        d[i, lo:lo + width] = _fornberg(x[i], x[lo:lo + width], 1)
+    return d
+
+
+def _penalty(x, order):
+    """Rows of scaled ``order``-th divided differences: ``||P z||^2`` approximates the integral of ``z^(order)^2``."""
+    n = x.size
+    p = np.zeros((n - order, n))
+    for i in range(n - order):
+        seg = x[i:i + order + 1]
+        p[i, i:i + order + 1] = _fornberg(seg.mean(), seg, order) * np.sqrt(seg[-1] - seg[0])
+    return p
+
+
+def smooth(x, y, w, order=2, lams=np.logspace(-10, 6, 65)):
+    """Weighted penalised least squares (Whittaker-Henderson) of one curve on the grid ``x``: minimises
+    ``sum w (y - z)^2 + lam ||P z||^2`` with ``lam`` chosen by Stein's unbiased risk estimate, the
+    weights being inverse noise variances (a weight of 0 is floored at 1e-10 of the largest).
+    Returns ``(z, lam)``.
+
+    Demmler-Reinsch form: with ``M = W^-1/2 P'P W^-1/2 = Q diag(m) Q'``, the fit is
+    ``z = W^-1/2 Q diag(1 / (1 + lam m)) Q' W^1/2 y`` and the hat matrix's trace ``sum 1 / (1 + lam m)``,
+    so one eigendecomposition serves every ``lam`` (no inverse is formed: its far entries are denormal)."""
+    x, y, w = _grid(x), np.asarray(y, np.float64), np.asarray(w, np.float64)
+    if y.shape != x.shape or w.shape != x.shape or not np.all(np.isfinite(w) & (w >= 0)) or not w.max() > 0:
+        raise InputError("smooth needs finite values and finite weights >= 0 (one > 0) on the grid")
+    sw = np.sqrt(np.maximum(w, 1e-10 * w.max()))
+    pt = _penalty(x, order) / sw[None, :]
+    m, q = np.linalg.eigh(pt.T @ pt)
+    m = np.maximum(m, 0.0)
+    c = q.T @ (sw * y)
+    best = None
+    for lam in lams:
+        f = 1.0 / (1.0 + lam * m)
+        z = (q @ (f * c)) / sw
+        risk = float(np.sum(w * (y - z) ** 2) + 2 * np.sum(f))
+        if best is None or risk < best[0]:
+            best = (risk, z, float(lam))
+    return best[1], best[2]

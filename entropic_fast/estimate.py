@@ -257,7 +257,7 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     acc = {"acc": zeros(4, n)}  # sum, sumsq, count, non-finite per sigma
     if spectral:
         image = _image_shape(example.shape[1:])
-        acc.update(spec=zeros(n, *image), power=zeros(1, *image), power_acc=zeros(4, 1))
+        acc.update(spec=zeros(n, *image), power=zeros(1, *image), power_acc=zeros(4, 1), mean=zeros(*image))
     pending = {k: torch.zeros_like(v) for k, v in acc.items()}  # rows of units not yet finished
     scratch = {k: torch.zeros_like(v) for k, v in acc.items()}  # the batch in flight
     signature = {"version": ckpt.VERSION, "grid": grid.tolist(), "seed": seed, "samples": samples,
@@ -290,6 +290,7 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
         if spectral:
             kern.accumulate_error(x0, torch.zeros_like(x0), torch.zeros_like(idx), scratch["power_acc"],
                                   scratch["power"])
+            scratch["mean"] += x0.reshape(-1, *image).sum(0, dtype=torch.float64)
 
     def run_rows(*rows):
         """Rows into ``pending``, all or nothing; on out-of-memory halve the batch and retry from clean scratch."""
@@ -367,5 +368,5 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     extra = {}
     if spectral:
         extra = dict(spectral_sum=host["spec"], power_sum=host["power"][0],
-                     power_count=float(host["power_acc"][2, 0] + host["power_acc"][3, 0]))
+                     power_count=float(host["power_acc"][2, 0] + host["power_acc"][3, 0]), mean_sum=host["mean"])
     return Profile(grid, a[0], a[1], a[2], example[0].numel(), meta, **extra)

@@ -1,6 +1,7 @@
 """Profile: per-sigma float64 accumulators of the denoising error, with merge and save/load."""
 import json
 import os
+import warnings
 import zipfile
 
 import numpy as np
@@ -9,7 +10,8 @@ from . import files
 from .errors import InputError, ProfileFormatError
 from .units import n_units, overlap, union
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+READS = (1, 2)  # version 1 lacks the data mean of spectral profiles (mean_sum): P_k there is not centred
 ACCUMULATORS = ("sum", "sumsq", "count")
 # what two profiles must share to be merged (beside grid, dim and kind), in the order reported
 _MERGE_KEYS = ("seed", "samples", "unit", "data_shape", "dtype", "fingerprints")
@@ -56,12 +58,13 @@ class Profile:
     """Per-sigma sum, sum of squares and count of the per-sample squared error ``||D - x0||^2``.
 
     Spectral profiles also hold ``spectral_sum`` (sigmas, C, H, W), the summed error power
-    ``|F(D - x0)_k|^2`` per channel and frequency (orthonormal 2-D DFT), and ``power_sum`` (C, H, W)
-    with ``power_count``, the summed data power ``|F(x0)_k|^2``.
+    ``|F(D - x0)_k|^2`` per channel and frequency (orthonormal 2-D DFT), ``power_sum`` (C, H, W)
+    with ``power_count``, the summed data power ``|F(x0)_k|^2``, and ``mean_sum`` (C, H, W), the
+    summed data ``x0`` (for the centred power; None in files of format version 1).
     """
 
     def __init__(self, sigmas, sum, sumsq, count, dim, meta=None, spectral_sum=None, power_sum=None,
-                 power_count=None):
+                 power_count=None, mean_sum=None):
         self.sigmas = _as_grid(sigmas)
         n = self.sigmas.size
         self.sum, self.sumsq, self.count = (_array(a, name, (n,)) for name, a in zip(ACCUMULATORS, (sum, sumsq, count)))
@@ -99,18 +102,31 @@ class Profile:
                     or not (np.isfinite(power_count) and power_count > 0):
                 raise InputError(f"power_count must be a finite number > 0 for a spectral profile, got {power_count!r}")
             self.spectral_sum, self.power_sum, self.power_count = spec, power, float(power_count)
+        self.mean_sum = None
+        if mean_sum is not None:
+            if self.power_sum is None:
+                raise InputError("mean_sum goes with a spectral profile (spectral_sum, power_sum)")
+            try:
+                mean = np.array(mean_sum, dtype=np.float64)
+            except (TypeError, ValueError):
+                raise InputError("mean_sum must be numbers") from None
+            if mean.shape != self.power_sum.shape or not np.all(np.isfinite(mean)):
+                raise InputError(f"mean_sum must be finite with shape {self.power_sum.shape}, got {mean.shape}")
+            self.mean_sum = mean
 
     @classmethod
-    def from_curve(cls, sigmas, mse, dim, meta=None, spectra=None, data_power=None):
+    def from_curve(cls, sigmas, mse, dim, meta=None, spectra=None, data_power=None, data_mean=None):
         """An exact profile from a known error curve ``e(sigma)`` (no sampling, zero stderr);
-        optionally with exact per-frequency errors ``spectra`` (sigmas, C, H, W) and ``data_power``."""
+        optionally with exact per-frequency errors ``spectra`` (sigmas, C, H, W), ``data_power`` and
+        ``data_mean`` (zero when not given)."""
         mse = np.array(mse, dtype=np.float64)
         if mse.ndim != 1 or not np.all(np.isfinite(mse)) or np.any(mse < 0):
             raise InputError(f"mse must be a 1-D array of finite values >= 0, got {mse}")
         if (spectra is None) != (data_power is None):
             raise InputError("spectra and data_power go together")
+        mean = None if spectra is None else (np.zeros(np.shape(data_power)) if data_mean is None else data_mean)
         return cls(sigmas, mse, mse**2, np.ones_like(mse), dim, {**(meta or {}), "exact": True},
-                   spectra, data_power, None if spectra is None else 1.0)
+                   spectra, data_power, None if spectra is None else 1.0, mean)
 
     @property
     def spectral(self):
@@ -129,6 +145,25 @@ class Profile:
     def data_power(self):
         """Mean data power ``P_k = E|F(x0)_k|^2`` per channel and frequency, (C, H, W), or None."""
         return None if not self.spectral else self.power_sum / self.power_count
+
+    @property
+    def data_mean(self):
+        """Mean data image ``E[x0]`` (C, H, W), or None (not spectral, or a version-1 file)."""
+        return None if self.mean_sum is None else self.mean_sum / self.power_count
+
+    @property
+    def data_covariance(self):
+        """Centred data power ``E|F(x0)_k|^2 - |F(E x0)_k|^2`` (the covariance spectrum), (C, H, W), or None.
+
+        A version-1 file has no data mean: its raw power is returned, with a warning."""
+        if not self.spectral:
+            return None
+        if self.mean_sum is None:
+            warnings.warn("this spectral profile has no data mean (profile format version 1): its data power is "
+                          "not centred; profile again to centre it", stacklevel=2)
+            return self.data_power
+        f = np.fft.fft2(self.data_mean, norm="ortho")
+        return np.maximum(self.data_power - (f.real**2 + f.imag**2), 0.0)
 
     @property
     def exact(self):
@@ -189,7 +224,9 @@ class Profile:
         spec = {}
         if self.spectral:
             spec = dict(spectral_sum=self.spectral_sum + other.spectral_sum, power_sum=self.power_sum + other.power_sum,
-                        power_count=self.power_count + other.power_count)
+                        power_count=self.power_count + other.power_count,
+                        mean_sum=None if self.mean_sum is None or other.mean_sum is None
+                        else self.mean_sum + other.mean_sum)
         return Profile(self.sigmas, self.sum + other.sum, self.sumsq + other.sumsq, self.count + other.count,
                        self.dim, meta, **spec)
 
@@ -201,6 +238,8 @@ class Profile:
         meta = json.dumps({**self.meta, "format_version": FORMAT_VERSION, "dim": self.dim,
                            "power_count": self.power_count}, default=_json_default)
         spec = {} if not self.spectral else dict(spectral_sum=self.spectral_sum, power_sum=self.power_sum)
+        if self.mean_sum is not None:
+            spec["mean_sum"] = self.mean_sum
         files.savez(path, sigmas=self.sigmas, sum=self.sum, sumsq=self.sumsq, count=self.count,
                     meta=np.array(meta), **spec)
         return path
@@ -228,7 +267,7 @@ class Profile:
                     raise bad(f"arrays {missing} are missing")
                 text = z["meta"]
                 arrays = {k: z[k] for k in ("sigmas",) + ACCUMULATORS}
-                spec = {k: z[k] for k in ("spectral_sum", "power_sum") if k in z.files}
+                spec = {k: z[k] for k in ("spectral_sum", "power_sum", "mean_sum") if k in z.files}
                 if text.dtype.kind != "U" or text.ndim != 0:
                     raise bad(f"meta is {text.dtype} {text.shape}, not a JSON string")
                 meta = json.loads(str(text))
@@ -242,9 +281,9 @@ class Profile:
             if a.dtype.kind not in "fiu":
                 raise bad(f"array {k!r} holds {a.dtype}, not numbers")
         version = meta.pop("format_version", None)
-        if version != FORMAT_VERSION:
+        if version not in READS:
             raise ProfileFormatError(f"{path} has profile format version {version!r}; this library reads "
-                                     f"version {FORMAT_VERSION}")
+                                     f"versions {', '.join(map(str, READS))}")
         if "dim" not in meta:
             raise bad("meta has no 'dim'")
         dim, power_count = meta.pop("dim"), meta.pop("power_count", None)

@@ -50,8 +50,11 @@ def error_curve(prof, smooth=None):
     return top * curves.isotonic(e / top, np.where(w > 0, w, max(float(w.max()), 1.0) * 1e-12))
 
 
-def integrand(prof, kind="rescaled", smooth=None):
-    """The integrand of a time change in ``u = log sigma`` at the grid sigmas (DESIGN.md section 1)."""
+def integrand(prof, kind="rescaled", smooth=None, sigma_min=None, sigma_max=None):
+    """The integrand of a time change in ``u = log sigma`` at the grid sigmas (DESIGN.md section 1).
+
+    ``sigma_min`` / ``sigma_max`` matter only to ``spectral``, whose directions are each normalised to
+    1 over that range (default: the whole grid)."""
     _check_kind(kind, TIME_KINDS)
     s, e = prof.sigmas, error_curve(prof, smooth)
     if kind == "entropic":  # dH/du = e / s^2
@@ -59,16 +62,49 @@ def integrand(prof, kind="rescaled", smooth=None):
     if kind == "rescaled":  # dR/du = e / s
         return e / s
     if kind == "spectral":
-        return _spectral_integrand(prof, smooth)
-    # LAS (Aghapour et al. 2026): sqrt(2 e'(s) / s^3) ds = sqrt(2 de/du) / s du, with de/du taken as
-    # e dlog(e)/du: log e is nearly linear at both ends of the grid, e itself is not (20x smaller error)
-    loge = np.log(np.maximum(e, 1e-300 * max(float(e.max()), 1e-300)))
-    return np.sqrt(2.0 * e * np.maximum(curves.slopes(np.log(s), loge), 0.0)) / s
+        return _spectral_integrand(prof, smooth, *_range(prof, sigma_min, sigma_max))
+    return np.sqrt(2.0 * las_rate(prof, smooth)) / s  # LAS: sqrt(2 e'(s) / s^3) ds = sqrt(2 de/du) / s du
 
 
-def _spectral_integrand(prof, smooth):
-    """``dS/du = sum_k A_k (e_k / s) / R_k(s_max)``: each direction's rescaled time normalised to 1 at the
-    top of the grid, weighted by its data amplitude ``A_k = sqrt(P_k)`` (Stancevic et al., spectral variant)."""
+# a sigma whose relative standard error exceeds this is unresolved: its error is a rare-event estimate
+UNRESOLVED = 1 / 3
+
+
+def las_rate(prof, smooth=None):
+    """``de/du`` on the grid, for the loss-adaptive schedule (Aghapour et al. 2026).
+
+    Exact curves: a 5-point derivative of ``log e`` in ``u`` (fourth order on any grid). Sampled profiles:
+    ``log(e + floor)`` smoothed by weighted penalised least squares (weights from the standard errors,
+    smoothing chosen by Stein's unbiased risk estimate, ``curves.smooth``), then differentiated the same
+    way; ``floor`` is the largest error among unresolved sigmas (relative stderr > 1/3), so that rare-event
+    estimates at small errors do not steer the fit. Negative slopes are clipped (the exact MMSE is
+    non-decreasing)."""
+    _check_profile(prof)
+    s, u, e = prof.sigmas, np.log(prof.sigmas), prof.mse
+    if not np.all(np.isfinite(e)):
+        raise InputError(f"profile has sigmas with no samples: {s[~np.isfinite(e)][:3]}")
+    top = float(e.max())
+    if not top > 0:
+        raise InputError("the profile's error is zero at every sigma: there is no time to build a schedule from")
+    x = e / top
+    if not _smoothing(prof, smooth):
+        z = np.log(np.maximum(x, 1e-300))
+    else:
+        sx = prof.stderr / top
+        unresolved = ~(sx <= UNRESOLVED * x)
+        floor = max(float(x[unresolved].max()) if unresolved.any() else 0.0, 1e-12)
+        # relative stderr floored at 1e-4: below that it is rounding (one sample whose square underflows)
+        var = (sx / (x + floor)) ** 2
+        w = np.where(np.isfinite(var), 1.0 / np.maximum(var, 1e-8), 0.0)
+        z, _ = curves.smooth(u, np.log(x + floor), w)
+    slope = np.maximum(curves.derivative_matrix(u) @ z, 0.0)
+    return top * np.exp(z) * slope
+
+
+def _spectral_integrand(prof, smooth, smin, smax):
+    """``dS/du = sum_k A_k (e_k / s) / (R_k(smax) - R_k(smin))``: each direction's rescaled time normalised to 1
+    over the schedule's range [smin, smax] (the paper normalises at the final time of sampling), weighted by
+    its data amplitude ``A_k``: the root of the centred power, the covariance spectrum (Stancevic et al.)."""
     if not prof.spectral:
         raise InputError("kind 'spectral' needs a spectral profile: profile(..., spectral=True)")
     s, u = prof.sigmas, np.log(prof.sigmas)
@@ -78,8 +114,9 @@ def _spectral_integrand(prof, smooth):
     if _smoothing(prof, smooth):  # isotonic per direction, weighted by sample count
         e = curves.isotonic(e, np.broadcast_to(prof.count, e.shape))
     f = np.maximum(e, 0.0) / s
-    total = curves.cumulative(u, f)[:, -1]  # every direction in one batched call
-    amp = np.sqrt(np.maximum(prof.data_power.reshape(-1), 0.0))
+    ends = curves.integral_at(u, f, [np.log(smin), np.log(smax)])  # every direction in one batched call
+    total = ends[:, 1] - ends[:, 0]
+    amp = np.sqrt(prof.data_covariance.reshape(-1))
     w = np.divide(amp, total, out=np.zeros_like(amp), where=total > 0)
     return w @ f
 
@@ -113,7 +150,7 @@ def _eigenvalues(prof, eigenvalues, data):
         gram = (x @ x.T if small else x.T @ x) / (x.shape[0] - 1)
         lam = np.maximum(torch.linalg.eigvalsh(gram).numpy(), 0.0)
     elif prof.spectral:
-        lam = np.maximum(prof.data_power.reshape(-1), 0.0)
+        lam = prof.data_covariance.reshape(-1)
     else:
         raise InputError("kind 'gaussian-optimal' needs eigenvalues=..., data=... (for a PCA) or a spectral profile")
     if not lam.max() > 0:
@@ -207,7 +244,7 @@ def schedule(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smoot
     if options:
         raise InputError(f"kind {kind!r} takes no options, got {sorted(options)}")
     u = np.log(prof.sigmas)
-    f = integrand(prof, kind, smooth)
+    f = integrand(prof, kind, smooth, smin, smax)
     lo, hi = curves.integral_at(u, f, [np.log(smin), np.log(smax)])
     if not hi > lo:
         raise InputError(f"the {kind} time does not increase between sigma {smin:.6g} and {smax:.6g}: "

@@ -50,7 +50,9 @@ def test_point_set_entropy_is_log_n():
     ps = ef.analytic.PointSet(pts.double())
     p = ef.profile(ps, ps, samples=256, seed=0, progress=False)
     h = ef.entropic_time(p, "entropic")[-1]
-    assert abs(h / np.log(16) - 1) < 0.03, f"H = {h:.4f}, log N = {np.log(16):.4f}"
+    # over seeds 0-3 the error is +0.003, -0.013, +0.009, +0.019 nats: spread 0.013 (0.5%); 3 spreads allowed
+    # (the bias of the finite range, I(x0; x_80) ~ d var / (2 80^2), is 8e-4 nats)
+    assert abs(h / np.log(16) - 1) < 0.015, f"H = {h:.4f}, log N = {np.log(16):.4f}"
 
 
 def test_labels_travel_with_their_rows():

@@ -52,10 +52,13 @@ def test_entropic_time_matches_closed_form():
     np.testing.assert_allclose(h, closed - closed[0], rtol=1e-5, atol=1e-6 * h[-1])
 
 
-def test_las_coincides_with_entropic_for_gaussian_data():
-    p = gaussian_profile()
-    for K in (8, 16):
-        np.testing.assert_allclose(ef.schedule(p, K, "las"), ef.schedule(p, K, "entropic"), rtol=2e-3)
+@pytest.mark.parametrize("n, rtol", [(128, 1e-5), (64, 1e-4)])
+def test_las_coincides_with_entropic_for_gaussian_data(n, rtol):
+    """DESIGN asks 1e-4 on exact curves; measured 1.8e-6 on 128 points and 2.9e-5 on 64."""
+    s = ef.sigma_grid(n)
+    p = ef.Profile.from_curve(s, 4 * s**2 * 0.25 / (s**2 + 0.25), 4)
+    for K in (8, 16, 32):
+        np.testing.assert_allclose(ef.schedule(p, K, "las"), ef.schedule(p, K, "entropic"), rtol=rtol)
 
 
 def test_sub_range_uses_the_same_time():

@@ -75,9 +75,10 @@ def accumulate_error(d, x0, sigma_index, acc, spectral=None):
     bad = ~torch.isfinite(err)
     err = err.masked_fill(bad, 0.0)
     acc.index_add_(1, sigma_index, torch.stack([err, err * err, (~bad).double(), bad.double()]))
-    if spectral is not None:
+    if spectral is not None:  # rows with a non-finite error are left out here too
         power = torch.fft.fft2(diff.reshape(d.shape[0], *spectral.shape[1:]), norm="ortho").abs().square()
-        bin_power(power.reshape(d.shape[0], -1), sigma_index, spectral)
+        power = power.reshape(d.shape[0], -1).masked_fill(bad[:, None], 0.0)
+        bin_power(power, sigma_index, spectral)
 
 
 def bin_power(power, sigma_index, spectral):

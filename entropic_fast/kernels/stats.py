@@ -9,7 +9,7 @@ MAX_DFT_SIDE = 128  # larger images take torch.fft plus the binning kernel
 
 
 @triton.jit
-def _row_error_kernel(d_ptr, x0_ptr, idx_ptr, acc_ptr, dim, n_sigmas, COMPUTE: tl.constexpr,
+def _row_error_kernel(d_ptr, x0_ptr, idx_ptr, acc_ptr, ok_ptr, dim, n_sigmas, COMPUTE: tl.constexpr,
                       BLOCK: tl.constexpr):
     row = tl.program_id(0)
     base = row.to(tl.int64) * dim
@@ -27,10 +27,11 @@ def _row_error_kernel(d_ptr, x0_ptr, idx_ptr, acc_ptr, dim, n_sigmas, COMPUTE: t
     tl.atomic_add(acc_ptr + n_sigmas + i, err * err)
     tl.atomic_add(acc_ptr + 2 * n_sigmas + i, ok.to(tl.float64))
     tl.atomic_add(acc_ptr + 3 * n_sigmas + i, 1.0 - ok.to(tl.float64))
+    tl.store(ok_ptr + row, ok.to(tl.int8))  # the spectrum of a non-finite row is left out too
 
 
 @triton.jit
-def _spectrum_kernel(d_ptr, x0_ptr, idx_ptr, ch_ptr, sh_ptr, cw_ptr, sw_ptr, spec_ptr, C, H, W,
+def _spectrum_kernel(d_ptr, x0_ptr, idx_ptr, ok_ptr, ch_ptr, sh_ptr, cw_ptr, sw_ptr, spec_ptr, C, H, W,
                      HP: tl.constexpr, WP: tl.constexpr, BK: tl.constexpr):
     """|DFT(d - x0)|^2 of one (row, channel) image as matrix products: Re = C E C' - S E S',
     Im = -(S E C' + C E S') with the (symmetric) cos/sin tiles of each side."""
@@ -44,6 +45,7 @@ def _spectrum_kernel(d_ptr, x0_ptr, idx_ptr, ch_ptr, sh_ptr, cw_ptr, sw_ptr, spe
     cw = tl.load(cw_ptr + n[:, None] * WP + n[None, :])
     sw = tl.load(sw_ptr + n[:, None] * WP + n[None, :])
     out = spec_ptr + (tl.load(idx_ptr + row).to(tl.int64) * C + c) * H * W
+    keep = tl.load(ok_ptr + row) != 0
     for k0 in range(0, HP, BK):
         k = k0 + tl.arange(0, BK)
         ch = tl.load(ch_ptr + k[:, None] * HP + m[None, :])
@@ -53,7 +55,8 @@ def _spectrum_kernel(d_ptr, x0_ptr, idx_ptr, ch_ptr, sh_ptr, cw_ptr, sw_ptr, spe
         re = tl.dot(p, cw, input_precision="ieee") - tl.dot(q, sw, input_precision="ieee")
         im = tl.dot(q, cw, input_precision="ieee") + tl.dot(p, sw, input_precision="ieee")
         omask = (k[:, None] < H) & (n[None, :] < W)
-        tl.atomic_add(out + k[:, None] * W + n[None, :], (re * re + im * im).to(tl.float64), mask=omask)
+        power = tl.where(keep, re * re + im * im, 0.0)  # NaN * 0 would be NaN: select, do not scale
+        tl.atomic_add(out + k[:, None] * W + n[None, :], power.to(tl.float64), mask=omask)
 
 
 @triton.jit
@@ -103,16 +106,18 @@ def accumulate_error(d, x0, sigma_index, acc, spectral=None):
     if not rows:
         return
     compute = tl.float64 if d.dtype == x0.dtype == torch.float64 else tl.float32
-    _row_error_kernel[(rows,)](d, x0, idx, acc, dim, acc.shape[1], COMPUTE=compute,
+    ok = torch.empty(rows, dtype=torch.int8, device=d.device)
+    _row_error_kernel[(rows,)](d, x0, idx, acc, ok, dim, acc.shape[1], COMPUTE=compute,
                                BLOCK=min(1024, triton.next_power_of_2(max(dim, 16))))
     if spectral is None:
         return
     C, H, W = spectral.shape[1:]
     if max(H, W) > MAX_DFT_SIDE:
         diff = (d.float() - x0.float()).reshape(rows, C, H, W)
-        bin_power(torch.fft.fft2(diff, norm="ortho").abs().square().reshape(rows, -1), idx, spectral)
+        power = torch.fft.fft2(diff, norm="ortho").abs().square().reshape(rows, -1)
+        bin_power(power.masked_fill(ok[:, None] == 0, 0.0), idx, spectral)
         return
     ch, sh = _dft_tiles(H, d.device)
     cw, sw = _dft_tiles(W, d.device)
     hp, wp = ch.shape[0], cw.shape[0]
-    _spectrum_kernel[(rows, C)](d, x0, idx, ch, sh, cw, sw, spectral, C, H, W, HP=hp, WP=wp, BK=min(hp, 32))
+    _spectrum_kernel[(rows, C)](d, x0, idx, ok, ch, sh, cw, sw, spectral, C, H, W, HP=hp, WP=wp, BK=min(hp, 32))
