@@ -28,14 +28,19 @@ def _perturb_kernel(x0_ptr, sigma_ptr, rid_ptr, out_ptr, dim, seed, BLOCK: tl.co
     tl.store(out_ptr + row.to(tl.int64) * dim + cols, x.to(out_ptr.dtype.element_ty), mask=mask)
 
 
+def config(dim):
+    """Block size for rows of ``dim`` elements (one program per row and block)."""
+    return {"BLOCK": min(1024, triton.next_power_of_2(max(dim, 16)))}
+
+
 def perturb(x0, sigma, seed, row_ids):
     """``x = x0 + sigma_row * n`` with Philox noise; returned in ``x0``'s dtype."""
     x0 = x0.contiguous()
     rows, dim = x0.shape[0], x0[0].numel()
     out = torch.empty_like(x0)
     sigma = sigma.to(torch.float64 if x0.dtype == torch.float64 else torch.float32).contiguous()
-    block = min(1024, triton.next_power_of_2(max(dim, 16)))
+    cfg = config(dim)
     if rows:
-        _perturb_kernel[(rows, triton.cdiv(dim, block))](x0, sigma, row_ids.contiguous(), out, dim, int(seed),
-                                                         BLOCK=block)
+        _perturb_kernel[(rows, triton.cdiv(dim, cfg["BLOCK"]))](x0, sigma, row_ids.contiguous(), out, dim, int(seed),
+                                                                **cfg)
     return out

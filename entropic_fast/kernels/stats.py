@@ -5,7 +5,7 @@ import torch
 import triton
 import triton.language as tl
 
-MAX_DFT_SIDE = 128  # larger images take torch.fft plus the binning kernel
+MAX_DFT_SIDE = 32  # larger images take torch.fft plus the binning kernel: a 64-side DFT tile spills
 
 
 @triton.jit
@@ -88,14 +88,32 @@ def _dft_tiles(n, device):
     return _DFT_CACHE[key]
 
 
+def row_config(dim):
+    """Block size of the row-error kernel."""
+    return {"BLOCK": min(1024, triton.next_power_of_2(max(dim, 16)))}
+
+
+def bin_config(size):
+    """Block size of the binning kernel."""
+    return {"BLOCK": min(1024, triton.next_power_of_2(max(size, 16)))}
+
+
+def spectrum_config(h, w):
+    """Tiles of the in-kernel DFT for an ``h x w`` image, or None above ``MAX_DFT_SIDE`` (torch.fft then)."""
+    if max(h, w) > MAX_DFT_SIDE:
+        return None
+    hp, wp = max(16, triton.next_power_of_2(h)), max(16, triton.next_power_of_2(w))
+    return {"HP": hp, "WP": wp, "BK": min(hp, 32)}
+
+
 def bin_power(power, sigma_index, spectral):
     """Add each row of ``power`` (rows, C*H*W) to ``spectral[sigma_index[row]]``."""
     power = power.contiguous()
     rows, size = power.shape
-    block = min(1024, triton.next_power_of_2(max(size, 16)))
+    cfg = bin_config(size)
     if rows:
-        _bin_power_kernel[(rows, triton.cdiv(size, block))](power, sigma_index.contiguous(), spectral, size,
-                                                            BLOCK=block)
+        _bin_power_kernel[(rows, triton.cdiv(size, cfg["BLOCK"]))](power, sigma_index.contiguous(), spectral, size,
+                                                                   **cfg)
 
 
 def accumulate_error(d, x0, sigma_index, acc, spectral=None):
@@ -107,17 +125,16 @@ def accumulate_error(d, x0, sigma_index, acc, spectral=None):
         return
     compute = tl.float64 if d.dtype == x0.dtype == torch.float64 else tl.float32
     ok = torch.empty(rows, dtype=torch.int8, device=d.device)
-    _row_error_kernel[(rows,)](d, x0, idx, acc, ok, dim, acc.shape[1], COMPUTE=compute,
-                               BLOCK=min(1024, triton.next_power_of_2(max(dim, 16))))
+    _row_error_kernel[(rows,)](d, x0, idx, acc, ok, dim, acc.shape[1], COMPUTE=compute, **row_config(dim))
     if spectral is None:
         return
     C, H, W = spectral.shape[1:]
-    if max(H, W) > MAX_DFT_SIDE:
+    cfg = spectrum_config(H, W)
+    if cfg is None:
         diff = (d.float() - x0.float()).reshape(rows, C, H, W)
         power = torch.fft.fft2(diff, norm="ortho").abs().square().reshape(rows, -1)
         bin_power(power.masked_fill(ok[:, None] == 0, 0.0), idx, spectral)
         return
     ch, sh = _dft_tiles(H, d.device)
     cw, sw = _dft_tiles(W, d.device)
-    hp, wp = ch.shape[0], cw.shape[0]
-    _spectrum_kernel[(rows, C)](d, x0, idx, ok, ch, sh, cw, sw, spectral, C, H, W, HP=hp, WP=wp, BK=min(hp, 32))
+    _spectrum_kernel[(rows, C)](d, x0, idx, ok, ch, sh, cw, sw, spectral, C, H, W, **cfg)
