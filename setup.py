@@ -4,6 +4,8 @@ from setuptools import setup
 
 setup(
     ext_modules=[Pybind11Extension("entropic_fast._curves", ["csrc/curves.cpp"], cxx_std=17,
-                                   extra_compile_args=["-O3"])],
+                                   extra_compile_args=["-O3"]),
+                 Pybind11Extension("entropic_fast._noise", ["csrc/noise.cpp"], cxx_std=17,
+                                   extra_compile_args=["-O3", "-ffp-contract=off"])],
     cmdclass={"build_ext": build_ext},
 )

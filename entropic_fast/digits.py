@@ -66,17 +66,18 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """A compact two-level UNet for 8x8 images: 8x8 -> 4x4 -> 8x8 with skip connections."""
+    """A compact two-level UNet: H x W -> H/2 x W/2 -> H x W with skip connections (8x8 digits by default;
+    ``channels`` and ``ch`` scale it, e.g. to 4x64x64 latents and ~300M parameters with ``ch=768``)."""
 
-    def __init__(self, ch=32, emb=128):
+    def __init__(self, ch=32, emb=128, channels=1):
         super().__init__()
         self.fourier = Fourier(emb)
         self.emb = nn.Sequential(nn.Linear(emb, emb), nn.SiLU(), nn.Linear(emb, emb))
-        self.inp = nn.Conv2d(1, ch, 3, padding=1)
+        self.inp = nn.Conv2d(channels, ch, 3, padding=1)
         self.d1, self.d2 = ResBlock(ch, ch, emb), ResBlock(ch, 2 * ch, emb)
         self.m1, self.m2 = ResBlock(2 * ch, 2 * ch, emb), ResBlock(2 * ch, 2 * ch, emb)
         self.u1, self.u2 = ResBlock(4 * ch, 2 * ch, emb), ResBlock(3 * ch, ch, emb)
-        self.out = nn.Sequential(nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, 1, 3, padding=1))
+        self.out = nn.Sequential(nn.GroupNorm(8, ch), nn.SiLU(), nn.Conv2d(ch, channels, 3, padding=1))
 
     def forward(self, x, c_noise):
         e = self.emb(self.fourier(c_noise))
@@ -91,10 +92,10 @@ class EDMDenoiser(nn.Module):
     """EDM preconditioning (Karras et al. 2022, Table 1) around the UNet, with EDM2's learned
     uncertainty ``logvar(sigma)`` (Karras et al. 2024): ``net(x, sigma, class_labels=None, return_logvar=False)``."""
 
-    def __init__(self, sigma_data=0.5, ch=32, logvar_channels=128):
+    def __init__(self, sigma_data=0.5, ch=32, logvar_channels=128, channels=1):
         super().__init__()
         self.sigma_data = float(sigma_data)
-        self.unet = UNet(ch)
+        self.unet = UNet(ch, channels=channels)
         self.logvar_fourier = Fourier(logvar_channels, seed=1)
         self.logvar_linear = nn.Linear(logvar_channels, 1)
         self.description = f"digits EDM UNet (ch={ch}, sigma_data={self.sigma_data:.3f})"

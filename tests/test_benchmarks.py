@@ -36,3 +36,15 @@ def test_schedule_zoo_quick(tmp_path):
     for pname, sname, K, vals in rows:
         assert ("spectral" in vals) == (pname == "gauss-spread-8x8")
         assert all(np.isfinite(v) and v >= 0 for v in vals.values())
+
+
+def test_gpu_suite_smoke_run(tmp_path):
+    """The GPU suite's whole path at tiny sizes on the CPU (kernels in the interpreter), so it never rots."""
+    import subprocess
+    out = tmp_path / "gpu.md"
+    run = subprocess.run([sys.executable, os.path.join(os.path.dirname(__file__), "..", "benchmarks", "gpu_suite.py"),
+                          "--smoke", "--out", str(out)], capture_output=True, text=True, timeout=600,
+                         env={**os.environ, "TRITON_INTERPRET": "1"})
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = out.read_text()
+    assert "| NO |" not in text and "## Estimator overhead" in text and text.count("| yes |") >= 10

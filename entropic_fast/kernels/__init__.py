@@ -1,7 +1,8 @@
-"""Kernel launchers and their dispatch: Triton on CUDA (or under TRITON_INTERPRET=1), torch twins otherwise.
+"""Kernel launchers and their dispatch: Triton on CUDA (or under TRITON_INTERPRET=1), torch otherwise.
 
 Every backend offers the same launchers: ``perturb``, ``accumulate_error``, ``bin_power``,
-``ideal_error``. ``reference`` holds the plain-torch twin of each.
+``ideal_error``. ``reference`` holds the plain-torch twin of each (the tests' oracle); on the CPU
+``cpu`` runs the twins with the Philox words drawn in C++ (bit for bit the same noise).
 """
 import importlib.util
 import os
@@ -26,6 +27,9 @@ def launchers(backend, device):
     if backend == "auto":
         backend = "triton" if device.type == "cuda" and has_triton else "torch"
     if backend == "torch":
+        if device.type == "cpu":
+            from . import cpu
+            return cpu
         return reference
     if not has_triton:
         raise InputError("backend='triton' needs the triton package (pip install triton)")

@@ -39,6 +39,11 @@ def _uniform(word):
     return signed.to(torch.float32) * torch.tensor(UNIFORM_SCALE, dtype=torch.float32)
 
 
+def box_muller(u1, theta):
+    """Triton's ``tl.randn`` transform of the clamped first uniform and ``2 pi`` times the second."""
+    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(theta)
+
+
 def noise(seed, row_ids, dim, chunk=1 << 16):
     """Standard normal float32 noise ``(rows, dim)`` keyed by ``(seed, row id, element index)``.
 
@@ -51,7 +56,7 @@ def noise(seed, row_ids, dim, chunk=1 << 16):
         w0, w1, _, _ = philox(int(seed), flat % dim, r & MASK32, r >> 32, torch.zeros_like(flat))
         u1 = torch.clamp_min(_uniform(w0), 1.0e-7)
         th = torch.tensor(6.283185307179586, dtype=torch.float32) * _uniform(w1)
-        out[lo:lo + flat.numel()] = torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(th)
+        out[lo:lo + flat.numel()] = box_muller(u1, th)
     return out.reshape(-1, dim)
 
 
@@ -59,11 +64,15 @@ def _compute_dtype(*tensors):
     return torch.float64 if all(t.dtype == torch.float64 for t in tensors) else torch.float32
 
 
+def add_noise(x0, sigma, n):
+    """``x0 + sigma_row * n`` in float32 (float64 for float64 data), returned in ``x0``'s dtype."""
+    ct = _compute_dtype(x0)
+    return (x0.to(ct) + sigma.to(ct).reshape(-1, *([1] * (x0.ndim - 1))) * n.to(ct).reshape(x0.shape)).to(x0.dtype)
+
+
 def perturb(x0, sigma, seed, row_ids):
     """``x = x0 + sigma_row * n`` with Philox noise; returned in ``x0``'s dtype."""
-    ct = _compute_dtype(x0)
-    n = noise(seed, row_ids.to(x0.device), x0[0].numel()).to(ct).reshape(x0.shape)
-    return (x0.to(ct) + sigma.to(ct).reshape(-1, *([1] * (x0.ndim - 1))) * n).to(x0.dtype)
+    return add_noise(x0, sigma, noise(seed, row_ids.to(x0.device), x0[0].numel()))
 
 
 def accumulate_error(d, x0, sigma_index, acc, spectral=None):
@@ -115,12 +124,16 @@ ROW_BLOCK = 32  # the ideal denoiser always sees blocks of this many rows
 
 
 def ideal_error(means, var, logw, x0, sigma, seed, row_ids, sigma_index, acc):
-    """Noise, GMM / point-set ideal denoiser and error accumulation for rows ``x0`` (rows, dim).
+    """Noise, GMM / point-set ideal denoiser and error accumulation for rows ``x0`` (rows, dim)."""
+    ideal_error_of(means, var, logw, x0, perturb(x0, sigma, seed, row_ids), sigma, sigma_index, acc)
+
+
+def ideal_error_of(means, var, logw, x0, x, sigma, sigma_index, acc):
+    """The ideal denoiser at the noisy rows ``x`` and its error against ``x0``, accumulated.
 
     The denoiser runs on blocks of exactly ``ROW_BLOCK`` rows (the last one zero-padded), so that
     every matrix product has the same shape whatever the batch: a row's result, bit for bit, does
     not depend on the batch it came in (BLAS picks its kernels by shape)."""
-    x = perturb(x0, sigma, seed, row_ids)
     flat, rows = x.reshape(x.shape[0], -1), x.shape[0]
     out = torch.empty_like(flat)
     for lo in range(0, rows, ROW_BLOCK):

@@ -1,0 +1,107 @@
+// Philox4x32-10 (Salmon et al. 2011, Random123) keyed like the Triton kernels' tl.randn, for the CPU path.
+//
+// For row r of length dim and element j the counters are (j, r & 0xffffffff, r >> 32, 0) and the key
+// the profile's 64-bit noise key; the first two output words become the two uniforms of Triton's
+// Box-Muller (uint_to_uniform_float: the word as int32, x < 0 -> -x - 1, times 4.6566127342e-10 in
+// float32). This file computes those words and uniforms exactly (integer and single float ops only);
+// the transcendental part, sqrt(-2 log u1) cos(2 pi u2), is left to torch so that the result is bit for
+// bit the torch twin's (entropic_fast.kernels.reference.noise). Threaded over elements, GIL released.
+
+#include <pybind11/numpy.h>
+#include <pybind11/pybind11.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+namespace py = pybind11;
+
+namespace {
+
+constexpr uint32_t PHILOX_A = 0xD2511F53u, PHILOX_B = 0xCD9E8D57u;
+constexpr uint32_t KEY_A = 0x9E3779B9u, KEY_B = 0xBB67AE85u;
+
+inline void philox_2words(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
+                          uint32_t& w0, uint32_t& w1) {
+    for (int round = 0; round < 10; ++round) {
+        const uint64_t pb = uint64_t(PHILOX_B) * c2, pa = uint64_t(PHILOX_A) * c0;
+        const uint32_t n0 = uint32_t(pb >> 32) ^ c1 ^ k0, n1 = uint32_t(pb);
+        const uint32_t n2 = uint32_t(pa >> 32) ^ c3 ^ k1, n3 = uint32_t(pa);
+        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+        k0 += KEY_A;
+        k1 += KEY_B;
+    }
+    w0 = c0;
+    w1 = c1;
+}
+
+inline float to_uniform(uint32_t word) {
+    int32_t x = int32_t(word);  // two's complement, as Triton's bitcast
+    if (x < 0) x = -x - 1;
+    return float(x) * 4.6566127342e-10f;
+}
+
+void fill(uint64_t key, const int64_t* rows, int64_t n_rows, int64_t dim, float* u1, float* theta, int64_t lo,
+          int64_t hi) {
+    const uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
+    const float two_pi = 6.283185307179586f;
+    for (int64_t r = lo / dim; r < n_rows && r * dim < hi; ++r) {
+        const uint64_t rid = uint64_t(rows[r]);
+        const uint32_t c1 = uint32_t(rid), c2 = uint32_t(rid >> 32);
+        const int64_t j0 = std::max<int64_t>(lo - r * dim, 0), j1 = std::min<int64_t>(hi - r * dim, dim);
+        float* a = u1 + r * dim;
+        float* b = theta + r * dim;
+        for (int64_t j = j0; j < j1; ++j) {
+            uint32_t w0, w1;
+            philox_2words(k0, k1, uint32_t(j), c1, c2, 0u, w0, w1);
+            a[j] = std::max(to_uniform(w0), 1.0e-7f);
+            b[j] = two_pi * to_uniform(w1);
+        }
+    }
+}
+
+py::tuple uniforms(uint64_t key, py::array_t<int64_t, py::array::c_style | py::array::forcecast> row_ids,
+                   int64_t dim, int threads) {
+    if (row_ids.ndim() != 1) throw py::value_error("row_ids must be 1-D");
+    if (dim < 1) throw py::value_error("dim must be >= 1, got " + std::to_string(dim));
+    const int64_t n_rows = row_ids.shape(0), total = n_rows * dim;
+    py::array_t<float> u1({n_rows, dim}), theta({n_rows, dim});
+    const int64_t* rows = row_ids.data();
+    float* pu = u1.mutable_data();
+    float* pt = theta.mutable_data();
+    {
+        py::gil_scoped_release release;
+        const int64_t n = std::max<int64_t>(1, std::min<int64_t>(threads, (total + 65535) / 65536));
+        std::vector<std::thread> pool;
+        for (int64_t t = 1; t < n; ++t)
+            pool.emplace_back(fill, key, rows, n_rows, dim, pu, pt, total * t / n, total * (t + 1) / n);
+        fill(key, rows, n_rows, dim, pu, pt, 0, total / n);
+        for (auto& th : pool) th.join();
+    }
+    return py::make_tuple(u1, theta);
+}
+
+py::tuple words(uint64_t key, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3) {
+    // the full 4-word Philox4x32-10 block, for known-answer tests
+    uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
+    for (int round = 0; round < 10; ++round) {
+        const uint64_t pb = uint64_t(PHILOX_B) * c2, pa = uint64_t(PHILOX_A) * c0;
+        const uint32_t n0 = uint32_t(pb >> 32) ^ c1 ^ k0, n1 = uint32_t(pb);
+        const uint32_t n2 = uint32_t(pa >> 32) ^ c3 ^ k1, n3 = uint32_t(pa);
+        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+        k0 += KEY_A;
+        k1 += KEY_B;
+    }
+    return py::make_tuple(c0, c1, c2, c3);
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_noise, m) {
+    m.doc() = "Philox4x32-10 uniforms keyed like the Triton kernels (see csrc/noise.cpp)";
+    m.def("uniforms", &uniforms, py::arg("key"), py::arg("row_ids"), py::arg("dim"), py::arg("threads") = 1,
+          "(u1, theta) float32 (rows, dim): the clamped first uniform and 2 pi times the second, per element.");
+    m.def("philox", &words, py::arg("key"), py::arg("c0"), py::arg("c1"), py::arg("c2"), py::arg("c3"),
+          "One Philox4x32-10 block: four uint32 words.");
+}
