@@ -137,7 +137,9 @@ def main():
         variants = [("triton", lambda n: getattr(tri, n)), ("torch twin", lambda n: getattr(reference, n)),
                     ("torch twin, compiled", lambda n: torch.compile(getattr(reference, n)))]
     else:
-        variants = [("torch twin", lambda n: getattr(reference, n)), ("naive unfused", lambda n: NAIVE[n])]
+        from entropic_fast.kernels import cpu
+        variants = [("CPU path (C++ Philox)", lambda n: getattr(cpu, n)), ("torch twin", lambda n: getattr(reference, n)),
+                    ("naive unfused", lambda n: NAIVE[n])]
     lines = [f"# Kernel benchmark ({'GPU' if CUDA else 'CPU'})", "",
              "Command: `python benchmarks/bench_kernels.py" + (" --quick" if args.quick else "") + "`  ",
              f"Device: {name}; torch {torch.__version__}  ",

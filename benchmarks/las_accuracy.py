@@ -96,8 +96,13 @@ def main():
             "LAS's median error over rescaled's.", "",
             "| model | samples | " + " | ".join(KINDS + ("las (old)",)) + " | las / rescaled |",
             "| --- " * (len(KINDS) + 4) + "|"]
+    findings = ""
+    if os.path.exists(args.out):  # the hand-written analysis below the table survives a re-run
+        with open(args.out) as f:
+            old = f.read()
+        findings = old[old.index("\n## Findings"):] if "\n## Findings" in old else ""
     with open(args.out, "w") as f:
-        f.write("\n".join(head + rows) + "\n")
+        f.write("\n".join(head + rows) + "\n" + findings)
     print(f"wrote {args.out} in {time.time() - t0:.0f} s")
 
 

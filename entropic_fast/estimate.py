@@ -9,6 +9,7 @@ Each batch is computed into scratch accumulators and committed whole; a unit's r
 together with its id, inside a critical section that signals cannot split, so a checkpoint written
 at any moment holds exactly the finished units.
 """
+import concurrent.futures
 import os
 import time
 import warnings
@@ -30,28 +31,35 @@ from .units import UNIT, noise_key, shard_rows, unit_rows, unit_seed, work_units
 _CHECK_SECONDS = 10.0
 
 
-def _draw_data(data, labels, rows, generator):
-    """``rows`` data rows (and their labels) drawn with the unit's CPU generator."""
+def _draw(data, rows, generator):
+    """A unit's draw with its own CPU generator: row indices into a tensor ``data``, or sampled rows."""
     if torch.is_tensor(data):
-        idx = torch.randint(data.shape[0], (rows,), generator=generator)
-        picked = data[idx.to(data.device)]
-        return picked, (None if labels is None else labels[idx.to(labels.device)])
+        return torch.randint(data.shape[0], (rows,), generator=generator)
     x0 = torch.as_tensor(data.sample(rows, generator=generator))
     if x0.device.type == "cpu" and not bool(torch.isfinite(x0).all()):  # host data: no device sync
         raise InputError(f"data.sample returned non-finite values ({type(data).__name__})")
-    return x0, None
+    return x0
 
 
-def _units(data, labels, units, seed, n_sigmas, device, dtype):
-    """Per unit: its work id, data rows, their row ids, sigma index and labels (tensors on ``device``)."""
+def _units(data, units, seed, n_sigmas):
+    """Per unit: its work id and (draw, row ids, sigma index), on the host; gathered per batch by ``_rows``."""
     gen = torch.Generator()
     for w, u, i, rows in units:
-        x0, lab = _draw_data(data, labels, rows, gen.manual_seed(unit_seed(seed, i, u)))
         first = w * UNIT
-        yield w, (x0.to(device=device, dtype=dtype, non_blocking=True),
-                  torch.arange(first, first + rows, dtype=torch.int64, device=device),
-                  torch.full((rows,), i, dtype=torch.long, device=device),
-                  None if lab is None else lab.to(device, non_blocking=True))
+        yield w, (_draw(data, rows, gen.manual_seed(unit_seed(seed, i, u))),
+                  torch.arange(first, first + rows, dtype=torch.int64), torch.full((rows,), i, dtype=torch.long))
+
+
+def _rows(batch, data, labels, device, dtype):
+    """A batch's data rows, row ids, sigma indices and labels on ``device``: one gather and one copy each."""
+    draw, rid, idx = batch
+    if torch.is_tensor(data):
+        pick = draw.to(data.device, non_blocking=True)
+        x0, lab = data[pick], (None if labels is None else labels[pick.to(labels.device)])
+    else:
+        x0, lab = draw, None
+    return (x0.to(device=device, dtype=dtype, non_blocking=True), rid.to(device, non_blocking=True),
+            idx.to(device, non_blocking=True), None if lab is None else lab.to(device, non_blocking=True))
 
 
 def _cat(parts):
@@ -80,6 +88,25 @@ def _batches(units, limit):
         n += rows
     if pending:
         yield _cat(pending), ids
+
+
+def _prefetched(batches, prepare, ahead):
+    """``(prepare(batch), ids)`` for each batch. With ``ahead``, ``prepare`` runs one batch ahead in a worker
+    thread, so that the host's gathers and copies overlap the device's work (on CUDA; on the CPU the worker
+    would only compete with the network for the same cores: measured 1.15x against 1.08x on 2 cores)."""
+    if not ahead:
+        for batch, ids in batches:
+            yield prepare(batch), ids
+        return
+    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="entropic-fast-prefetch") as pool:
+        it = iter(batches)
+        nxt = next(it, None)
+        future = None if nxt is None else pool.submit(prepare, nxt[0])
+        while nxt is not None:
+            ids, nxt = nxt[1], next(it, None)
+            rows = future.result()
+            future = None if nxt is None else pool.submit(prepare, nxt[0])
+            yield rows, ids
 
 
 def _module_dtype(denoiser):
@@ -275,13 +302,19 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     limit = [batch_size]
     since, last_save, last_check = 0, time.monotonic(), time.monotonic()
 
-    def compute(x0, rid, idx, lab):
+    def prepare(batch):
+        """A batch's rows on the device and, unless the fused mixture path draws its own, their noisy inputs.
+        Runs one batch ahead in a worker thread, while the network works on the current one."""
+        x0, rid, idx, lab = _rows(batch, data, labels, device, dtype)
+        x = None if mixture is not None else kern.perturb(x0, grid_dev[idx], key, rid).to(net_dtype)
+        return x0, rid, idx, lab, x
+
+    def compute(x0, rid, idx, lab, x):
         """Denoise rows and accumulate them into ``scratch``."""
         sigma = grid_dev[idx]
         if mixture is not None:
             kern.ideal_error(*mixture, x0, sigma, key, rid, idx, scratch["acc"])
             return
-        x = kern.perturb(x0, sigma, key, rid).to(net_dtype)
         out = denoiser(x, sigma) if lab is None else denoiser(x, sigma, lab)
         if not torch.is_tensor(out) or out.shape != x.shape:
             raise InputError(f"denoiser output has shape {tuple(getattr(out, 'shape', ()))}, "
@@ -321,8 +354,8 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     try:
         with signals.deferring(), torch.no_grad():
             try:
-                units = _units(data, labels, work_units(n, samples, shard, finished), seed, n, device, dtype)
-                for rows, ids in _batches(units, limit):
+                units = _units(data, work_units(n, samples, shard, finished), seed, n)
+                for rows, ids in _prefetched(_batches(units, limit), prepare, ahead=device.type == "cuda"):
                     run_rows(*rows)
                     bar.update(rows[0].shape[0])
                     if ids:

@@ -16,8 +16,10 @@ from .reference import accumulate_error, bin_power  # noqa: F401  (the CPU launc
 
 def noise(seed, row_ids, dim):
     """Standard normal float32 noise ``(rows, dim)``, bit for bit :func:`reference.noise`."""
-    u1, theta = _noise.uniforms(int(seed), row_ids.to(torch.int64).cpu().numpy(), int(dim),
-                                torch.get_num_threads() or os.cpu_count() or 1)
+    rid = row_ids.to(torch.int64).cpu().numpy()
+    # threads of its own only for big requests: below that, torch's spinning pool makes them slower
+    threads = max(1, min(torch.get_num_threads() or os.cpu_count() or 1, rid.size * int(dim) >> 20))
+    u1, theta = _noise.uniforms(int(seed), rid, int(dim), threads)
     return reference.box_muller(torch.from_numpy(u1), torch.from_numpy(theta))
 
 

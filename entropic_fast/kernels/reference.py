@@ -67,7 +67,8 @@ def _compute_dtype(*tensors):
 def add_noise(x0, sigma, n):
     """``x0 + sigma_row * n`` in float32 (float64 for float64 data), returned in ``x0``'s dtype."""
     ct = _compute_dtype(x0)
-    return (x0.to(ct) + sigma.to(ct).reshape(-1, *([1] * (x0.ndim - 1))) * n.to(ct).reshape(x0.shape)).to(x0.dtype)
+    col = sigma.to(ct).reshape(-1, *([1] * (x0.ndim - 1)))
+    return torch.addcmul(x0.to(ct), col, n.to(ct).reshape(x0.shape)).to(x0.dtype)
 
 
 def perturb(x0, sigma, seed, row_ids):
@@ -79,11 +80,12 @@ def accumulate_error(d, x0, sigma_index, acc, spectral=None):
     """Add each row's ``||d - x0||^2`` to ``acc`` (4, sigmas: sum, sumsq, count, non-finite) and,
     if given, ``|F(d - x0)|^2`` (orthonormal 2-D DFT over the last two axes) to ``spectral``."""
     ct = _compute_dtype(d, x0)
-    diff = d.to(ct) - x0.to(ct)
-    err = diff.square().flatten(1).sum(1).double()
+    diff = (d.to(ct) - x0.to(ct)).flatten(1)
+    err = torch.linalg.vecdot(diff, diff).double()  # one fused pass: no squared copy
     bad = ~torch.isfinite(err)
-    err = err.masked_fill(bad, 0.0)
-    acc.index_add_(1, sigma_index, torch.stack([err, err * err, (~bad).double(), bad.double()]))
+    ok = (~bad).double()
+    err = err.nan_to_num(0.0, 0.0, 0.0) * ok
+    acc.index_add_(1, sigma_index, torch.stack([err, err * err, ok, 1.0 - ok]))
     if spectral is not None:  # rows with a non-finite error are left out here too
         power = torch.fft.fft2(diff.reshape(d.shape[0], *spectral.shape[1:]), norm="ortho").abs().square()
         power = power.reshape(d.shape[0], -1).masked_fill(bad[:, None], 0.0)
