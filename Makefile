@@ -17,7 +17,7 @@ $(PY):
 
 $(STAMP): $(PY) setup.py pyproject.toml csrc/curves.cpp csrc/noise.cpp
 	$(if $(TORCH),$(PY) -m pip install "$(TORCH)")
-	$(PY) -m pip install -e ".[test]"
+	$(PY) -m pip install -e ".[test,demo,plots]"
 	touch $@
 
 setup: $(STAMP)
@@ -29,7 +29,8 @@ demo: setup
 	$(PY) -m entropic_fast.cli demo --out $(OUT)
 
 bench: setup
-	$(PY) benchmarks/bench_core.py
+	$(PY) -m pytest benchmarks -q --benchmark-enable --benchmark-json=benchmarks/results/speed_cpu.json
+	$(PY) benchmarks/render.py benchmarks/results/speed_cpu.json benchmarks/results/speed_cpu.md
 
 clean:
 	rm -rf build *.egg-info entropic_fast/*.so $(OUT)

@@ -6,17 +6,16 @@ reference schedule of the same kind: the closed form for Gaussian data, else the
 profile 16x larger (64x for the point set, where it is cheap). Also the old LAS estimator (slope of
 the isotonic fit), for comparison.
 
-Usage: python benchmarks/las_accuracy.py [--seeds 6] [--digits-seeds 4] [--out benchmarks/results/las_accuracy.md]
+Usage: python benchmarks/las_accuracy.py [--quick] [--seeds 6] [--digits-seeds 4] [--out-dir benchmarks/results]
 """
-import argparse
 import os
-import platform
 import time
 
 import numpy as np
 import torch
 
 import entropic_fast as ef
+import harness
 from entropic_fast import curves, schedules
 
 STEPS = 16
@@ -55,55 +54,62 @@ def measure(name, make, reference, seeds, sizes=(256, 1024)):
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", type=int, default=6)
-    ap.add_argument("--digits-seeds", type=int, default=4)
-    ap.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results", "las_accuracy.md"))
-    args = ap.parse_args()
+    args = harness.arguments(__doc__, seeds=(int, 6, "seeds per analytic model"),
+                             digits_seeds=(int, 4, "seeds for the digits model"))
+    print(write(run(args.quick, args.seeds, args.digits_seeds), args.out_dir, args.quick,
+                f" --seeds {args.seeds} --digits-seeds {args.digits_seeds}"))
+
+
+def run(quick=False, seeds=6, digits_seeds=4):
+    """Rows of the table; quick: 2 seeds, 64 and 128 samples, no digits model."""
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.time()
-    s = ef.sigma_grid()
+    s = ef.sigma_grid(64 if quick else 128)
+    sizes = (64, 128) if quick else (256, 1024)
+    seeds = 2 if quick else seeds
     rows = []
-
     gauss = ef.analytic.Gaussian(0.25, (4,))
     exact = ef.Profile.from_curve(s, gauss.mse(s), 4)
     ref = {k: ef.schedule(exact, STEPS, k) for k in KINDS}
     rows += measure("Gaussian d=4, c=0.5 (closed form)",
-                    lambda n, seed: ef.profile(gauss, gauss, s, samples=n, seed=seed, progress=False), ref, args.seeds)
-
+                    lambda n, seed: ef.profile(gauss, gauss, s, samples=n, seed=seed, progress=False), ref, seeds,
+                    sizes)
     pts = torch.stack(torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij"), -1).reshape(16, 2) * 2
     ps = ef.analytic.PointSet(pts.double())
-    big = ef.profile(ps, ps, s, samples=16384, seed=1000, progress=False)
+    big = ef.profile(ps, ps, s, samples=64 * sizes[0], seed=1000, progress=False)
     ref = {k: ef.schedule(big, STEPS, k) for k in KINDS}
     rows += measure("16 atoms in 2-D, spacing 2 (64x reference)",
-                    lambda n, seed: ef.profile(ps, ps, s, samples=n, seed=seed, progress=False), ref, args.seeds)
+                    lambda n, seed: ef.profile(ps, ps, s, samples=n, seed=seed, progress=False), ref, seeds, sizes)
+    if not quick:
+        from entropic_fast import digits
+        net, data = digits.denoiser(), digits.load("train")[0]
+        big = ef.profile(net, data, s, samples=4096, seed=1000, batch_size=1024, progress=False)
+        ref = {k: ef.schedule(big, STEPS, k) for k in KINDS}
+        rows += measure("digits model (4096-sample reference)",
+                        lambda n, seed: ef.profile(net, data, s, samples=n, seed=seed, batch_size=1024,
+                                                   progress=False), ref, digits_seeds)
+    return rows, time.time() - t0
 
-    from entropic_fast import digits
-    net, data = digits.denoiser(), digits.load("train")[0]
-    big = ef.profile(net, data, s, samples=4096, seed=1000, batch_size=1024, progress=False)
-    ref = {k: ef.schedule(big, STEPS, k) for k in KINDS}
-    rows += measure("digits model (4096-sample reference)",
-                    lambda n, seed: ef.profile(net, data, s, samples=n, seed=seed, batch_size=1024, progress=False),
-                    ref, args.digits_seeds)
 
-    head = ["# Schedules from sampled profiles: LAS against rescaled and entropic", "",
-            f"Command: `python benchmarks/las_accuracy.py --seeds {args.seeds} --digits-seeds {args.digits_seeds}`  ",
-            f"Machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPU cores; "
-            f"{time.time() - t0:.0f} s; {time.strftime('%Y-%m-%d')}", "",
-            f"Largest |log sigma| error of the {STEPS - 2} inner steps of a {STEPS}-step schedule against the "
-            "reference of the same kind, median over seeds (worst in brackets). Default 128-point grid. "
-            "`las (old)` is the estimator before issue 12 (slope of the isotonic fit). The last column is "
-            "LAS's median error over rescaled's.", "",
-            "| model | samples | " + " | ".join(KINDS + ("las (old)",)) + " | las / rescaled |",
-            "| --- " * (len(KINDS) + 4) + "|"]
+def write(result, out_dir, quick, options=""):
+    rows, seconds = result
+    head = harness.header("Schedules from sampled profiles: LAS against rescaled and entropic",
+                          "las_accuracy.py" + ("" if quick else options), quick,
+                          f"Largest |log sigma| error of the {STEPS - 2} inner steps of a {STEPS}-step schedule "
+                          "against the reference of the same kind, median over seeds (worst in brackets). "
+                          "`las (old)` is the estimator before issue 12 (slope of the isotonic fit). The last "
+                          "column is LAS's median error over rescaled's.", seconds=seconds)
+    head += ["| model | samples | " + " | ".join(KINDS + ("las (old)",)) + " | las / rescaled |",
+             "| --- " * (len(KINDS) + 4) + "|"]
+    path = os.path.join(out_dir, f"las_accuracy{'_quick' if quick else ''}.md")
     findings = ""
-    if os.path.exists(args.out):  # the hand-written analysis below the table survives a re-run
-        with open(args.out) as f:
+    if os.path.exists(path):  # the hand-written analysis below the table survives a re-run
+        with open(path) as f:
             old = f.read()
         findings = old[old.index("\n## Findings"):] if "\n## Findings" in old else ""
-    with open(args.out, "w") as f:
-        f.write("\n".join(head + rows) + "\n" + findings)
-    print(f"wrote {args.out} in {time.time() - t0:.0f} s")
+    text = "\n".join(head + rows) + "\n" + findings
+    harness.save(out_dir, "las_accuracy", quick, text)
+    return text
 
 
 if __name__ == "__main__":

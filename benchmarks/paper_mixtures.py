@@ -8,15 +8,14 @@ atoms, Gaussian-KDE Monte Carlo for the continuous mixtures.
 
 Usage: python benchmarks/paper_mixtures.py [--quick] [--out-dir benchmarks/results]
 """
-import argparse
 import os
-import time
 
 import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 import entropic_fast as ef
+import harness
 from entropic_fast import metrics, samplers
 
 KINDS = ["edm", "entropic", "rescaled", "las", "tangent"]
@@ -44,16 +43,17 @@ def logpdf(means, var, w):
 
 def run(quick=False, seeds=3, n=20000, steps=(4, 8, 16, 32, 64), samples=512):
     if quick:
-        seeds, n, steps, samples = 1, 3000, (4, 16), 128
+        n, steps, samples = 3000, (4, 16), 128
+    seeds = harness.seeds(seeds, quick)
     problems = [(f"{k} atoms", k, False) for k in (5, 15)] + [(f"{k} Gaussians", k, True) for k in (5, 15)]
     results = {}  # (problem, kind, steps) -> list of KL over seeds
-    bar = tqdm(total=len(problems) * seeds * len(KINDS) * len(steps), desc="paper mixtures", leave=False)
+    bar = tqdm(total=len(problems) * len(seeds) * len(KINDS) * len(steps), desc="paper mixtures", leave=False)
     for name, k, continuous in problems:
         means, var, w = mixture(k, continuous)
         model = ef.analytic.GMM(torch.tensor(means)[:, None], torch.tensor(var), torch.tensor(w))
         rng = np.random.default_rng(7)
         data = rng.choice(means, 5000, p=w) + rng.normal(size=5000) * np.sqrt(var[0])
-        for seed in range(seeds):
+        for seed in seeds:
             prof = ef.profile(model, model, samples=samples, seed=seed, progress=False)
             for kind in KINDS:
                 for K in steps:
@@ -86,26 +86,15 @@ def verdicts(problems, steps, results):
 
 
 def write(problems, steps, results, out_dir, quick):
-    os.makedirs(out_dir, exist_ok=True)
-    tag = "_quick" if quick else ""
-    lines = ["# Paper mixtures: stochastic DDIM, KL(data || samples), mean ± std over seeds", "",
-             f"Command: `python benchmarks/paper_mixtures.py{' --quick' if quick else ''}`  ",
-             f"Date: {time.strftime('%Y-%m-%d')}; seeds {len(next(iter(results.values())))}; best per row in bold", "",
-             "| mixture | steps | " + " | ".join(KINDS) + " |", "| --- " * (len(KINDS) + 2) + "|"]
-    for name in problems:
-        for K in steps:
-            vals = [results[(name, k, K)] for k in KINDS]
-            best = int(np.argmin([np.mean(v) for v in vals]))
-            cells = [f"{np.mean(v):.4f} ± {np.std(v):.4f}" for v in vals]
-            cells[best] = f"**{cells[best]}**"
-            lines.append(f"| {name} | {K} | " + " | ".join(cells) + " |")
+    n_seeds = len(next(iter(results.values())))
+    lines = harness.header("Paper mixtures: stochastic DDIM, KL(data || samples), mean ± std over seeds",
+                           "paper_mixtures.py", quick, f"Seeds {n_seeds}; best per row in bold.")
+    rows = [((name, K), {k: results[(name, k, K)] for k in KINDS}) for name in problems for K in steps]
+    lines += harness.table(("mixture", "steps"), KINDS, rows)[0]
     lines += ["", "## The paper's claims, checked", ""] + verdicts(problems, steps, results)
     text = "\n".join(lines) + "\n"
-    with open(os.path.join(out_dir, f"paper_mixtures{tag}.md"), "w") as f:
-        f.write(text)
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    harness.save(out_dir, "paper_mixtures", quick, text)
+    plt = harness.pyplot()
     fig, axes = plt.subplots(1, len(problems), figsize=(3.6 * len(problems), 3.2), constrained_layout=True)
     for ax, name in zip(axes, problems):
         for kind in KINDS:
@@ -118,15 +107,12 @@ def write(problems, steps, results, out_dir, quick):
         ax.set_xlabel("steps")
     axes[0].set_ylabel("KL(data || samples)")
     axes[-1].legend(fontsize=8)
-    fig.savefig(os.path.join(out_dir, f"paper_mixtures{tag}.png"), dpi=110)
+    fig.savefig(os.path.join(out_dir, f"paper_mixtures{'_quick' if quick else ''}.png"), dpi=110)
     return text
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="a reduced run (what CI runs)")
-    ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(__file__), "results"))
-    args = ap.parse_args()
+    args = harness.arguments(__doc__)
     print(write(*run(args.quick), args.out_dir, args.quick))
 
 

@@ -8,15 +8,11 @@ about 0.02). The spectral kind needs image data, so it runs on the image problem
 
 Usage: python benchmarks/schedule_zoo.py [--quick] [--out-dir benchmarks/results]
 """
-import argparse
-import os
-import time
-
-import numpy as np
 import torch
 from tqdm.auto import tqdm
 
 import entropic_fast as ef
+import harness
 from entropic_fast import analytic, metrics, samplers
 
 KINDS = ["edm", "exponential", "tangent", "entropic", "rescaled", "las", "spectral", "gaussian-optimal"]
@@ -71,29 +67,18 @@ SAMPLER_NAMES = {"ddim": samplers.ddim, "ddim-stochastic": samplers.SAMPLERS["dd
 
 
 def write(rows, out_dir, quick):
-    wins = dict.fromkeys(KINDS, 0)
-    lines = ["# Schedule zoo: sliced W2 to the data (lower is better), best per row in bold", "",
-             f"Command: `python benchmarks/schedule_zoo.py{' --quick' if quick else ''}`  ",
-             f"Date: {time.strftime('%Y-%m-%d')}", "",
-             "| problem | sampler | steps | " + " | ".join(KINDS) + " |", "| --- " * (len(KINDS) + 3) + "|"]
-    for pname, sname, K, vals in rows:
-        best = min(vals, key=vals.get)
-        wins[best] += 1
-        cells = [("**%.4f**" if k == best else "%.4f") % vals[k] if k in vals else "-" for k in KINDS]
-        lines.append(f"| {pname} | {sname} | {K} | " + " | ".join(cells) + " |")
-    lines.append("| **wins** | | | " + " | ".join(str(wins[k]) for k in KINDS) + " |")
+    lines = harness.header("Schedule zoo: sliced W2 to the data (lower is better), best per row in bold",
+                           "schedule_zoo.py", quick)
+    body, wins = harness.table(("problem", "sampler", "steps"), KINDS,
+                               [((p, s, K), vals) for p, s, K, vals in rows], fmt=lambda v: f"{v:.4f}")
+    lines += body + ["| **wins** | | | " + " | ".join(str(wins[k]) for k in KINDS) + " |"]
     text = "\n".join(lines) + "\n"
-    os.makedirs(out_dir, exist_ok=True)
-    with open(os.path.join(out_dir, f"schedule_zoo{'_quick' if quick else ''}.md"), "w") as f:
-        f.write(text)
+    harness.save(out_dir, "schedule_zoo", quick, text)
     return text
 
 
 def main():
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true", help="a reduced run (what CI runs)")
-    ap.add_argument("--out-dir", default=os.path.join(os.path.dirname(__file__), "results"))
-    args = ap.parse_args()
+    args = harness.arguments(__doc__)
     print(write(run(args.quick), args.out_dir, args.quick))
 
 

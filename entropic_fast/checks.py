@@ -60,3 +60,20 @@ def one_of(value, name, allowed):
     if not isinstance(value, str) or value not in allowed:
         raise InputError(f"{name} must be one of {', '.join(map(str, allowed))}; got {value!r}")
     return value
+
+
+def optional(module, extra):
+    """Import an optional dependency, or raise ImportError saying which extra installs it."""
+    import importlib
+    try:
+        return importlib.import_module(module)
+    except ImportError:
+        raise ImportError(f"this needs {module.split('.')[0]}, which the core install leaves out: "
+                          f"pip install \"entropic_fast[{extra}]\"") from None
+
+
+def pyplot():
+    """matplotlib's pyplot on the file-only Agg backend (the ``plots`` extra)."""
+    matplotlib = optional("matplotlib", "plots")
+    matplotlib.use("Agg")
+    return optional("matplotlib.pyplot", "plots")

@@ -20,10 +20,8 @@ FD_SAMPLERS = {"ddim": samplers.ddim, "ddim-stochastic": samplers.SAMPLERS["ddim
 
 
 def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
+    from .checks import pyplot
+    return pyplot()
 
 
 def times_figure(prof, path):

@@ -19,9 +19,9 @@ WEIGHTS = os.path.join(os.path.dirname(__file__), "weights")
 @functools.lru_cache(maxsize=1)
 def _all_digits():
     """All 1797 digits, parsed once from scikit-learn's bundled file."""
-    from sklearn.datasets import load_digits
+    from .checks import optional
 
-    d = load_digits()
+    d = optional("sklearn.datasets", "demo").load_digits()
     return torch.tensor(d.images, dtype=torch.float32)[:, None] / 8.0 - 1.0, torch.tensor(d.target, dtype=torch.int64)
 
 

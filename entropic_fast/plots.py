@@ -2,6 +2,7 @@
 import numpy as np
 
 from . import curves
+from .checks import pyplot
 from .errors import InputError
 from .schedules import schedule
 
@@ -31,10 +32,7 @@ def normalised_rescaled_time(prof):
 def spectral_time_figure(prof, steps=16, path=None, bins=None):
     """Normalised rescaled time per channel against radial frequency and sigma, with the spectral, plain
     rescaled and EDM schedules beside it on the same sigma axis. Returns the figure; saves it to ``path``."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     r = normalised_rescaled_time(prof)
     C, H, W = r.shape[1:]
     k, idx = radial_bins((H, W), bins)

@@ -48,3 +48,18 @@ def test_gpu_suite_smoke_run(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     text = out.read_text()
     assert "| NO |" not in text and "## Estimator overhead" in text and text.count("| yes |") >= 10
+
+
+def test_gaussian_kl_quick(tmp_path):
+    import gaussian_kl
+    rows, lam = gaussian_kl.run(quick=True)
+    text = gaussian_kl.write(rows, lam, str(tmp_path), quick=True)
+    assert (tmp_path / "gaussian_kl_quick.md").exists() and "**" in text
+    for (K, _), vals in rows:  # the optimum is the lowest of the kinds at every step count
+        assert vals["gaussian-optimal"] <= min(v for k, v in vals.items() if k != "best tangent") + 1e-12
+
+
+def test_las_accuracy_quick(tmp_path):
+    import las_accuracy
+    text = las_accuracy.write(las_accuracy.run(quick=True), str(tmp_path), quick=True)
+    assert text.count("| Gaussian") == 2 and text.count("| 16 atoms") == 2

@@ -1,0 +1,64 @@
+"""A lean install (numpy, torch, tqdm): what needs an extra says which, and the package builds and installs
+from source and from an sdist, with build isolation, in a fresh virtual environment."""
+import glob
+import os
+import subprocess
+import sys
+import sysconfig
+
+import pytest
+
+ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
+BLOCK = "import sys; sys.modules['sklearn'] = None; sys.modules['matplotlib'] = None; "
+
+
+def run_python(code, cwd=ROOT, python=sys.executable, **kw):
+    return subprocess.run([python, "-c", code], capture_output=True, text=True, cwd=cwd, timeout=600, **kw)
+
+
+def test_the_core_works_without_the_demo_and_plots_extras():
+    r = run_python(BLOCK + "import entropic_fast as ef; m = ef.analytic.Gaussian(1.0, (2,)); "
+                   "p = ef.profile(m, m, ef.sigma_grid(8), samples=8, progress=False); print(ef.schedule(p, 4)[0])")
+    assert r.returncode == 0 and r.stdout.strip() == "80.0", r.stderr[-2000:]
+
+
+@pytest.mark.parametrize("code, extra", [
+    ("from entropic_fast import digits; digits.load()", "demo"),
+    ("import entropic_fast as ef; ef.plots.spectral_time_figure(None)", "plots"),
+    ("from entropic_fast import demo; demo._plt()", "plots"),
+])
+def test_a_missing_extra_names_the_install_command(code, extra):
+    r = run_python(BLOCK + code)
+    assert r.returncode != 0 and f'pip install "entropic_fast[{extra}]"' in r.stderr, r.stderr[-2000:]
+
+
+def _fresh_venv(path):
+    subprocess.run([sys.executable, "-m", "venv", str(path)], check=True, timeout=300)
+    return os.path.join(path, "bin", "python")
+
+
+def _installed_extensions(python, tmp):
+    """Import the freshly installed package (not the source tree), with numpy and torch from this env."""
+    site = sysconfig.get_paths()["purelib"]
+    code = (f"import sys; sys.path.append({site!r}); import entropic_fast, entropic_fast._curves, entropic_fast._noise; "
+            "print(entropic_fast.__file__); print(entropic_fast._noise.philox(0, 0, 0, 0, 0)[0])")
+    return run_python(code, cwd=str(tmp), python=python)
+
+
+@pytest.mark.parametrize("how", ["pip install .", "sdist"])
+def test_builds_with_isolation_in_a_fresh_venv(tmp_path, how):
+    python = _fresh_venv(tmp_path / "venv")
+    target = ROOT
+    if how == "sdist":
+        b = subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path / "dist"), ROOT],
+                           capture_output=True, text=True, timeout=600)
+        assert b.returncode == 0, b.stdout[-2000:] + b.stderr[-2000:]
+        target = glob.glob(str(tmp_path / "dist" / "*.tar.gz"))[0]
+    # --no-deps: torch and friends come from this environment; the build itself is isolated
+    i = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", target], capture_output=True, text=True,
+                       timeout=900, cwd=str(tmp_path))
+    assert i.returncode == 0, i.stdout[-2000:] + i.stderr[-2000:]
+    r = _installed_extensions(python, tmp_path)
+    assert r.returncode == 0, r.stderr[-2000:]
+    where, word = r.stdout.split()
+    assert where.startswith(str(tmp_path / "venv")) and int(word) == 0x6627E8D5
