@@ -22,18 +22,16 @@ namespace {
 constexpr uint32_t PHILOX_A = 0xD2511F53u, PHILOX_B = 0xCD9E8D57u;
 constexpr uint32_t KEY_A = 0x9E3779B9u, KEY_B = 0xBB67AE85u;
 
-inline void philox_2words(uint32_t k0, uint32_t k1, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3,
-                          uint32_t& w0, uint32_t& w1) {
+// Ten rounds of Philox4x32 on the counters c (in place), key (k0, k1).
+inline void philox(uint32_t k0, uint32_t k1, uint32_t c[4]) {
     for (int round = 0; round < 10; ++round) {
-        const uint64_t pb = uint64_t(PHILOX_B) * c2, pa = uint64_t(PHILOX_A) * c0;
-        const uint32_t n0 = uint32_t(pb >> 32) ^ c1 ^ k0, n1 = uint32_t(pb);
-        const uint32_t n2 = uint32_t(pa >> 32) ^ c3 ^ k1, n3 = uint32_t(pa);
-        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+        const uint64_t pb = uint64_t(PHILOX_B) * c[2], pa = uint64_t(PHILOX_A) * c[0];
+        const uint32_t n0 = uint32_t(pb >> 32) ^ c[1] ^ k0, n1 = uint32_t(pb);
+        const uint32_t n2 = uint32_t(pa >> 32) ^ c[3] ^ k1, n3 = uint32_t(pa);
+        c[0] = n0; c[1] = n1; c[2] = n2; c[3] = n3;
         k0 += KEY_A;
         k1 += KEY_B;
     }
-    w0 = c0;
-    w1 = c1;
 }
 
 inline float to_uniform(uint32_t word) {
@@ -51,11 +49,11 @@ __attribute__((target_clones("avx2", "default")))
 void fill_row(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t j0, int64_t j1, float* a, float* b) {
     const float two_pi = 6.283185307179586f;
     for (int64_t j = j0; j < j1; ++j) {
-        uint32_t w0, w1;
-        philox_2words(k0, k1, uint32_t(j), c1, c2, 0u, w0, w1);
-        const float x = to_uniform(w0);
+        uint32_t c[4] = {uint32_t(j), c1, c2, 0u};
+        philox(k0, k1, c);
+        const float x = to_uniform(c[0]);
         a[j] = x > 1.0e-7f ? x : 1.0e-7f;
-        b[j] = two_pi * to_uniform(w1);
+        b[j] = two_pi * to_uniform(c[1]);
     }
 }
 
@@ -92,16 +90,9 @@ py::tuple uniforms(uint64_t key, py::array_t<int64_t, py::array::c_style | py::a
 
 py::tuple words(uint64_t key, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3) {
     // the full 4-word Philox4x32-10 block, for known-answer tests
-    uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
-    for (int round = 0; round < 10; ++round) {
-        const uint64_t pb = uint64_t(PHILOX_B) * c2, pa = uint64_t(PHILOX_A) * c0;
-        const uint32_t n0 = uint32_t(pb >> 32) ^ c1 ^ k0, n1 = uint32_t(pb);
-        const uint32_t n2 = uint32_t(pa >> 32) ^ c3 ^ k1, n3 = uint32_t(pa);
-        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
-        k0 += KEY_A;
-        k1 += KEY_B;
-    }
-    return py::make_tuple(c0, c1, c2, c3);
+    uint32_t c[4] = {c0, c1, c2, c3};
+    philox(uint32_t(key), uint32_t(key >> 32), c);
+    return py::make_tuple(c[0], c[1], c[2], c[3]);
 }
 
 }  // namespace

@@ -86,37 +86,30 @@ def _leave(propagating):
 
 
 @contextlib.contextmanager
+def _section(counter):
+    """Install the handlers, then count this section in ``_State.<counter>`` while it runs."""
+    if not _main_thread():
+        yield
+        return
+    _install()  # first: from here on a signal is held while the counter is > 0
+    setattr(_State, counter, getattr(_State, counter) + 1)
+    ok = False
+    try:
+        yield
+        ok = True
+    finally:
+        setattr(_State, counter, getattr(_State, counter) - 1)
+        _leave(propagating=not ok)
+
+
 def held():
     """A critical section: signals that arrive inside wait until it ends."""
-    if not _main_thread():
-        yield
-        return
-    _install()  # first: from here on a signal is held while depth > 0
-    _State.depth += 1
-    ok = False
-    try:
-        yield
-        ok = True
-    finally:
-        _State.depth -= 1
-        _leave(propagating=not ok)
+    return _section("depth")
 
 
-@contextlib.contextmanager
 def deferring():
     """A loop that polls: the first signal is raised at the next :func:`poll`, a second one at once."""
-    if not _main_thread():
-        yield
-        return
-    _install()  # first: from here on a signal is held while defer > 0
-    _State.defer += 1
-    ok = False
-    try:
-        yield
-        ok = True
-    finally:
-        _State.defer -= 1
-        _leave(propagating=not ok)
+    return _section("defer")
 
 
 def poll():
