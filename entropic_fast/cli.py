@@ -11,7 +11,7 @@ import sys
 
 from .errors import InputError, Interrupted
 from .profile import Profile
-from .schedules import KINDS, schedule
+from .schedules import KINDS, schedule, schedule_band
 
 
 class _Usage(InputError):
@@ -24,17 +24,29 @@ def _schedule(args):
         if fmt not in ("plain", "json"):
             raise _Usage(f"--json and --format {fmt} ask for two formats: use one of them")
         fmt = "json"
+    if args.band and fmt == "diffusers":
+        raise _Usage("--band goes with the plain, json or csv format")
     prof = Profile.load(args.profile)
     s = schedule(prof, args.steps, args.kind, args.sigma_min, args.sigma_max)
+    lo = hi = None
+    if args.band:
+        lo, hi = schedule_band(prof, args.steps, args.kind, args.level, args.sigma_min, args.sigma_max)
     if fmt == "json":
-        print(json.dumps({"kind": args.kind, "steps": args.steps, "sigmas": s.tolist()}))
+        rec = {"kind": args.kind, "steps": args.steps, "sigmas": s.tolist()}
+        if args.band:
+            rec.update(level=args.level, lower=lo.tolist(), upper=hi.tolist())
+        print(json.dumps(rec))
     elif fmt == "diffusers":  # what EulerDiscreteScheduler.set_timesteps takes (see adapters.diffusers.to_diffusers)
         print(json.dumps({"sigmas": s.tolist()}))
     elif fmt == "csv":
-        print("step,sigma")
-        print("\n".join(f"{i},{v!r}" for i, v in enumerate(s.tolist())))
+        print("step,sigma" + (",lower,upper" if args.band else ""))
+        for i, v in enumerate(s.tolist()):
+            print(f"{i},{v!r}" + (f",{lo[i]!r},{hi[i]!r}" if args.band else ""))
     else:
         print(" ".join(f"{v:.6g}" for v in s))
+        if args.band:
+            print(" ".join(f"{v:.6g}" for v in lo), f"  (lower, {args.level:.0%})")
+            print(" ".join(f"{v:.6g}" for v in hi), f"  (upper, {args.level:.0%})")
 
 
 def _load_factory(spec):
@@ -142,6 +154,9 @@ def build_parser():
     s.add_argument("--sigma-max", type=float)
     s.add_argument("--json", action="store_true", help="same as --format json")
     s.add_argument("--format", default="plain", choices=("plain", "json", "diffusers", "csv"))
+    s.add_argument("--band", action="store_true",
+                   help="also the confidence band of each sigma from the profile's sampling error")
+    s.add_argument("--level", type=float, default=0.95, help="confidence level of --band (default 0.95)")
     s.set_defaults(run=_schedule)
     pr = sub.add_parser("profile", help="profile a model on data and save the profile")
     pr.add_argument("--model", required=True, help="MODULE:FACTORY returning a denoiser(x, sigma)")

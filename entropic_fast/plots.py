@@ -4,7 +4,7 @@ import numpy as np
 from . import curves
 from .checks import pyplot
 from .errors import InputError
-from .schedules import schedule
+from .schedules import schedule, schedule_band
 
 
 def radial_bins(shape, bins=None):
@@ -58,6 +58,24 @@ def spectral_time_figure(prof, steps=16, path=None, bins=None):
     ax.set_xticks(range(3), ["spectral", "rescaled", "edm"], rotation=30)
     ax.set_title(f"{steps} steps")
     ax.set_ylim(s[0] / 1.5, s[-1] * 1.5)
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    return fig
+
+
+def schedule_band_figure(prof, steps=16, kinds=("rescaled", "entropic", "las"), path=None, level=0.95):
+    """Each kind's sigmas on a log axis with their ``level`` band from the profile's sampling error
+    (:func:`entropic_fast.schedules.schedule_band`). Returns the figure; saves it to ``path``."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(6, 0.5 + 0.6 * len(kinds)), constrained_layout=True)
+    for row, kind in enumerate(kinds):
+        s = schedule(prof, steps, kind)[:-1]
+        lo, hi = (b[:-1] for b in schedule_band(prof, steps, kind, level))
+        ax.errorbar(s, np.full_like(s, row), xerr=[s - lo, hi - s], fmt="|", ms=12, capsize=3)
+    ax.set_xscale("log")
+    ax.set_yticks(range(len(kinds)), kinds)
+    ax.set_xlabel("sigma")
+    ax.set_title(f"{steps}-step schedules, {level:.0%} bands from {int(prof.count.min())} samples per sigma")
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
