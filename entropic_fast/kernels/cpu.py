@@ -20,7 +20,9 @@ def noise(seed, row_ids, dim):
     # threads of its own only for big requests: below that, torch's spinning pool makes them slower
     threads = max(1, min(torch.get_num_threads() or os.cpu_count() or 1, rid.size * int(dim) >> 20))
     u1, theta = _noise.uniforms(int(seed), rid, int(dim), threads)
-    return reference.box_muller(torch.from_numpy(u1), torch.from_numpy(theta))
+    u, th = torch.from_numpy(u1), torch.from_numpy(theta)
+    # reference.box_muller in place, op for op (the same kernels, so the same bits): no temporaries
+    return u.log_().mul_(-2.0).sqrt_().mul_(th.cos_())
 
 
 def perturb(x0, sigma, seed, row_ids):
