@@ -49,9 +49,9 @@ def header(title, script, quick, *notes, seconds=None):
 
 
 def mean_std(values, digits=4):
-    """``mean ± std`` of a list of values over seeds (``mean`` alone for one value)."""
+    """``mean ± std`` of a list of values over seeds, fixed-point (``mean`` alone for one value, to 4 figures)."""
     v = np.asarray(values, dtype=np.float64)
-    return f"{v.mean():.{digits}g}" if v.size == 1 else f"{v.mean():.{digits}g} ± {v.std():.{digits - 1}g}"
+    return f"{v.mean():.4g}" if v.size == 1 else f"{v.mean():.{digits}f} ± {v.std():.{digits}f}"
 
 
 def table(keys, columns, rows, best=min, fmt=mean_std):

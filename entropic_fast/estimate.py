@@ -304,7 +304,7 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
 
     def prepare(batch):
         """A batch's rows on the device and, unless the fused mixture path draws its own, their noisy inputs.
-        Runs one batch ahead in a worker thread, while the network works on the current one."""
+        On CUDA it runs one batch ahead in a worker thread, while the device works on the current one."""
         x0, rid, idx, lab = _rows(batch, data, labels, device, dtype)
         x = None if mixture is not None else kern.perturb(x0, grid_dev[idx], key, rid).to(net_dtype)
         return x0, rid, idx, lab, x

@@ -47,6 +47,21 @@ def _array(a, name, shape):
     return a
 
 
+def _units_record(prof):
+    """A profile's record of its work units, checked: ``classes`` of ``[index, count]``, and ``samples``."""
+    u, samples = prof.meta.get("units"), prof.meta.get("samples")
+    if not (isinstance(u, dict) and isinstance(u.get("classes"), list)):
+        raise InputError("cannot merge a profile with no record of its work units (built by hand or by an "
+                         "older version): overlap cannot be ruled out")
+    ok = isinstance(samples, int) and samples >= 1 and all(
+        isinstance(c, list) and len(c) == 2 and all(isinstance(v, int) for v in c) and 0 <= c[0] < c[1]
+        for c in u["classes"])
+    if not ok or not u["classes"]:
+        raise InputError(f"cannot merge: the profile's record of its work units is malformed "
+                         f"(units {u!r}, samples {samples!r})")
+    return u
+
+
 def _json_default(v):
     """numpy scalars and arrays in ``meta`` are written as plain numbers and lists."""
     if isinstance(v, (np.generic, np.ndarray)):
@@ -198,13 +213,7 @@ class Profile:
         if self.dim != other.dim or self.exact or other.exact or self.spectral != other.spectral:
             raise InputError(f"cannot merge: dims {self.dim} and {other.dim}, exact {self.exact} and {other.exact}, "
                              f"spectral {self.spectral} and {other.spectral}")
-        units = []
-        for p in (self, other):
-            u = p.meta.get("units")
-            if not (isinstance(u, dict) and isinstance(u.get("classes"), list)):
-                raise InputError("cannot merge a profile with no record of its work units (built by hand or by an "
-                                 "older version): overlap cannot be ruled out")
-            units.append(u)
+        units = [_units_record(p) for p in (self, other)]
         for k in _MERGE_KEYS:
             if self.meta.get(k) != other.meta.get(k):
                 raise InputError(f"cannot merge profiles of different runs: {k} {self.meta.get(k)!r} and "

@@ -71,6 +71,10 @@ def test_merge_refuses_overlap_and_other_runs():
     bare = ef.Profile(GRID, a.sum, a.sumsq, a.count, a.dim)
     with pytest.raises(InputError, match="no record of its work units"):
         bare.merge(b)
+    for units, samples in (({"classes": [["a", 2]]}, 40), ({"classes": [[0, 2]]}, None), ({"classes": []}, 40)):
+        odd = ef.Profile(GRID, a.sum, a.sumsq, a.count, a.dim, {**a.meta, "units": units, "samples": samples})
+        with pytest.raises(InputError, match="malformed"):
+            odd.merge(b)
 
 
 def test_merge_survives_save_and_load(tmp_path):
