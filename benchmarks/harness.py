@@ -24,6 +24,13 @@ def arguments(doc, **extra):
     return ap.parse_args()
 
 
+def main(doc, run, write):
+    """The command line of a quality benchmark: ``write(*run(quick), out_dir, quick)``, printed."""
+    args = arguments(doc)
+    result = run(args.quick)
+    print(write(*(result if isinstance(result, tuple) else (result,)), args.out_dir, args.quick))
+
+
 def seeds(n, quick, quick_n=1):
     """The seeds of a run: ``range(n)``, or ``range(quick_n)`` for a quick one."""
     return range(quick_n if quick else n)

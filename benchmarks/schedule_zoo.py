@@ -77,10 +77,5 @@ def write(rows, out_dir, quick):
     return text
 
 
-def main():
-    args = harness.arguments(__doc__)
-    print(write(run(args.quick), args.out_dir, args.quick))
-
-
 if __name__ == "__main__":
-    main()
+    harness.main(__doc__, run, write)
