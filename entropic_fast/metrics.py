@@ -4,7 +4,7 @@ import torch
 
 from . import checks
 from .errors import InputError
-from .schedules import ddim_kl
+from .schedules import GAUSSIAN_SAMPLERS, ddim_kl, sampler_kl
 
 
 def gaussian_ddim_kl(sigmas, eigenvalues):
@@ -17,6 +17,22 @@ def gaussian_ddim_kl(sigmas, eigenvalues):
     if lam.numel() < 1 or not bool(torch.all(torch.isfinite(lam) & (lam > 0))):
         raise InputError(f"eigenvalues must be finite and > 0, got min {lam.min().item() if lam.numel() else None}")
     return float(ddim_kl(s, lam))
+
+
+def gaussian_kl(sigmas, eigenvalues, sampler="ddim"):
+    """``KL(data || output)`` of ``sampler`` (one of ``samplers.SAMPLERS``) on ``N(0, diag(eigenvalues))`` data,
+    started exactly at ``sigmas[0]`` and stepping through the given descending sigmas; closed form
+    (deterministic samplers) or exact variance recursion (stochastic DDIM). A trailing 0 compares with the
+    data itself, else with the data smoothed to the last sigma."""
+    if sampler not in GAUSSIAN_SAMPLERS:
+        raise InputError(f"sampler must be one of {', '.join(GAUSSIAN_SAMPLERS)}; got {sampler!r}")
+    s = torch.as_tensor(checks.finite_array(sigmas, "sigmas"))
+    lam = torch.as_tensor(checks.finite_array(eigenvalues, "eigenvalues")).reshape(-1)
+    if s.ndim != 1 or s.numel() < 2 or not bool(torch.all(s[:-1] > s[1:])) or bool(s[-1] < 0):
+        raise InputError(f"sigmas must be >= 2 strictly descending values >= 0, got {s.tolist()}")
+    if lam.numel() < 1 or not bool(torch.all(lam > 0)):
+        raise InputError(f"eigenvalues must be finite and > 0, got min {lam.min().item() if lam.numel() else None}")
+    return float(sampler_kl(s, lam, sampler))
 
 
 def _as_1d(x, name):

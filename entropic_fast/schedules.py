@@ -131,6 +131,66 @@ def ddim_kl(sigmas, eigenvalues):
     return 0.5 * torch.sum(1 / r - 1 + torch.log(r))
 
 
+GAUSSIAN_SAMPLERS = ("ddim", "ddim-stochastic", "heun", "dpmpp_2m")
+
+
+def _kl(var, lam, final):
+    """``KL(N(0, lam + final^2) || N(0, var))`` summed over directions (DESIGN.md section 1)."""
+    r = var / (lam + final**2)
+    return 0.5 * torch.sum(1 / r - 1 + torch.log(r))
+
+
+def sampler_kl(sigmas, eigenvalues, sampler="ddim"):
+    """KL of a sampler's output on ``N(0, diag(eigenvalues))`` data through descending ``sigmas``, started exactly
+    at ``sigmas[0]``, against the data smoothed to the last sigma (torch float64, differentiable)."""
+    return _kl(sampler_variance(sigmas, eigenvalues, sampler), eigenvalues, sigmas[-1])
+
+
+def sampler_variance(sigmas, eigenvalues, sampler="ddim"):
+    """Output variance per direction of a sampler of ``entropic_fast.samplers`` on ``N(0, diag(eigenvalues))``
+    data, started exactly (``x ~ N(0, lam + sigmas[0]^2)``). With the exact denoiser ``D = lam / (lam + s^2) x``
+    every sampler is linear in each direction: the deterministic ones multiply ``x`` by a factor per step
+    (DPM++(2M) by a two-term recursion, as it reuses the previous denoised value); stochastic DDIM also adds
+    its noise ``c^2`` to the variance at each step."""
+    lam = eigenvalues
+    g = lambda s: lam / (lam + s**2)  # noqa: E731  the exact denoiser's gain at sigma s
+    amp = torch.ones_like(lam)  # x_k = amp * x_0 (deterministic part)
+    extra = torch.zeros_like(lam)  # variance added by stochastic steps
+    old_amp = h_last = None
+    n = sigmas.shape[0]
+    for k in range(n - 1):
+        cur, nxt = sigmas[k], sigmas[k + 1]
+        last = k == n - 2 and bool(nxt == 0)
+        if sampler == "ddim":
+            factor = (lam + cur * nxt) / (lam + cur**2)
+            amp, extra = amp * factor, extra * factor**2
+        elif sampler == "ddim-stochastic":
+            ratio = (nxt / cur) ** 2
+            factor = g(cur) + ratio * (1 - g(cur))
+            c2 = nxt**2 * (1 - ratio)
+            amp, extra = amp * factor, extra * factor**2 + c2
+        elif sampler == "heun":
+            e = 1 + (nxt - cur) * (1 - g(cur)) / cur
+            factor = e if last else 1 + (nxt - cur) / 2 * ((1 - g(cur)) / cur + (1 - g(nxt)) / nxt * e)
+            amp = amp * factor
+        elif sampler == "dpmpp_2m":
+            den = g(cur) * amp
+            if last:
+                amp = den
+                break
+            h = torch.log(cur) - torch.log(nxt)
+            if old_amp is None:
+                d = den
+            else:
+                r = h_last / h
+                d = (1 + 1 / (2 * r)) * den - (1 / (2 * r)) * old_amp
+            old_amp, h_last = den, h
+            amp = (nxt / cur) * amp - torch.expm1(-h) * d
+        else:
+            raise InputError(f"unknown sampler {sampler!r}; known: {', '.join(GAUSSIAN_SAMPLERS)}")
+    return (lam + sigmas[0] ** 2) * amp**2 + extra
+
+
 def _eigenvalues(prof, eigenvalues, data):
     """Covariance eigenvalues for the Gaussian-optimal schedule: given, from a PCA of ``data``, or ``P_k``.
 
@@ -158,18 +218,24 @@ def _eigenvalues(prof, eigenvalues, data):
     return np.maximum(lam, 1e-12 * lam.max())
 
 
-def _best_tangent_scale(steps, smin, smax, lam):
-    """The single scale ``c`` whose tangent law has the smallest DDIM KL (log-spaced search)."""
+def _best_tangent_scale(steps, smin, smax, lam, kl_of):
+    """The single scale ``c`` whose tangent law has the smallest KL (log-spaced search)."""
     cs = np.geomspace(float(lam.min().sqrt()) / 10, float(lam.max().sqrt()) * 10, 200)
-    kl = [float(ddim_kl(torch.as_tensor(grids.tangent(steps, smin, smax, c)[:-1]), lam)) for c in cs]
-    return float(cs[int(np.argmin(kl))])
+    kl = [float(kl_of(torch.as_tensor(grids.tangent(steps, smin, smax, c)[:-1]), lam)) for c in cs]
+    return float(cs[int(np.nanargmin(kl))])
 
 
-def gaussian_optimal(steps, smin, smax, eigenvalues, iters=500):
-    """Descending sigmas from smax to smin (then 0) minimising the DDIM KL for these eigenvalues: the best
-    tangent law, refined by L-BFGS on log-sigma increments kept positive by a softmax."""
+def gaussian_optimal(steps, smin, smax, eigenvalues, iters=500, sampler="ddim"):
+    """Descending sigmas from smax to smin (then 0) minimising ``sampler``'s KL on Gaussian data with these
+    eigenvalues (:func:`sampler_kl`; the sampler stops at ``smin``): the best tangent law, refined by L-BFGS
+    on log-sigma increments kept positive by a softmax."""
+    if sampler not in GAUSSIAN_SAMPLERS:
+        raise InputError(f"unknown sampler {sampler!r}; known: {', '.join(GAUSSIAN_SAMPLERS)}")
     lam = torch.as_tensor(np.asarray(eigenvalues, np.float64))
-    start = grids.tangent(steps, smin, smax, _best_tangent_scale(steps, smin, smax, lam))[:-1]
+    def kl_of(s, e):
+        return sampler_kl(s, e, sampler)
+
+    start = grids.tangent(steps, smin, smax, _best_tangent_scale(steps, smin, smax, lam, kl_of))[:-1]
     theta = torch.tensor(np.log(-np.diff(np.log(start))), requires_grad=True)
     span = np.log(smax) - np.log(smin)
 
@@ -182,14 +248,14 @@ def gaussian_optimal(steps, smin, smax, eigenvalues, iters=500):
 
     def closure():
         opt.zero_grad()
-        loss = torch.log(ddim_kl(sigmas(theta), lam))
+        loss = torch.log(kl_of(sigmas(theta), lam))
         loss.backward()
         return loss
 
     opt.step(closure)
     with torch.no_grad():
         s = sigmas(theta).numpy()
-    best = s if float(ddim_kl(torch.as_tensor(s), lam)) <= float(ddim_kl(torch.as_tensor(start), lam)) else start
+    best = s if float(kl_of(torch.as_tensor(s), lam)) <= float(kl_of(torch.as_tensor(start), lam)) else start
     best[0], best[-1] = smax, smin
     return np.append(best, 0.0)
 
@@ -238,9 +304,10 @@ def schedule(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smoot
         return grids.tangent(steps, smin, smax, _tangent_scale(prof) if c is None else c, **options)
     if kind == "gaussian-optimal":
         lam = _eigenvalues(prof, options.pop("eigenvalues", None), options.pop("data", None))
+        sampler = options.pop("sampler", "ddim")
         if options:
             raise InputError(f"unknown options for gaussian-optimal: {sorted(options)}")
-        return gaussian_optimal(steps, smin, smax, lam)
+        return gaussian_optimal(steps, smin, smax, lam, sampler=sampler)
     if options:
         raise InputError(f"kind {kind!r} takes no options, got {sorted(options)}")
     u = np.log(prof.sigmas)
