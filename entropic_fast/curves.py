@@ -134,3 +134,29 @@ def smooth(x, y, w, order=2, lams=np.logspace(-10, 6, 65)):
         if best is None or risk < best[0]:
             best = (risk, z, float(lam))
     return best[1], best[2]
+
+
+def nnls(a, b, iters=None):
+    """``x >= 0`` minimising ``||a x - b||`` (Lawson and Hanson 1974, the active-set method)."""
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    m, n = a.shape
+    x, passive = np.zeros(n), np.zeros(n, bool)
+    w = a.T @ (b - a @ x)
+    tol = 10 * np.finfo(float).eps * np.linalg.norm(a, 1) * max(m, n)
+    for _ in range(iters or 3 * n):
+        if passive.all() or w[~passive].max(initial=-np.inf) <= tol:
+            break
+        passive[np.argmax(np.where(passive, -np.inf, w))] = True
+        while True:
+            z = np.zeros(n)
+            z[passive] = np.linalg.lstsq(a[:, passive], b, rcond=None)[0]
+            if z[passive].min() > 0:
+                x = z
+                break
+            neg = passive & (z <= 0)
+            alpha = np.min(x[neg] / (x[neg] - z[neg]))
+            x = x + alpha * (z - x)
+            passive &= x > tol
+            x[~passive] = 0.0
+        w = a.T @ (b - a @ x)
+    return x

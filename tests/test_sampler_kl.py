@@ -72,3 +72,34 @@ def test_gaussian_optimal_per_sampler_is_converged_and_beats_the_others(sampler)
     full = torch.cat([torch.tensor([np.log(own[0])]), inner, torch.tensor([np.log(own[-1])])]).exp()
     torch.log(schedules.sampler_kl(full, LAM, sampler)).backward()
     assert float(inner.grad.norm()) < 1e-4 or kl < 1e-9, (sampler, inner.grad)
+
+
+def test_nnls_matches_scipy():
+    from scipy.optimize import nnls as scipy_nnls
+    rng = np.random.default_rng(0)
+    for m, n in ((30, 10), (20, 40), (128, 80)):
+        a, b = rng.normal(size=(m, n)), rng.normal(size=m)
+        ours, ref = ef.curves.nnls(a, b), scipy_nnls(a, b, maxiter=10 * n)[0]
+        assert np.all(ours >= 0)
+        assert np.linalg.norm(a @ ours - b) <= np.linalg.norm(a @ ref - b) * (1 + 1e-8) + 1e-12
+
+
+@pytest.mark.parametrize("sampled, sampler, bound", [(False, "ddim", 1.05), (False, "heun", 1.05), (True, "ddim", 1.10)])
+def test_effective_spectrum_recovers_a_schedule_near_the_true_optimum(sampled, sampler, bound):
+    """Without eigenvalues, data or a spectral profile, gaussian-optimal fits the profile's effective spectrum;
+    the KL of the resulting schedule, under the true spectrum, is within 5% of the true optimum from an exact
+    curve. From 1024 samples (seed 0) DDIM's is within 10% (measured 3%; over seeds 0-7% for DDIM, and for Heun
+    up to 2x: the deconvolution of a noisy curve is ill-posed)."""
+    lam = LAM.numpy()
+    s = ef.sigma_grid()
+    prof = ef.profile(GAUSS, GAUSS, s, samples=1024, progress=False) if sampled else \
+        ef.Profile.from_curve(s, (s[:, None] ** 2 * lam / (s[:, None] ** 2 + lam)).sum(1), 4)
+    fitted = ef.schedule(prof, 8, "gaussian-optimal", sampler=sampler)[:-1]
+    true = ef.schedule(prof, 8, "gaussian-optimal", eigenvalues=lam, sampler=sampler)[:-1]
+    kl_fit, kl_true = (metrics.gaussian_kl(x, lam, sampler) for x in (fitted, true))
+    assert kl_fit <= bound * kl_true, (kl_fit, kl_true)
+    fit = prof.meta["effective_spectrum"]
+    assert len(fit["eigenvalues"]) == len(fit["weights"]) >= 1 and min(fit["weights"]) > 0
+    if not sampled:  # the fit's total variance is the data's
+        total = sum(w * l for w, l in zip(fit["weights"], fit["eigenvalues"]))
+        assert total == pytest.approx(lam.sum(), rel=0.05)
