@@ -11,6 +11,8 @@ import time
 
 import numpy as np
 
+from entropic_fast.checks import pyplot  # noqa: F401  (matplotlib on the Agg backend, for the figures)
+
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
 
 
@@ -85,10 +87,3 @@ def save(out_dir, name, quick, text):
     os.replace(path + ".tmp", path)
     return path
 
-
-def pyplot():
-    """matplotlib's pyplot on the Agg backend (files only)."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt

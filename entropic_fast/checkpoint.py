@@ -73,8 +73,7 @@ def read(path, signature, acc):
         _refuse(path, f"lists work ids outside this run's share (e.g. {bad[:3].tolist()})")
     if np.unique(fin).size != fin.size:
         _refuse(path, "lists a work id twice")
-    rows = np.zeros(n)
-    np.add.at(rows, fin % n, [unit_rows(int(w), n, samples) for w in fin] if fin.size else [])
+    rows = np.bincount(fin % n, weights=unit_rows(fin, n, samples), minlength=n)
     got = arrays["acc"][2] + arrays["acc"][3]
     if not np.array_equal(got, rows):
         i = int(np.argmax(got != rows))

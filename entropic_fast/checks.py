@@ -46,7 +46,7 @@ def finite_array(value, name, ndim=None):
     try:
         a = np.array(value, dtype=np.float64)
     except (TypeError, ValueError):
-        raise InputError(f"{name} must be an array of numbers, got {type(value).__name__}") from None
+        raise InputError(f"{name} must be numbers (an array), got {type(value).__name__}") from None
     if ndim is not None and a.ndim != ndim:
         raise InputError(f"{name} must be {ndim}-D, got shape {a.shape}")
     if not np.all(np.isfinite(a)):

@@ -296,7 +296,7 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
         finished, arrays = ckpt.read(checkpoint, signature, acc)
         for k, v in arrays.items():
             acc[k].copy_(torch.as_tensor(v))
-    done_rows = sum(unit_rows(w, n, samples) for w in finished)
+    done_rows = int(unit_rows(np.asarray(finished, np.int64), n, samples).sum())
     bar = tqdm(total=shard_rows(n, samples, shard), initial=done_rows, desc="profile", unit="sample", leave=False,
                disable=not progress or shard[0] != 0 and dist is not None)
     limit = [batch_size]
@@ -306,12 +306,12 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
         """A batch's rows on the device and, unless the fused mixture path draws its own, their noisy inputs.
         On CUDA it runs one batch ahead in a worker thread, while the device works on the current one."""
         x0, rid, idx, lab = _rows(batch, data, labels, device, dtype)
-        x = None if mixture is not None else kern.perturb(x0, grid_dev[idx], key, rid).to(net_dtype)
-        return x0, rid, idx, lab, x
-
-    def compute(x0, rid, idx, lab, x):
-        """Denoise rows and accumulate them into ``scratch``."""
         sigma = grid_dev[idx]
+        x = None if mixture is not None else kern.perturb(x0, sigma, key, rid).to(net_dtype)
+        return x0, rid, idx, lab, x, sigma
+
+    def compute(x0, rid, idx, lab, x, sigma):
+        """Denoise rows and accumulate them into ``scratch``."""
         if mixture is not None:
             kern.ideal_error(*mixture, x0, sigma, key, rid, idx, scratch["acc"])
             return

@@ -4,19 +4,7 @@ import torch
 
 from . import checks
 from .errors import InputError
-from .schedules import GAUSSIAN_SAMPLERS, ddim_kl, sampler_kl
-
-
-def gaussian_ddim_kl(sigmas, eigenvalues):
-    """``KL(data || DDIM output)`` of deterministic DDIM on ``N(0, diag(eigenvalues))`` data, started exactly
-    at ``sigmas[0]`` and stepping through the given descending sigmas (Sun, Poor, Zhang 2026)."""
-    s = torch.as_tensor(checks.finite_array(sigmas, "sigmas"))
-    lam = torch.as_tensor(checks.finite_array(eigenvalues, "eigenvalues")).reshape(-1)
-    if s.ndim != 1 or s.numel() < 2 or not bool(torch.all(s[:-1] > s[1:])) or bool(s[-1] < 0):
-        raise InputError(f"sigmas must be >= 2 strictly descending values >= 0, got {s.tolist()}")
-    if lam.numel() < 1 or not bool(torch.all(torch.isfinite(lam) & (lam > 0))):
-        raise InputError(f"eigenvalues must be finite and > 0, got min {lam.min().item() if lam.numel() else None}")
-    return float(ddim_kl(s, lam))
+from .schedules import GAUSSIAN_SAMPLERS, sampler_kl
 
 
 def gaussian_kl(sigmas, eigenvalues, sampler="ddim"):
@@ -33,6 +21,12 @@ def gaussian_kl(sigmas, eigenvalues, sampler="ddim"):
     if lam.numel() < 1 or not bool(torch.all(lam > 0)):
         raise InputError(f"eigenvalues must be finite and > 0, got min {lam.min().item() if lam.numel() else None}")
     return float(sampler_kl(s, lam, sampler))
+
+
+def gaussian_ddim_kl(sigmas, eigenvalues):
+    """``KL(data || DDIM output)`` of deterministic DDIM on ``N(0, diag(eigenvalues))`` data, started exactly
+    at ``sigmas[0]`` (Sun, Poor, Zhang 2026): :func:`gaussian_kl` for ``ddim``."""
+    return gaussian_kl(sigmas, eigenvalues, "ddim")
 
 
 def _as_1d(x, name):

@@ -6,7 +6,7 @@ import zipfile
 
 import numpy as np
 
-from . import files
+from . import checks, files
 from .errors import InputError, ProfileFormatError
 from .units import n_units, overlap, union
 
@@ -34,15 +34,11 @@ def _as_grid(sigmas):
 
 def _array(a, name, shape):
     """A float64 array of finite values >= 0 with the given shape, or an InputError naming it."""
-    try:
-        a = np.array(a, dtype=np.float64)
-    except (TypeError, ValueError):
-        raise InputError(f"{name} must be numbers, got {np.asarray(a).dtype}") from None
+    a = checks.finite_array(a, name)
     if shape is not None and a.shape != shape:
         raise InputError(f"{name} must have shape {shape}, got {a.shape}")
-    bad = ~np.isfinite(a) | (a < 0)
-    if bad.any():
-        i = np.unravel_index(int(np.argmax(bad)), a.shape)
+    if (a < 0).any():
+        i = np.unravel_index(int(np.argmax(a < 0)), a.shape)
         raise InputError(f"{name} must be finite and >= 0, got {a[i]} at index {tuple(map(int, i))}")
     return a
 

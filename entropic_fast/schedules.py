@@ -33,14 +33,20 @@ def _smoothing(prof, smooth):
     return (not prof.exact) if smooth is None else bool(smooth)
 
 
-def error_curve(prof, smooth=None):
-    """``e(s)`` on the grid; with ``smooth`` (default: sampled profiles) its weighted isotonic fit."""
+def _checked_mse(prof):
+    """``(mse, its maximum)`` of a profile whose every sigma has samples and whose error is not all zero."""
     e = _check_profile(prof).mse
     if not np.all(np.isfinite(e)):
         raise InputError(f"profile has sigmas with no samples: {prof.sigmas[~np.isfinite(e)][:3]}")
     top = float(e.max())
     if not top > 0:
         raise InputError("the profile's error is zero at every sigma: there is no time to build a schedule from")
+    return e, top
+
+
+def error_curve(prof, smooth=None):
+    """``e(s)`` on the grid; with ``smooth`` (default: sampled profiles) its weighted isotonic fit."""
+    e, top = _checked_mse(prof)
     if not _smoothing(prof, smooth):
         return e
     # weights 1/stderr^2 relative to the curve's top (finite whatever its scale); stderr floored at 1e-12
@@ -56,11 +62,12 @@ def integrand(prof, kind="rescaled", smooth=None, sigma_min=None, sigma_max=None
     ``sigma_min`` / ``sigma_max`` matter only to ``spectral``, whose directions are each normalised to
     1 over that range (default: the whole grid)."""
     _check_kind(kind, TIME_KINDS)
-    s, e = prof.sigmas, error_curve(prof, smooth)
+    s = prof.sigmas
     if kind == "entropic":  # dH/du = e / s^2
-        return e / s**2
+        return error_curve(prof, smooth) / s**2
     if kind == "rescaled":  # dR/du = e / s
-        return e / s
+        return error_curve(prof, smooth) / s
+    _checked_mse(prof)
     if kind == "spectral":
         return _spectral_integrand(prof, smooth, *_range(prof, sigma_min, sigma_max))
     return np.sqrt(2.0 * las_rate(prof, smooth)) / s  # LAS: sqrt(2 e'(s) / s^3) ds = sqrt(2 de/du) / s du
@@ -79,14 +86,8 @@ def las_rate(prof, smooth=None):
     way; ``floor`` is the largest error among unresolved sigmas (relative stderr > 1/3), so that rare-event
     estimates at small errors do not steer the fit. Negative slopes are clipped (the exact MMSE is
     non-decreasing)."""
-    _check_profile(prof)
-    s, u, e = prof.sigmas, np.log(prof.sigmas), prof.mse
-    if not np.all(np.isfinite(e)):
-        raise InputError(f"profile has sigmas with no samples: {s[~np.isfinite(e)][:3]}")
-    top = float(e.max())
-    if not top > 0:
-        raise InputError("the profile's error is zero at every sigma: there is no time to build a schedule from")
-    x = e / top
+    e, top = _checked_mse(prof)
+    u, x = np.log(prof.sigmas), e / top
     if not _smoothing(prof, smooth):
         z = np.log(np.maximum(x, 1e-300))
     else:
@@ -121,16 +122,6 @@ def _spectral_integrand(prof, smooth, smin, smax):
     return w @ f
 
 
-def ddim_kl(sigmas, eigenvalues):
-    """KL of deterministic DDIM on N(0, diag(eigenvalues)) through descending ``sigmas`` (torch float64,
-    differentiable; Sun, Poor, Zhang 2026; DESIGN.md section 1)."""
-    lam = eigenvalues[:, None]
-    s_now, s_next = sigmas[:-1][None, :], sigmas[1:][None, :]
-    var = (eigenvalues + sigmas[0] ** 2) * torch.prod(((lam + s_now * s_next) / (lam + s_now**2)) ** 2, dim=1)
-    r = var / (eigenvalues + sigmas[-1] ** 2)
-    return 0.5 * torch.sum(1 / r - 1 + torch.log(r))
-
-
 GAUSSIAN_SAMPLERS = ("ddim", "ddim-stochastic", "heun", "dpmpp_2m")
 
 
@@ -155,10 +146,8 @@ def effective_spectrum(prof, size=40):
     Stored in ``prof.meta["effective_spectrum"]`` (so a saved profile keeps it): a Gaussian proxy of the model.
     From an exact curve the gaussian-optimal schedule it gives is within 5% of the true spectrum's (in KL);
     from a sampled curve the deconvolution is noisy (1024 samples: 0-7% for DDIM, up to 2x for Heun)."""
-    _check_profile(prof)
-    s, e = prof.sigmas, prof.mse
-    if not np.all(np.isfinite(e)) or not e.max() > 0:
-        raise InputError("an effective spectrum needs a positive error at every sigma of the profile")
+    e, _ = _checked_mse(prof)
+    s = prof.sigmas
     lam = np.geomspace(s[0] ** 2, s[-1] ** 2, size)
     a = lam[None, :] * s[:, None] ** 2 / (lam[None, :] + s[:, None] ** 2)
     scale = np.maximum(prof.stderr if not prof.exact else 1e-3 * e, 1e-6 * e + 1e-300)
@@ -211,6 +200,12 @@ def sampler_variance(sigmas, eigenvalues, sampler="ddim"):
         else:
             raise InputError(f"unknown sampler {sampler!r}; known: {', '.join(GAUSSIAN_SAMPLERS)}")
     return (lam + sigmas[0] ** 2) * amp**2 + extra
+
+
+def ddim_kl(sigmas, eigenvalues):
+    """KL of deterministic DDIM on N(0, diag(eigenvalues)) through descending ``sigmas`` (Sun, Poor, Zhang 2026;
+    DESIGN.md section 1): :func:`sampler_kl` for ``ddim``."""
+    return sampler_kl(sigmas, eigenvalues, "ddim")
 
 
 def _eigenvalues(prof, eigenvalues, data):
@@ -381,6 +376,8 @@ def schedule_band(prof, steps, kind="rescaled", level=0.95, sigma_min=None, sigm
     if not 0 < level < 1:
         raise InputError(f"level must be between 0 and 1, got {level}")
     mid = schedule(prof, steps, kind, sigma_min, sigma_max, smooth)
+    if kind in ("edm", "karras", "exponential"):  # these sigmas do not depend on the measured errors
+        return mid.copy(), mid.copy()
     se = np.zeros_like(prof.mse) if prof.exact else prof.stderr
     if not np.all(np.isfinite(se)):
         raise InputError(f"profile has sigmas with fewer than 2 samples (no standard error): "

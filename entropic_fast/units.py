@@ -9,6 +9,8 @@ a profile records its units as a list of such classes (``[[0, 1]]`` is everythin
 """
 import math
 
+import numpy as np
+
 UNIT = 32
 _MASK64 = (1 << 64) - 1
 
@@ -37,8 +39,8 @@ def n_units(n_sigmas, samples):
 
 
 def unit_rows(w, n_sigmas, samples):
-    """Rows (samples) of work unit ``w``: ``UNIT`` except in the last, partial unit."""
-    return min(UNIT, samples - (w // n_sigmas) * UNIT)
+    """Rows (samples) of work unit ``w`` (an int or an integer array): ``UNIT`` except in the last, partial unit."""
+    return np.minimum(UNIT, samples - (w // n_sigmas) * UNIT)
 
 
 def work_units(n_sigmas, samples, shard=(0, 1), done=()):
