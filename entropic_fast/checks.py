@@ -24,6 +24,13 @@ def integer(value, name, least=None):
     return out
 
 
+def flag(value, name):
+    """``value`` as a Python bool (numpy bools accepted; 0, 1, strings and None refused)."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InputError(f"{name} must be True or False, got {value!r}")
+    return bool(value)
+
+
 def real(value, name, positive=False, finite=True, allow_none=False):
     """``value`` as a Python float (numpy scalars and 0-d arrays accepted)."""
     if value is None and allow_none:

@@ -4,7 +4,9 @@ A checkpoint records them and refuses to resume under a mismatch, and a profile 
 that ``merge`` can refuse profiles of different models or data. What is hashed:
 
 - an object with a ``fingerprint()`` method: what that returns (the readers of ``data`` do this);
-- tensors and arrays: dtype, shape and every byte;
+- arrays: dtype, shape and every byte; tensors: dtype, shape and two position-weighted 64-bit
+  checksums of every byte, computed where the tensor lives (a GPU's weights are never copied to
+  the host; the same tensor gives the same digest on any device);
 - an ``nn.Module``: its class, and the name, dtype, shape and bytes of every parameter and buffer;
 - a function or lambda: its qualified name, its bytecode and constants, and, recursively, what its
   closure cells and default arguments hold; a bound method: its object and its function;
@@ -40,8 +42,7 @@ class _Hasher:
         t = t.detach()
         self.put("tensor", t.dtype, tuple(t.shape))
         if t.numel():
-            flat = t.reshape(-1).contiguous().cpu()
-            self.h.update(flat.view(torch.uint8).numpy() if flat.dtype != torch.bool else flat.numpy().tobytes())
+            self.put(*checksum(t))
 
     def array(self, a):
         self.put("array", a.dtype.str, a.shape)
@@ -118,6 +119,42 @@ class _Hasher:
         else:
             self.put("opaque", type(obj).__module__, type(obj).__qualname__)
             self.complete = False
+
+
+_CHUNK = 1 << 20  # 64-bit words per step: the cached weights take 16 MB per device
+_ODD = (0x9E3779B97F4A7C15, 0xC4CEB9FE1A85EC53)  # weights: W_j[k] = ODD_j * (2k + 1) mod 2^64, odd
+_WEIGHTS = {}
+
+
+def _signed(x):
+    x %= 1 << 64
+    return x - (1 << 64) if x >= 1 << 63 else x
+
+
+def _weights(device):
+    if device not in _WEIGHTS:
+        k = torch.arange(_CHUNK, dtype=torch.int64, device=device) * 2 + 1
+        _WEIGHTS[device] = torch.stack([k * _signed(c) for c in _ODD])
+    return _WEIGHTS[device]
+
+
+def checksum(t):
+    """Two position-weighted sums (mod 2^64) of ``t``'s bytes read as 64-bit words, on ``t``'s device.
+
+    Integer sums are exact in any order, so the result does not depend on the device or the
+    reduction; a change of any one word changes both sums (its weights are odd)."""
+    b = t.reshape(-1).contiguous()
+    b = b.to(torch.uint8) if b.dtype == torch.bool else b.view(torch.uint8)
+    if b.numel() % 8:
+        b = torch.cat([b, b.new_zeros(8 - b.numel() % 8)])
+    w = b.view(torch.int64)
+    weights = _weights(w.device)
+    total = torch.zeros(2, dtype=torch.int64, device=w.device)
+    for lo in range(0, w.numel(), _CHUNK):  # W_j[lo + k] = W_j[k] + 2 lo ODD_j
+        v = w[lo:lo + _CHUNK]
+        shift = torch.tensor([_signed(2 * lo * c) for c in _ODD], dtype=torch.int64, device=w.device)
+        total += (v * weights[:, :v.numel()]).sum(1) + v.sum() * shift
+    return tuple(total.tolist())
 
 
 def fingerprint(obj):

@@ -13,7 +13,7 @@ def test_every_kernel_compiles_and_fits_on_sm80_and_sm90():
     run = subprocess.run([sys.executable, "-m", "entropic_fast.kernels.audit", "--arch", "80,90", "--json"],
                          capture_output=True, text=True, env=env, timeout=900)
     records = json.loads(run.stdout)
-    assert {r["kernel"] for r in records} == {"_perturb_kernel", "_row_error_kernel", "_spectrum_kernel",
+    assert {r["kernel"] for r in records} == {"_perturb_kernel", "_row_error_kernel", "_row_finish_kernel", "_spectrum_kernel",
                                               "_bin_power_kernel", "_ideal_kernel"}
     assert {r["arch"] for r in records} == {"sm_80", "sm_90"}
     assert {"3x512x512", "4x64x64", "16384"} <= {r["shape"] for r in records}

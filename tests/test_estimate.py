@@ -107,9 +107,48 @@ def test_non_finite_output_names_the_sigma():
     (dict(samples=0), "samples must be an integer >= 1, got 0"),
     (dict(sigmas=[1.0, 0.1]), "strictly ascending"),
     (dict(shard=(2, 2)), "shard must be"),
+    (dict(compile=1), "compile must be True or False, got 1"),
+    (dict(channels_last="yes"), "channels_last must be True or False, got 'yes'"),
 ])
 def test_bad_input(kwargs, match):
     args = dict(denoiser=lambda x, s: x, data=torch.randn(10, 4), sigmas=GRID, samples=4, progress=False)
     args.update(kwargs)
     with pytest.raises(InputError, match=match):
         ef.profile(args.pop("denoiser"), args.pop("data"), **args)
+
+
+def test_padded_calls_see_one_batch_shape():
+    from entropic_fast.estimate import _padded
+    shapes = []
+
+    def net(x, sigma, lab):
+        shapes.append((tuple(x.shape), tuple(sigma.shape), None if lab is None else tuple(lab.shape)))
+        return x * sigma[:, None] + (0 if lab is None else lab[:, None])
+
+    call = _padded(net)
+    for rows in (5, 3, 5, 1):
+        x, s, lab = torch.randn(rows, 2), torch.rand(rows), torch.arange(rows, dtype=torch.float32)
+        torch.testing.assert_close(call(x, s, lab), x * s[:, None] + lab[:, None])
+    assert {sh for sh in shapes} == {((5, 2), (5,), (5,))}
+
+
+class ConvNet(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(2, 2, 3, padding=1)
+
+    def forward(self, x, sigma):
+        return x / (1 + sigma.view(-1, 1, 1, 1) ** 2) + 0.1 * self.conv(x)
+
+
+@pytest.mark.parametrize("option", [dict(compile=True), dict(channels_last=True)])
+def test_compile_and_channels_last_give_the_same_profile(option):
+    torch.manual_seed(0)
+    net, data = ConvNet().eval(), torch.randn(40, 2, 5, 6)
+    kw = dict(samples=40, batch_size=48, seed=1, progress=False)  # 40 rows per sigma: units of 32 and 8, short batches
+    plain = ef.profile(net, data, GRID[::6], **kw)
+    other = ef.profile(net, data, GRID[::6], **kw, **option)
+    np.testing.assert_allclose(other.sum, plain.sum, rtol=1e-5)
+    np.testing.assert_array_equal(other.count, plain.count)
+    if option.get("channels_last"):
+        assert net.conv.weight.is_contiguous(memory_format=torch.channels_last)

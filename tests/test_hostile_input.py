@@ -444,3 +444,32 @@ def test_submodules_are_reachable_lazily():
     run = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert run.stdout.split() == ["ddim", "frechet_distance", "GMM", "entropic_fast.adapters", "entropic_fast.plots"]
     assert "has no attribute 'nonexistent'" in run.stderr
+
+
+def test_checksum_matches_an_independent_reference_and_sees_one_bit():
+    """Position-weighted sums mod 2^64, recomputed in Python integers; chunk boundaries do not matter."""
+    from entropic_fast import fingerprint as fp
+
+    def reference(t):
+        raw = t.reshape(-1).view(torch.uint8).numpy().tobytes()
+        raw += b"\0" * (-len(raw) % 8)
+        words = np.frombuffer(raw, dtype="<u8").tolist()
+        out = []
+        for odd in fp._ODD:
+            total = sum(w * odd * (2 * k + 1) for k, w in enumerate(words)) % (1 << 64)
+            out.append(total - (1 << 64) if total >= 1 << 63 else total)
+        return tuple(out)
+
+    x = torch.randn(1001, generator=torch.Generator().manual_seed(0))
+    for t in (x, x.to(torch.bfloat16), torch.arange(7, dtype=torch.int8), torch.tensor([True, False, True])):
+        assert fp.checksum(t) == reference(t.to(torch.uint8) if t.dtype == torch.bool else t)
+    old = fp._CHUNK
+    try:
+        fp._CHUNK, fp._WEIGHTS = 64, {}
+        assert fp.checksum(x) == reference(x)
+    finally:
+        fp._CHUNK, fp._WEIGHTS = old, {}
+    y = x.clone()
+    y.view(torch.int32)[777] ^= 1  # one bit
+    assert fp.checksum(y) != fp.checksum(x)
+    assert fp.fingerprint(x)[0] != fp.fingerprint(y)[0]

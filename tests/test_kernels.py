@@ -82,7 +82,7 @@ def test_perturb_matches_twin(rows, shape, dtype):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
-@pytest.mark.parametrize("rows, shape", [(1, (5,)), (9, (3, 7, 5)), (20, (1, 13, 11))])
+@pytest.mark.parametrize("rows, shape", [(1, (5,)), (9, (3, 7, 5)), (20, (1, 13, 11)), (3, (3, 40, 41)), (2, (70001,))])
 def test_accumulate_error_matches_twin(rows, shape, dtype):
     d, x0 = rand(rows, *shape, dtype=dtype), rand(rows, *shape, dtype=dtype, seed=1)
     idx = torch.arange(rows) % 3
@@ -93,9 +93,10 @@ def test_accumulate_error_matches_twin(rows, shape, dtype):
     assert got[2].sum() == rows and got[3].sum() == 0
 
 
-def test_non_finite_rows_are_counted_not_summed():
-    d, x0 = rand(6, 4), rand(6, 4, seed=1)
-    d[2, 1], d[4, 0] = float("nan"), float("inf")
+@pytest.mark.parametrize("dim", [4, 9000])  # 9000: rows split in chunks, the bad value in the last
+def test_non_finite_rows_are_counted_not_summed(dim):
+    d, x0 = rand(6, dim), rand(6, dim, seed=1)
+    d[2, dim - 3], d[4, dim - 1] = float("nan"), float("inf")
     idx = torch.tensor([0, 0, 1, 1, 2, 2])
     for fn in (stats.accumulate_error, reference.accumulate_error):
         acc = torch.zeros(4, 3, dtype=torch.float64)

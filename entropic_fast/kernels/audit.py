@@ -55,9 +55,14 @@ def specs():
             for nd in NET_DTYPES:
                 label = f"net {nd}, data {xd}"
                 compute = tl.float64 if nd == xd == "float64" else tl.float32
-                out.append(("_row_error_kernel", {**stats.row_config(dim), "COMPUTE": compute}, 4,
+                row = stats.row_config(dim)
+                out.append(("_row_error_kernel", {**row, "COMPUTE": compute}, 4,
                             {"d_ptr": _PTR[nd], "x0_ptr": x0, "idx_ptr": "*i64", "acc_ptr": "*fp64", "ok_ptr": "*i8",
-                             "dim": "i32", "n_sigmas": "i32"}, shape, label))
+                             "part_ptr": "*fp64", "dim": "i32", "n_sigmas": "i32"}, shape, label))
+                if row["SPLIT"]:
+                    out.append(("_row_finish_kernel", stats.finish_config(-(-dim // row["CHUNK"])), 4,
+                                {"part_ptr": "*fp64", "idx_ptr": "*i64", "acc_ptr": "*fp64", "ok_ptr": "*i8",
+                                 "parts": "i32", "n_sigmas": "i32"}, shape, label))
                 if len(shape) != 3:
                     continue
                 cfg = stats.spectrum_config(*shape[1:])

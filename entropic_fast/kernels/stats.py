@@ -9,17 +9,8 @@ MAX_DFT_SIDE = 32  # larger images take torch.fft plus the binning kernel: a 64-
 
 
 @triton.jit
-def _row_error_kernel(d_ptr, x0_ptr, idx_ptr, acc_ptr, ok_ptr, dim, n_sigmas, COMPUTE: tl.constexpr,
-                      BLOCK: tl.constexpr):
-    row = tl.program_id(0)
-    base = row.to(tl.int64) * dim
-    total = tl.zeros((), dtype=tl.float64)
-    for start in range(0, dim, BLOCK):
-        cols = start + tl.arange(0, BLOCK)
-        mask = cols < dim
-        diff = tl.load(d_ptr + base + cols, mask=mask, other=0.0).to(COMPUTE) \
-            - tl.load(x0_ptr + base + cols, mask=mask, other=0.0).to(COMPUTE)
-        total += tl.sum(diff * diff, 0).to(tl.float64)  # partial sums in COMPUTE, folded into float64
+def _commit(total, row, idx_ptr, acc_ptr, ok_ptr, n_sigmas):
+    """A row's squared error into its sigma's sum, sum of squares and count (non-finite: counted apart)."""
     ok = (total == total) & (total < float("inf"))
     err = tl.where(ok, total, 0.0)
     i = tl.load(idx_ptr + row)
@@ -28,6 +19,39 @@ def _row_error_kernel(d_ptr, x0_ptr, idx_ptr, acc_ptr, ok_ptr, dim, n_sigmas, CO
     tl.atomic_add(acc_ptr + 2 * n_sigmas + i, ok.to(tl.float64))
     tl.atomic_add(acc_ptr + 3 * n_sigmas + i, 1.0 - ok.to(tl.float64))
     tl.store(ok_ptr + row, ok.to(tl.int8))  # the spectrum of a non-finite row is left out too
+
+
+@triton.jit
+def _row_error_kernel(d_ptr, x0_ptr, idx_ptr, acc_ptr, ok_ptr, part_ptr, dim, n_sigmas, COMPUTE: tl.constexpr,
+                      BLOCK: tl.constexpr, CHUNK: tl.constexpr, SPLIT: tl.constexpr):
+    """Squared error of one chunk of a row; with ``SPLIT`` the row's chunks go to ``part_ptr`` (rows, parts)
+    for ``_row_finish_kernel``, else the row is one chunk and is committed here."""
+    row, part = tl.program_id(0), tl.program_id(1)
+    base = row.to(tl.int64) * dim
+    lo = part * CHUNK
+    end = tl.minimum(lo + CHUNK, dim)
+    total = tl.zeros((), dtype=tl.float64)
+    for start in range(lo, end, BLOCK):
+        cols = start + tl.arange(0, BLOCK)
+        mask = cols < end
+        diff = tl.load(d_ptr + base + cols, mask=mask, other=0.0).to(COMPUTE) \
+            - tl.load(x0_ptr + base + cols, mask=mask, other=0.0).to(COMPUTE)
+        total += tl.sum(diff * diff, 0).to(tl.float64)  # partial sums in COMPUTE, folded into float64
+    if SPLIT:
+        tl.store(part_ptr + row.to(tl.int64) * tl.num_programs(1) + part, total)
+    else:
+        _commit(total, row, idx_ptr, acc_ptr, ok_ptr, n_sigmas)
+
+
+@triton.jit
+def _row_finish_kernel(part_ptr, idx_ptr, acc_ptr, ok_ptr, parts, n_sigmas, PB: tl.constexpr):
+    """Sum a row's chunks (in a fixed order) and commit it."""
+    row = tl.program_id(0)
+    total = tl.zeros((), dtype=tl.float64)
+    for start in range(0, parts, PB):
+        p = start + tl.arange(0, PB)
+        total += tl.sum(tl.load(part_ptr + row.to(tl.int64) * parts + p, mask=p < parts, other=0.0), 0)
+    _commit(total, row, idx_ptr, acc_ptr, ok_ptr, n_sigmas)
 
 
 @triton.jit
@@ -88,9 +112,19 @@ def _dft_tiles(n, device):
     return _DFT_CACHE[key]
 
 
+ROW_CHUNK = 4096  # elements per program of the row-error kernel: longer rows are split (measured on an H100)
+
+
 def row_config(dim):
-    """Block size of the row-error kernel."""
-    return {"BLOCK": min(1024, triton.next_power_of_2(max(dim, 16)))}
+    """Block, chunk and split of the row-error kernel: rows longer than ``ROW_CHUNK`` are cut into chunks
+    (one program each) so that a batch of large images fills the device."""
+    block = min(1024, triton.next_power_of_2(max(dim, 16)))
+    return {"BLOCK": block, "CHUNK": max(block, ROW_CHUNK), "SPLIT": dim > max(block, ROW_CHUNK)}
+
+
+def finish_config(parts):
+    """Block of the chunk-summing kernel."""
+    return {"PB": min(256, triton.next_power_of_2(max(parts, 16)))}
 
 
 def bin_config(size):
@@ -125,7 +159,12 @@ def accumulate_error(d, x0, sigma_index, acc, spectral=None):
         return
     compute = tl.float64 if d.dtype == x0.dtype == torch.float64 else tl.float32
     ok = torch.empty(rows, dtype=torch.int8, device=d.device)
-    _row_error_kernel[(rows,)](d, x0, idx, acc, ok, dim, acc.shape[1], COMPUTE=compute, **row_config(dim))
+    cfg = row_config(dim)
+    parts = triton.cdiv(dim, cfg["CHUNK"])
+    part = torch.empty(rows, parts, dtype=torch.float64, device=d.device) if cfg["SPLIT"] else acc
+    _row_error_kernel[(rows, parts)](d, x0, idx, acc, ok, part, dim, acc.shape[1], COMPUTE=compute, **cfg)
+    if cfg["SPLIT"]:
+        _row_finish_kernel[(rows,)](part, idx, acc, ok, parts, acc.shape[1], **finish_config(parts))
     if spectral is None:
         return
     C, H, W = spectral.shape[1:]
