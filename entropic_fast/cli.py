@@ -71,16 +71,46 @@ def _load_factory(spec):
     return model
 
 
-def _load_data(spec):
-    """``digits`` (the bundled training split) or a ``.npy`` file of shape (N, *shape)."""
+def _load_model(args):
+    """``--model``: ``MODULE:FACTORY``, or an EDM/EDM2 pickle (``--code-root``), guided by ``--guide`` / ``--guidance``."""
+    pickled = args.model.endswith((".pkl", ".pickle"))
+    if not pickled:
+        if args.guide is not None or args.guidance != 1.0 or args.code_root is not None:
+            raise _Usage("--guide, --guidance and --code-root go with an EDM/EDM2 network pickle as --model")
+        return _load_factory(args.model)
+    import warnings
+
+    from .adapters import edm
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the pickle warning: the user named the files on the command line
+        net = edm.load(args.model, args.code_root, args.device or "cpu")
+        guide = None if args.guide is None else edm.load(args.guide, args.code_root, args.device or "cpu")
+    if args.guide is None and args.guidance == 1.0:
+        return edm.denoiser(net)
+    return edm.guided(net, guide, args.guidance)
+
+
+def _load_data(spec, labels=True):
+    """``digits`` (the bundled training split), a ``.npy`` file of shape (N, *shape), or an EDM/EDM2
+    dataset folder or zip (images, or EDM2 latents when it holds .npy files)."""
     import numpy as np
     import torch
 
     if spec == "digits":
         from .digits import load
         return load("train")[0]
+    if os.path.isdir(spec) or spec.endswith(".zip"):
+        from . import data
+
+        try:
+            return data.Latents(spec, labels=labels)
+        except InputError as e:
+            if "holds no .npy files" not in str(e):
+                raise
+        return data.Images(spec, labels=labels)
     if not spec.endswith(".npy"):
-        raise _Usage(f"--data must be 'digits' or a .npy file, got {spec!r}")
+        raise _Usage(f"--data must be 'digits', a .npy file, or a dataset folder or .zip, got {spec!r}")
     try:
         a = np.load(spec, allow_pickle=False)
     except FileNotFoundError:
@@ -110,7 +140,7 @@ def _profile(args):
 
     grid = _grid(args.grid)
     check_writable(args.out, "--out")
-    prof = profile(_load_factory(args.model), _load_data(args.data), grid, samples=args.samples,
+    prof = profile(_load_model(args), _load_data(args.data, not args.no_labels), grid, samples=args.samples,
                    batch_size=args.batch_size, seed=args.seed, spectral=args.spectral, device=args.device,
                    progress=not args.quiet, checkpoint=args.checkpoint)
     if (_distributed() or (0, 1))[0] != 0:
@@ -159,8 +189,16 @@ def build_parser():
     s.add_argument("--level", type=float, default=0.95, help="confidence level of --band (default 0.95)")
     s.set_defaults(run=_schedule)
     pr = sub.add_parser("profile", help="profile a model on data and save the profile")
-    pr.add_argument("--model", required=True, help="MODULE:FACTORY returning a denoiser(x, sigma)")
-    pr.add_argument("--data", required=True, help="'digits' or a .npy file (N, *shape)")
+    pr.add_argument("--model", required=True,
+                    help="MODULE:FACTORY returning a denoiser(x, sigma), or an EDM/EDM2 network pickle (.pkl)")
+    pr.add_argument("--code-root", default=None, help="checkout of NVlabs/edm2 (or edm) that a .pkl model needs")
+    pr.add_argument("--guide", default=None, help="guiding network pickle (autoguidance) for a .pkl model")
+    pr.add_argument("--guidance", type=float, default=1.0,
+                    help="guidance weight w of D_g + w (D - D_g); without --guide, the model's unconditional branch")
+    pr.add_argument("--data", required=True,
+                    help="'digits', a .npy file (N, *shape), or an EDM/EDM2 dataset folder or .zip (images, "
+                         "or EDM2 latents)")
+    pr.add_argument("--no-labels", action="store_true", help="ignore a dataset's labels (unconditional model)")
     pr.add_argument("--out", required=True)
     pr.add_argument("--samples", type=int, default=1024)
     pr.add_argument("--grid", type=float, nargs=3, default=(0.002, 80.0, 128), metavar=("SIGMA_MIN", "SIGMA_MAX", "N"))

@@ -10,6 +10,7 @@ together with its id, inside a critical section that signals cannot split, so a 
 at any moment holds exactly the finished units.
 """
 import concurrent.futures
+import inspect
 import os
 import time
 import warnings
@@ -31,14 +32,26 @@ from .units import UNIT, noise_key, shard_rows, unit_rows, unit_seed, work_units
 _CHECK_SECONDS = 10.0
 
 
+def _sampled(drawn, what="data.sample"):
+    """``(rows, labels or None)`` of what a sampler object returned: rows, or ``(rows, labels)``."""
+    x0, lab = drawn if isinstance(drawn, tuple) and len(drawn) == 2 else (drawn, None)
+    x0 = torch.as_tensor(x0)
+    if lab is not None:
+        lab = torch.as_tensor(lab)
+        if lab.ndim < 1 or lab.shape[0] != x0.shape[0]:
+            raise InputError(f"{what} returned {x0.shape[0]} rows but labels of shape {tuple(lab.shape)}")
+    return x0, lab
+
+
 def _draw(data, rows, generator):
-    """A unit's draw with its own CPU generator: row indices into a tensor ``data``, or sampled rows."""
+    """A unit's draw with its own CPU generator: row indices into a tensor ``data``, or sampled
+    ``(rows, labels or None)``."""
     if torch.is_tensor(data):
         return torch.randint(data.shape[0], (rows,), generator=generator)
-    x0 = torch.as_tensor(data.sample(rows, generator=generator))
+    x0, lab = _sampled(data.sample(rows, generator=generator))
     if x0.device.type == "cpu" and not bool(torch.isfinite(x0).all()):  # host data: no device sync
         raise InputError(f"data.sample returned non-finite values ({type(data).__name__})")
-    return x0
+    return x0, lab
 
 
 def _units(data, units, seed, n_sigmas):
@@ -57,13 +70,23 @@ def _rows(batch, data, labels, device, dtype):
         pick = draw.to(data.device, non_blocking=True)
         x0, lab = data[pick], (None if labels is None else labels[pick.to(labels.device)])
     else:
-        x0, lab = draw, None
+        x0, lab = draw
     return (x0.to(device=device, dtype=dtype, non_blocking=True), rid.to(device, non_blocking=True),
             idx.to(device, non_blocking=True), None if lab is None else lab.to(device, non_blocking=True))
 
 
 def _cat(parts):
-    return tuple(None if p[0] is None else torch.cat(p) for p in zip(*parts))
+    return tuple(_cat(p) if isinstance(p[0], tuple) else None if p[0] is None else torch.cat(p) for p in zip(*parts))
+
+
+def _slice(rows, lo, hi):
+    """Rows ``lo:hi`` of a (nested) tuple of tensors."""
+    return tuple(_slice(t, lo, hi) if isinstance(t, tuple) else None if t is None else t[lo:hi] for t in rows)
+
+
+def _rows_in(unit):
+    first = unit[0]
+    return (first[0] if isinstance(first, tuple) else first).shape[0]
 
 
 def _batches(units, limit):
@@ -72,7 +95,7 @@ def _batches(units, limit):
     a batch whose list is empty ends inside a unit."""
     pending, ids, n = [], [], 0
     for w, unit in units:
-        rows = unit[0].shape[0]
+        rows = _rows_in(unit)
         if pending and n + rows > limit[0]:
             yield _cat(pending), ids
             pending, ids, n = [], [], 0
@@ -80,7 +103,7 @@ def _batches(units, limit):
             lo = 0
             while lo < rows:  # the limit may shrink between chunks
                 step = limit[0]
-                yield tuple(None if t is None else t[lo:lo + step] for t in unit), ([w] if lo + step >= rows else [])
+                yield _slice(unit, lo, lo + step), ([w] if lo + step >= rows else [])
                 lo += step
             continue
         pending.append(unit)
@@ -182,18 +205,32 @@ def _check_data(data, labels):
         if labels is not None and (not torch.is_tensor(labels) or labels.ndim < 1 or labels.shape[0] != data.shape[0]):
             raise InputError(f"labels must be a tensor with one row per data row ({data.shape[0]}), got "
                              f"{getattr(labels, 'shape', type(labels).__name__)}")
-        return data[:1]
+        return data[:1], labels is not None
     if not hasattr(data, "sample"):
         raise InputError(f"data must be a tensor (N, *shape) or have .sample(n, generator), got {type(data).__name__}")
     if labels is not None:
-        raise InputError("labels go with a tensor `data` row for row; a sampler object cannot take them")
-    example = torch.as_tensor(data.sample(1, generator=torch.Generator().manual_seed(0)))
+        raise InputError("labels go with a tensor `data` row for row; a sampler object returns its own "
+                         "(rows, labels) from .sample")
+    example, lab = _sampled(data.sample(1, generator=torch.Generator().manual_seed(0)), "data.sample(1)")
     if example.ndim < 2 or example.shape[0] != 1 or not example.is_floating_point():
         raise InputError(f"data.sample(1) must return a floating tensor of shape (1, *shape), got "
                          f"{example.dtype} {tuple(example.shape)}")
     if not bool(torch.isfinite(example).all()):
         raise InputError(f"data.sample returned non-finite values ({type(data).__name__})")
-    return example
+    return example, lab is not None
+
+
+def _check_takes_labels(denoiser):
+    """Refuse, before any work, a denoiser that cannot take the labels the data carries."""
+    try:
+        sig = inspect.signature(denoiser)
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to read
+        return
+    try:
+        sig.bind(None, None, None)
+    except TypeError:
+        raise InputError(f"the data carries labels but the denoiser {_describe(denoiser)} takes no third argument: "
+                         "read the dataset with labels=False (--no-labels), or wrap a conditional model") from None
 
 
 def _describe(denoiser):
@@ -296,7 +333,9 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     compile, channels_last = checks.flag(compile, "compile"), checks.flag(channels_last, "channels_last")
     dist = _distributed()
     shard = _check_shard(shard, dist)
-    example = _check_data(data, labels)
+    example, labelled = _check_data(data, labels)
+    if labelled:
+        _check_takes_labels(denoiser)
     device = _pick_device(denoiser, data, device)
     kern = launchers(backend, device)
     dtype = torch.float64 if example.dtype == torch.float64 else torch.float32

@@ -1,12 +1,19 @@
-"""NVIDIA EDM / EDM2 networks (``net(x, sigma, class_labels)``) as denoisers, and EDM2's logvar fast path.
+"""NVIDIA EDM / EDM2 networks (``net(x, sigma, class_labels)``) as denoisers, guided ones, their
+pickles, and EDM2's logvar fast path.
 
-Loading NVIDIA's pickles needs their repository (``torch_utils``, ``training``) on ``sys.path``.
+Loading NVIDIA's pickles needs their repository (``torch_utils``, ``training``, ``dnnlib``) on
+``sys.path``: :func:`load` puts ``code_root`` there.
 """
 import contextlib
+import os
+import pickle
+import sys
+import warnings
 
 import numpy as np
 import torch
 
+from .. import checks
 from ..errors import InputError
 from ..profile import Profile
 
@@ -40,15 +47,80 @@ def denoiser(net, dtype=None, force_fp32=None):
                 torch.nn.functional.one_hot(labels.long(), label_dim).to(torch.float32)
             if onehot.shape != (x.shape[0], label_dim):
                 raise InputError(f"labels give shape {tuple(onehot.shape)}, expected ({x.shape[0]}, {label_dim})")
-        kwargs = {} if force_fp32 is None else {"force_fp32": force_fp32}
-        ctx = torch.autocast(x.device.type, dtype=dtype) if dtype in (torch.bfloat16, torch.float16) \
-            else contextlib.nullcontext()
-        with ctx:
-            out = net(x, sigma, onehot, **kwargs)
-        return out.float()
+        return _run(net, x, sigma, onehot, dtype, force_fp32)
 
     call.description = f"EDM adapter({getattr(net, 'description', type(net).__name__)})"
     return call
+
+
+def _run(net, x, sigma, onehot, dtype, force_fp32):
+    kwargs = {} if force_fp32 is None else {"force_fp32": force_fp32}
+    ctx = torch.autocast(x.device.type, dtype=dtype) if dtype in (torch.bfloat16, torch.float16) \
+        else contextlib.nullcontext()
+    with ctx:
+        out = net(x, sigma, onehot, **kwargs)
+    return out.float()
+
+
+def guided(net, guide=None, weight=1.0, dtype=None, force_fp32=None):
+    """Guided denoiser ``D_g + w (D - D_g)``, as EDM2 samples (Karras et al. 2024, "Guiding a diffusion
+    model with a bad version of itself", eq. 1).
+
+    ``guide`` is the guiding network (autoguidance: a smaller or less trained EDM2 net, called with the
+    same labels; an unconditional one ignores them); ``None`` guides by ``net`` itself without labels
+    (classifier-free guidance: meaningful for a net trained with label dropout, as EDM2's
+    ``Precond`` reads no labels as the unconditional branch). ``weight=1`` is the plain ``net`` (the
+    guide is not run)."""
+    w = checks.real(weight, "weight")
+    if guide is None and not int(getattr(net, "label_dim", 0) or 0):
+        raise InputError("guide=None guides by the same net without labels, but this net is unconditional "
+                         "(label_dim=0): pass a guiding network")
+    main = denoiser(net, dtype, force_fp32)
+    by = None if guide is None else denoiser(guide, dtype, force_fp32)
+
+    def call(x, sigma, labels=None):
+        d = main(x, sigma, labels)
+        if w == 1.0:
+            return d
+        dg = _run(net, x, sigma, None, dtype, force_fp32) if by is None else by(x, sigma, labels)
+        return dg + w * (d - dg)
+
+    name = "unconditional self" if guide is None else getattr(guide, "description", type(guide).__name__)
+    call.description = f"guided EDM adapter({getattr(net, 'description', type(net).__name__)}, by {name}, w={w:g})"
+    return call
+
+
+def load(path, code_root=None, device="cpu", key="ema"):
+    """A network from an NVIDIA EDM / EDM2 pickle (``{"ema": net, ...}``), in eval mode, on ``device``.
+
+    Their pickles rebuild the network from the repository's modules (``torch_utils``, ``dnnlib``,
+    ``training``): ``code_root`` is a checkout of NVlabs/edm2 (or edm), put on ``sys.path``.
+    Unpickling runs code from the file: load only pickles you trust (a warning says so)."""
+    path = os.fspath(path)
+    if code_root is not None:
+        code_root = os.path.abspath(os.fspath(code_root))
+        if not os.path.isdir(code_root):
+            raise InputError(f"code_root {code_root!r} is not a folder: pass a checkout of NVlabs/edm2 (or edm)")
+        if code_root not in sys.path:
+            sys.path.insert(0, code_root)
+    if not os.path.isfile(path):
+        raise InputError(f"network pickle {path!r}: no such file")
+    warnings.warn(f"unpickling {os.path.basename(path)} runs code it contains: load only pickles you trust",
+                  stacklevel=2)
+    try:
+        with open(path, "rb") as f:
+            obj = pickle.load(f)
+    except ModuleNotFoundError as e:
+        hint = "pass code_root=, a checkout of NVlabs/edm2 (or edm) that holds it" if code_root is None else \
+            f"{code_root} does not hold it: is it a checkout of NVlabs/edm2 (or edm)?"
+        raise InputError(f"{path} needs the module {e.name!r} of NVIDIA's EDM/EDM2 code: {hint}") from None
+    except (pickle.UnpicklingError, EOFError, AttributeError) as e:
+        raise InputError(f"{path} is not a network pickle ({type(e).__name__}: {e})") from None
+    net = obj.get(key) if isinstance(obj, dict) else obj
+    if not isinstance(net, torch.nn.Module):
+        keys = sorted(obj) if isinstance(obj, dict) else type(obj).__name__
+        raise InputError(f"{path} holds no network under {key!r} (found {keys})")
+    return net.eval().requires_grad_(False).to(device)
 
 
 @torch.no_grad()

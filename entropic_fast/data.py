@@ -1,0 +1,232 @@
+"""Datasets in the layout of EDM / EDM2's ``dataset_tool.py``, streamed (Karras et al. 2022, 2024).
+
+- :class:`Images`: a folder or ``.zip`` of images (PNG, as ``dataset_tool.py`` writes them), rows
+  scaled to [-1, 1] as EDM trains pixel models.
+- :class:`Latents`: EDM2's latent datasets: per image an ``.npy`` of the VAE's raw mean and std,
+  stacked as ``(2C, H, W)``; a row is ``(mean + std * noise) * scale + bias`` with a fresh noise
+  draw, as EDM2 trains (``training/encoders.py``). The defaults ``EDM2_SCALE`` / ``EDM2_BIAS`` are
+  EDM2's for the Stable Diffusion VAE: raw mean (5.81, 3.25, 0.12, -2.15), raw std (4.17, 4.62,
+  3.71, 3.28), final std 0.5, so ``scale = 0.5 / raw_std`` and ``bias = -raw_mean * scale``.
+- :class:`Encoded`: images encoded on the fly by a diffusers ``AutoencoderKL`` (:func:`encode`).
+
+Labels come from ``dataset.json`` (``{"labels": [[name, class], ...]}``) and travel with their
+rows: ``sample(n, generator)`` returns ``(rows, labels)`` for a labelled dataset read with
+``labels=True`` (the default), else the rows alone. Only the files drawn are read. Each reader has
+a ``fingerprint()`` for checkpoint identity: the file names and sizes (and, in a zip, each
+member's CRC-32), ``dataset.json`` and the reader's parameters.
+"""
+import hashlib
+import io
+import json
+import os
+import threading
+import zipfile
+
+import numpy as np
+import torch
+
+from . import checks
+from .errors import InputError
+
+_RAW_MEAN, _RAW_STD, _FINAL_STD = (5.81, 3.25, 0.12, -2.15), (4.17, 4.62, 3.71, 3.28), 0.5
+EDM2_SCALE = tuple(_FINAL_STD / s for s in _RAW_STD)
+EDM2_BIAS = tuple(-m * _FINAL_STD / s for m, s in zip(_RAW_MEAN, _RAW_STD))
+_IMAGE_EXT = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+
+
+class _Archive:
+    """The files of a folder or zip, by sorted relative name; reads are serialised (zip handles are not
+    thread safe)."""
+
+    def __init__(self, path, extensions):
+        try:
+            self.path = os.fspath(path)
+        except TypeError:
+            raise InputError(f"dataset must be a path, got {path!r}") from None
+        self.lock = threading.Lock()
+        self.zip = None
+        if os.path.isdir(self.path):
+            found = {}
+            for root, _, files in os.walk(self.path):
+                for f in files:
+                    full = os.path.join(root, f)
+                    found[os.path.relpath(full, self.path).replace(os.sep, "/")] = os.path.getsize(full)
+            self.sizes = found
+            self.crcs = {}
+        elif os.path.isfile(self.path) and zipfile.is_zipfile(self.path):
+            self.zip = zipfile.ZipFile(self.path)
+            infos = [i for i in self.zip.infolist() if not i.is_dir()]
+            self.sizes = {i.filename: i.file_size for i in infos}
+            self.crcs = {i.filename: i.CRC for i in infos}
+        elif os.path.exists(self.path):
+            raise InputError(f"dataset {self.path!r} is neither a folder nor a zip archive")
+        else:
+            raise InputError(f"dataset {self.path!r}: no such file or folder")
+        self.names = sorted(n for n in self.sizes if n.lower().endswith(extensions))
+        if not self.names:
+            raise InputError(f"dataset {self.path!r} holds no {'/'.join(extensions)} files")
+
+    def read(self, name):
+        with self.lock:
+            if self.zip is not None:
+                return self.zip.read(name)
+            with open(os.path.join(self.path, name), "rb") as f:
+                return f.read()
+
+    def labels(self):
+        """Labels per file from ``dataset.json`` (int64 (N,) or float32 (N, k)), or None."""
+        if "dataset.json" not in self.sizes:
+            return None
+        try:
+            table = json.loads(self.read("dataset.json")).get("labels")
+        except (ValueError, AttributeError) as e:
+            raise InputError(f"{self.path}/dataset.json is not an EDM dataset.json ({e})") from None
+        if table is None:
+            return None
+        table = dict(table)
+        missing = [n for n in self.names if n not in table]
+        if missing:
+            raise InputError(f"{self.path}/dataset.json has no label for {missing[0]!r} "
+                             f"({len(missing)} files unlabelled)")
+        a = np.array([table[n] for n in self.names])
+        return torch.from_numpy(a.astype(np.int64) if a.ndim == 1 else a.astype(np.float32))
+
+    def fingerprint(self):
+        h = hashlib.blake2b(digest_size=12)
+        for n in self.names:
+            h.update(f"{n}\x1f{self.sizes[n]}\x1f{self.crcs.get(n, '')}\x1e".encode())
+        if "dataset.json" in self.sizes:
+            h.update(self.read("dataset.json"))
+        return h.hexdigest()
+
+
+class _Reader:
+    """Shared by the readers: drawing rows with a generator, labels, fingerprint."""
+    kind = ""
+
+    def __init__(self, path, extensions, labels):
+        self.archive = _Archive(path, extensions)
+        self.use_labels = checks.flag(labels, "labels")
+        self.labels = self.archive.labels() if self.use_labels else None
+        first = self._decode(self.archive.names[0])
+        self.shape = tuple(first.shape)
+
+    def __len__(self):
+        return len(self.archive.names)
+
+    def __repr__(self):
+        return f"{type(self).__name__}({self.archive.path!r}: {len(self)} x {self.shape})"
+
+    def _decode(self, name):
+        raise NotImplementedError
+
+    def rows(self, index):
+        """The stored arrays of files ``index`` (a sequence of ints), stacked, as float32."""
+        out = []
+        for i in np.asarray(index, dtype=np.int64).reshape(-1).tolist():
+            name = self.archive.names[i]
+            a = self._decode(name)
+            if tuple(a.shape) != self.shape:
+                raise InputError(f"{self.archive.path}: {name} has shape {tuple(a.shape)}, the dataset's first file "
+                                 f"{self.shape}")
+            out.append(a)
+        return torch.from_numpy(np.stack(out).astype(np.float32, copy=False))
+
+    def _finish(self, raw, generator):
+        return raw
+
+    def sample(self, n, generator=None):
+        """``n`` rows drawn uniformly with replacement, with their labels if the reader has them."""
+        index = torch.randint(len(self), (checks.integer(n, "n", 0),), generator=generator)
+        x = self._finish(self.rows(index), generator)
+        return x if self.labels is None else (x, self.labels[index])
+
+    def fingerprint(self):
+        return f"{type(self).__name__} {self.archive.fingerprint()} {self._params()} labels={self.use_labels}"
+
+    def _params(self):
+        return ""
+
+
+class Images(_Reader):
+    """Images of a ``dataset_tool.py`` folder or zip as ``(C, H, W)`` rows in [-1, 1] (``x / 127.5 - 1``)."""
+
+    def __init__(self, path, labels=True):
+        checks.optional("PIL", "data")
+        super().__init__(path, _IMAGE_EXT, labels)
+
+    def _decode(self, name):
+        import PIL.Image
+
+        try:
+            img = np.asarray(PIL.Image.open(io.BytesIO(self.archive.read(name))))
+        except Exception as e:  # noqa: BLE001  (PIL raises many kinds)
+            raise InputError(f"{self.archive.path}: cannot decode {name} ({e})") from None
+        img = img[:, :, None] if img.ndim == 2 else img
+        return img.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1
+
+
+class Latents(_Reader):
+    """EDM2 latent dataset: ``.npy`` files of ``(2C, H, W)`` raw VAE mean and std; rows
+    ``(mean + std * noise) * scale + bias`` per channel, the noise drawn from the sampling generator."""
+
+    def __init__(self, path, scale=EDM2_SCALE, bias=EDM2_BIAS, labels=True):
+        super().__init__(path, (".npy",), labels)
+        if len(self.shape) != 3 or self.shape[0] % 2:
+            raise InputError(f"{self.archive.path}: latent files must be (2C, H, W) mean and std, got {self.shape}")
+        c = self.shape[0] // 2
+        self.scale = checks.finite_array(np.broadcast_to(np.asarray(scale, dtype=np.float64), (c,)), "scale")
+        self.bias = checks.finite_array(np.broadcast_to(np.asarray(bias, dtype=np.float64), (c,)), "bias")
+
+    def _decode(self, name):
+        try:
+            return np.load(io.BytesIO(self.archive.read(name)), allow_pickle=False)
+        except (ValueError, OSError) as e:
+            raise InputError(f"{self.archive.path}: {name} is not a numeric .npy array ({e})") from None
+
+    def _finish(self, raw, generator):
+        mean, std = raw.chunk(2, dim=1)
+        x = mean + std * torch.randn(mean.shape, generator=generator)
+        view = (1, -1, 1, 1)
+        return x * torch.as_tensor(self.scale, dtype=torch.float32).view(view) \
+            + torch.as_tensor(self.bias, dtype=torch.float32).view(view)
+
+    def _params(self):
+        return f"scale={self.scale.tolist()} bias={self.bias.tolist()}"
+
+
+@torch.no_grad()
+def encode(vae, pixels, generator=None, scale=1.0, bias=0.0):
+    """Latents ``(mean + std * noise) * scale + bias`` of ``pixels`` in [-1, 1] under a diffusers
+    ``AutoencoderKL`` (Stable Diffusion's ``scale`` is ``vae.config.scaling_factor``, bias 0)."""
+    p = next(vae.parameters())
+    dist = vae.encode(pixels.to(device=p.device, dtype=p.dtype)).latent_dist
+    mean, std = dist.mean.float().cpu(), dist.std.float().cpu()
+    return (mean + std * torch.randn(mean.shape, generator=generator)) * scale + bias
+
+
+class Encoded:
+    """An image reader seen through a diffusers ``AutoencoderKL``: each drawn image is encoded on the fly
+    (:func:`encode`), so a latent model profiles on the images it was trained from."""
+
+    def __init__(self, images, vae, scale=None, bias=0.0, batch_size=16):
+        self.images, self.vae = images, vae
+        cfg = getattr(vae, "config", None)
+        self.scale = checks.real(getattr(cfg, "scaling_factor", 1.0) if scale is None else scale, "scale")
+        self.bias = checks.real(bias, "bias")
+        self.batch_size = checks.integer(batch_size, "batch_size", 1)
+        self.labels = getattr(images, "labels", None)
+
+    def __len__(self):
+        return len(self.images)
+
+    def sample(self, n, generator=None):
+        drawn = self.images.sample(n, generator=generator)
+        x, lab = drawn if isinstance(drawn, tuple) else (drawn, None)
+        z = torch.cat([encode(self.vae, part, generator, self.scale, self.bias)
+                       for part in x.split(self.batch_size)]) if len(x) else x
+        return z if lab is None else (z, lab)
+
+    def fingerprint(self):
+        from .fingerprint import fingerprint
+        return f"Encoded {self.images.fingerprint()} vae={fingerprint(self.vae)[0]} scale={self.scale} bias={self.bias}"
