@@ -40,13 +40,8 @@ inline float to_uniform(uint32_t word) {
     return float(x) * 4.6566127342e-10f;
 }
 
-// One row's elements [j0, j1): a loop the compiler vectorises (an AVX2 clone is picked at run time where
-// the CPU has it; the default clone is plain x86-64). Integer and single-precision ops only: every clone
-// gives the same bits.
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("avx2", "default")))
-#endif
-void fill_row(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t j0, int64_t j1, float* a, float* b) {
+inline void fill_scalar(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t j0, int64_t j1, float* a,
+                        float* b) {
     const float two_pi = 6.283185307179586f;
     for (int64_t j = j0; j < j1; ++j) {
         uint32_t c[4] = {uint32_t(j), c1, c2, 0u};
@@ -55,6 +50,76 @@ void fill_row(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t j0, in
         a[j] = x > 1.0e-7f ? x : 1.0e-7f;
         b[j] = two_pi * to_uniform(c[1]);
     }
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+#include <immintrin.h>
+#define EF_HAVE_AVX2 1
+
+// (hi, lo) 32-bit halves of the eight 32x32 -> 64-bit products m * c (AVX2 multiplies even lanes only).
+__attribute__((target("avx2"))) inline void mul_hi_lo(__m256i m, __m256i c, __m256i* hi, __m256i* lo) {
+    const __m256i even = _mm256_mul_epu32(m, c);
+    const __m256i odd = _mm256_mul_epu32(m, _mm256_srli_epi64(c, 32));
+    *hi = _mm256_blend_epi32(_mm256_srli_epi64(even, 32), odd, 0xAA);
+    *lo = _mm256_blend_epi32(even, _mm256_slli_epi64(odd, 32), 0xAA);
+}
+
+__attribute__((target("avx2"))) inline __m256 to_uniform8(__m256i w) {
+    const __m256i neg = _mm256_srai_epi32(w, 31);  // x < 0 -> -x - 1 == ~x
+    return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_xor_si256(w, neg)), _mm256_set1_ps(4.6566127342e-10f));
+}
+
+// U x 8 elements at a time (U independent vectors keep the multipliers busy): the same integer and float32
+// operations as fill_scalar, so the same bits.
+template <int U>
+__attribute__((target("avx2"))) void fill_avx2(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t j0,
+                                                int64_t j1, float* a, float* b) {
+    const __m256i A = _mm256_set1_epi32(int(PHILOX_A)), B = _mm256_set1_epi32(int(PHILOX_B));
+    const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+    const __m256 floor = _mm256_set1_ps(1.0e-7f), two_pi = _mm256_set1_ps(6.283185307179586f);
+    int64_t j = j0;
+    for (; j + 8 * U <= j1; j += 8 * U) {
+        __m256i x0[U], x1[U], x2[U], x3[U];
+        for (int u = 0; u < U; ++u) {
+            x0[u] = _mm256_add_epi32(_mm256_set1_epi32(int(uint32_t(j + 8 * u))), lane);
+            x1[u] = _mm256_set1_epi32(int(c1));
+            x2[u] = _mm256_set1_epi32(int(c2));
+            x3[u] = _mm256_setzero_si256();
+        }
+        uint32_t ka = k0, kb = k1;
+        for (int round = 0; round < 10; ++round) {
+            const __m256i va = _mm256_set1_epi32(int(ka)), vb = _mm256_set1_epi32(int(kb));
+            for (int u = 0; u < U; ++u) {
+                __m256i hb, lb, ha, la;
+                mul_hi_lo(B, x2[u], &hb, &lb);
+                mul_hi_lo(A, x0[u], &ha, &la);
+                x0[u] = _mm256_xor_si256(_mm256_xor_si256(hb, x1[u]), va);
+                x1[u] = lb;
+                x2[u] = _mm256_xor_si256(_mm256_xor_si256(ha, x3[u]), vb);
+                x3[u] = la;
+            }
+            ka += KEY_A;
+            kb += KEY_B;
+        }
+        for (int u = 0; u < U; ++u) {
+            _mm256_storeu_ps(a + j + 8 * u, _mm256_max_ps(to_uniform8(x0[u]), floor));
+            _mm256_storeu_ps(b + j + 8 * u, _mm256_mul_ps(two_pi, to_uniform8(x1[u])));
+        }
+    }
+    if (U > 1)
+        fill_avx2<1>(k0, k1, c1, c2, j, j1, a, b);
+    else
+        fill_scalar(k0, k1, c1, c2, j, j1, a, b);
+}
+#endif
+
+// One row's elements [j0, j1): eight at a time with AVX2 where the CPU has it, else one at a time.
+void fill_row(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t j0, int64_t j1, float* a, float* b) {
+#ifdef EF_HAVE_AVX2
+    static const bool avx2 = __builtin_cpu_supports("avx2");
+    if (avx2) return fill_avx2<4>(k0, k1, c1, c2, j0, j1, a, b);
+#endif
+    fill_scalar(k0, k1, c1, c2, j0, j1, a, b);
 }
 
 void fill(uint64_t key, const int64_t* rows, int64_t n_rows, int64_t dim, float* u1, float* theta, int64_t lo,

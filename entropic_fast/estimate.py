@@ -71,6 +71,8 @@ def _rows(batch, data, labels, device, dtype):
         x0, lab = data[pick], (None if labels is None else labels[pick.to(labels.device)])
     else:
         x0, lab = draw
+        if device.type == "cuda" and x0.device.type == "cpu":
+            x0 = x0.pin_memory()  # in the prefetch thread: the copy below overlaps the device's work
     return (x0.to(device=device, dtype=dtype, non_blocking=True), rid.to(device, non_blocking=True),
             idx.to(device, non_blocking=True), None if lab is None else lab.to(device, non_blocking=True))
 
