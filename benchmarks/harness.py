@@ -65,12 +65,13 @@ def mean_std(values, digits=4):
 
 def table(keys, columns, rows, best=min, fmt=mean_std):
     """A markdown table: ``rows`` are ``(key cells, {column: values})``; the best column of each row
-    (by mean, ``best`` = min or max) in bold; a missing column shows as ``-``. Returns (lines, wins)."""
+    (by mean, ``best`` = min or max) in bold, none where every column ties (no win counted); a missing
+    column shows as ``-``. Returns (lines, wins)."""
     lines = ["| " + " | ".join(list(keys) + list(columns)) + " |", "| --- " * (len(keys) + len(columns)) + "|"]
     wins = dict.fromkeys(columns, 0)
     for key, vals in rows:
         means = {c: float(np.mean(v)) for c, v in vals.items()}
-        top = best(means, key=means.get) if means else None
+        top = best(means, key=means.get) if len(set(means.values())) > 1 else None
         if top is not None:
             wins[top] += 1
         cells = [("**%s**" if c == top else "%s") % fmt(vals[c]) if c in vals else "-" for c in columns]

@@ -108,11 +108,15 @@ class _Reader:
         self.archive = _Archive(path, extensions)
         self.use_labels = checks.flag(labels, "labels")
         self.labels = self.archive.labels() if self.use_labels else None
-        first = self._decode(self.archive.names[0])
-        self.shape = tuple(first.shape)
+        self.stored_shape = tuple(self._decode(self.archive.names[0]).shape)
 
     def __len__(self):
         return len(self.archive.names)
+
+    @property
+    def shape(self):
+        """The shape of a row (what ``sample`` returns per row)."""
+        return self.stored_shape
 
     def __repr__(self):
         return f"{type(self).__name__}({self.archive.path!r}: {len(self)} x {self.shape})"
@@ -126,9 +130,9 @@ class _Reader:
         for i in np.asarray(index, dtype=np.int64).reshape(-1).tolist():
             name = self.archive.names[i]
             a = self._decode(name)
-            if tuple(a.shape) != self.shape:
+            if tuple(a.shape) != self.stored_shape:
                 raise InputError(f"{self.archive.path}: {name} has shape {tuple(a.shape)}, the dataset's first file "
-                                 f"{self.shape}")
+                                 f"{self.stored_shape}")
             out.append(a)
         return torch.from_numpy(np.stack(out).astype(np.float32, copy=False))
 
@@ -172,11 +176,17 @@ class Latents(_Reader):
 
     def __init__(self, path, scale=EDM2_SCALE, bias=EDM2_BIAS, labels=True):
         super().__init__(path, (".npy",), labels)
-        if len(self.shape) != 3 or self.shape[0] % 2:
-            raise InputError(f"{self.archive.path}: latent files must be (2C, H, W) mean and std, got {self.shape}")
-        c = self.shape[0] // 2
+        if len(self.stored_shape) != 3 or self.stored_shape[0] % 2:
+            raise InputError(f"{self.archive.path}: latent files must be (2C, H, W) mean and std, got "
+                             f"{self.stored_shape}")
+        c = self.stored_shape[0] // 2
         self.scale = checks.finite_array(np.broadcast_to(np.asarray(scale, dtype=np.float64), (c,)), "scale")
         self.bias = checks.finite_array(np.broadcast_to(np.asarray(bias, dtype=np.float64), (c,)), "bias")
+
+    @property
+    def shape(self):
+        c, h, w = self.stored_shape
+        return c // 2, h, w
 
     def _decode(self, name):
         try:

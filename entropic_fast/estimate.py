@@ -232,7 +232,8 @@ def _check_takes_labels(denoiser):
         sig.bind(None, None, None)
     except TypeError:
         raise InputError(f"the data carries labels but the denoiser {_describe(denoiser)} takes no third argument: "
-                         "read the dataset with labels=False (--no-labels), or wrap a conditional model") from None
+                         "for an unconditional model drop them (labels=None; a dataset reader with labels=False, "
+                         "--no-labels on the command line)") from None
 
 
 def _describe(denoiser):

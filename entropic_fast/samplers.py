@@ -91,3 +91,15 @@ def dpmpp_2m(denoiser, x, sigmas, generator=None, labels=None):
 
 SAMPLERS = {"ddim": ddim, "ddim-stochastic": lambda *a, **k: ddim(*a, eta=1.0, **k), "heun": heun,
             "dpmpp_2m": dpmpp_2m}
+
+
+def evaluations(sampler, steps):
+    """Denoiser calls of ``sampler`` (a name of ``SAMPLERS``) over ``steps`` steps ending at 0: Heun's last
+    step is Euler, so ``2 steps - 1``; the others one per step."""
+    return 2 * steps - 1 if sampler == "heun" else steps
+
+
+def steps_within(sampler, budget):
+    """The most steps of ``sampler`` whose :func:`evaluations` fit ``budget`` (at least 1)."""
+    return max(1, (budget + 1) // 2) if sampler == "heun" else budget
+

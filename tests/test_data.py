@@ -126,7 +126,7 @@ def test_latents_draw_mean_plus_std_noise(tmp_path):
     path, means = latent_set(tmp_path / "n", n=1, c=2, std=0.7, labels=False)
     ds = data.Latents(path, scale=2.0, bias=(0.5, -1.0))
     x = ds.sample(4000, torch.Generator().manual_seed(0))
-    assert x.shape == (4000, 2, 3, 5)
+    assert x.shape == (4000, 2, 3, 5) and ds.shape == (2, 3, 5) and ds.stored_shape == (4, 3, 5)
     raw = (x - torch.tensor([0.5, -1.0]).view(1, 2, 1, 1)) / 2.0
     np.testing.assert_allclose(raw.mean(0).numpy(), means[0], atol=4 * 0.7 / np.sqrt(4000) * 1.5)
     np.testing.assert_allclose(raw.std(0).numpy(), 0.7, rtol=0.08)

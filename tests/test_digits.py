@@ -60,4 +60,4 @@ def test_demo_quick(tmp_path):
     for name in ("profile.npz", "schedules.json", "entropic_times.png", "schedules.png", "spectral_time.png",
                  "samples_8steps.png", "frechet.md"):
         assert (tmp_path / name).stat().st_size > 0, name
-    assert "| ddim | 4 |" in text and ef.Profile.load(tmp_path / "profile.npz").spectral
+    assert "| ddim | 4 | 4 |" in text and "| heun | 3 | 2 |" in text and ef.Profile.load(tmp_path / "profile.npz").spectral

@@ -115,3 +115,23 @@ def test_frechet_distance_matches_scipy_sqrtm():
     ref = np.sum((a.mean(0) - b.mean(0)) ** 2) + np.trace(ca + cb - 2 * sqrtm(ca @ cb).real)
     assert abs(metrics.frechet_distance(a, b) - ref) < 1e-8 * ref
     assert metrics.frechet_distance(a, a) < 1e-8
+
+
+@pytest.mark.parametrize("name", sorted(samplers.SAMPLERS))
+def test_evaluations_count_the_denoiser_calls(name):
+    """``samplers.evaluations`` is what the sampler really spends; ``steps_within`` the most steps a budget buys."""
+    calls = []
+
+    def den(x, sigma):
+        calls.append(1)
+        return x / (1 + sigma.view(-1, *[1] * (x.ndim - 1)) ** 2)
+
+    for k in (1, 2, 5):
+        calls.clear()
+        sig = torch.tensor(list(np.geomspace(10.0, 0.01, k)) + [0.0]) if k > 1 else torch.tensor([10.0, 0.0])
+        samplers.SAMPLERS[name](den, torch.randn(3, 2, dtype=torch.float64) * 10, sig,
+                                generator=torch.Generator().manual_seed(0))
+        assert len(calls) == samplers.evaluations(name, k)
+    for budget in (1, 4, 7, 16):
+        k = samplers.steps_within(name, budget)
+        assert samplers.evaluations(name, k) <= max(budget, 1) < samplers.evaluations(name, k + 1)
