@@ -1,4 +1,4 @@
-"""Build the pybind11 extension entropic_fast._curves (metadata lives in pyproject.toml)."""
+"""Build the pybind11 extensions entropic_fast._curves, _noise and _stats (metadata lives in pyproject.toml)."""
 from pybind11.setup_helpers import Pybind11Extension, build_ext
 from setuptools import setup
 
@@ -6,6 +6,8 @@ setup(
     ext_modules=[Pybind11Extension("entropic_fast._curves", ["csrc/curves.cpp"], cxx_std=17,
                                    extra_compile_args=["-O3"]),
                  Pybind11Extension("entropic_fast._noise", ["csrc/noise.cpp"], cxx_std=17,
+                                   extra_compile_args=["-O3", "-ffp-contract=off"]),
+                 Pybind11Extension("entropic_fast._stats", ["csrc/stats.cpp"], cxx_std=17,
                                    extra_compile_args=["-O3", "-ffp-contract=off"])],
     cmdclass={"build_ext": build_ext},
 )

@@ -93,6 +93,23 @@ def test_accumulate_error_matches_twin(rows, shape, dtype):
     assert got[2].sum() == rows and got[3].sum() == 0
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("rows, shape", [(1, (1,)), (7, (3,)), (33, (1, 17, 19)), (3, (70001,))])
+def test_cpu_accumulate_matches_twin(rows, shape, dtype):
+    """The C++ accumulation of the CPU path against the twin, non-finite rows included."""
+    from entropic_fast.kernels import cpu
+    d, x0 = rand(rows, *shape, dtype=dtype), rand(rows, *shape, dtype=dtype, seed=1)
+    if rows > 5:
+        d.view(rows, -1)[2, 0], d.view(rows, -1)[5, -1] = float("nan"), float("-inf")
+    idx = torch.arange(rows) % 3
+    got, want = torch.full((4, 3), 0.5, dtype=torch.float64), torch.full((4, 3), 0.5, dtype=torch.float64)
+    cpu.accumulate_error(d, x0, idx, got)
+    reference.accumulate_error(d, x0, idx, want)
+    torch.testing.assert_close(got, want, rtol=1e-6 if dtype == torch.float32 else 1e-13, atol=0)
+    with pytest.raises(ValueError, match="sigma_index 3 out of range"):
+        cpu.accumulate_error(d, x0, torch.full((rows,), 3), got)
+
+
 @pytest.mark.parametrize("dim", [4, 9000])  # 9000: rows split in chunks, the bad value in the last
 def test_non_finite_rows_are_counted_not_summed(dim):
     d, x0 = rand(6, dim), rand(6, dim, seed=1)

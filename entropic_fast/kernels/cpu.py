@@ -1,17 +1,19 @@
-"""The CPU path: the torch twins, with the Philox words drawn by the C++ extension ``entropic_fast._noise``.
+"""The CPU path: the torch twins, with two steps done by the C++ extensions.
 
-The C++ part computes Philox4x32-10 and Triton's word-to-uniform conversion (exact integer and float32
-operations, threaded, GIL released); the Box-Muller transform is the twin's own torch code. So the noise
-is bit for bit ``reference.noise`` (the oracle of the tests), about 10x faster than its int64 tensor
-arithmetic.
+``entropic_fast._noise`` computes Philox4x32-10 and Triton's word-to-uniform conversion (exact integer
+and float32 operations, AVX2 where the CPU has it, GIL released); the Box-Muller transform is the
+twin's own torch code. So the noise is bit for bit ``reference.noise`` (the oracle of the tests),
+about 15x faster than its int64 tensor arithmetic. ``entropic_fast._stats`` accumulates the rows'
+squared errors in one pass (float32 or float64 inputs without a spectrum; the twin otherwise): the
+same sums as the twin to rounding (it adds the squares in float64, the twin in the inputs' precision).
 """
 import os
 
 import torch
 
-from .. import _noise
+from .. import _noise, _stats
 from . import reference
-from .reference import accumulate_error, bin_power  # noqa: F401  (the CPU launchers of these are the twins)
+from .reference import bin_power  # noqa: F401  (the CPU launcher of this is the twin)
 
 
 def noise(seed, row_ids, dim):
@@ -33,3 +35,15 @@ def perturb(x0, sigma, seed, row_ids):
 def ideal_error(means, var, logw, x0, sigma, seed, row_ids, sigma_index, acc):
     """Noise, GMM / point-set ideal denoiser and error accumulation for rows ``x0`` (rows, dim)."""
     reference.ideal_error_of(means, var, logw, x0, perturb(x0, sigma, seed, row_ids), sigma, sigma_index, acc)
+
+
+def accumulate_error(d, x0, sigma_index, acc, spectral=None):
+    """Add each row's ``||d - x0||^2`` to ``acc`` (4, sigmas) as :func:`reference.accumulate_error` does."""
+    same = d.dtype == x0.dtype and d.dtype in (torch.float32, torch.float64)
+    if spectral is not None or not same or acc.dtype != torch.float64 or not acc.is_contiguous() \
+            or d.device.type != "cpu" or x0.device.type != "cpu" or d.shape[0] == 0:
+        return reference.accumulate_error(d, x0, sigma_index, acc, spectral)
+    rows = d.shape[0]
+    _stats.accumulate(d.detach().reshape(rows, -1).contiguous().numpy(), x0.detach().reshape(rows, -1).contiguous().numpy(),
+                      sigma_index.to(torch.int64).contiguous().numpy(), acc.numpy())
+
