@@ -161,7 +161,7 @@ def _padded(fn):
     return call
 
 
-def _network(denoiser, compile, channels_last):
+def _network(denoiser, compile, channels_last, labels_kwarg=None):
     """The denoiser as the loop calls it, ``(x, sigma, labels_or_None) -> D``: compiled and channels-last
     on request."""
     if channels_last and isinstance(denoiser, torch.nn.Module):
@@ -171,7 +171,9 @@ def _network(denoiser, compile, channels_last):
     def call(x, sigma, lab):
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return fn(x, sigma) if lab is None else fn(x, sigma, lab)
+        if lab is None:
+            return fn(x, sigma)
+        return fn(x, sigma, lab) if labels_kwarg is None else fn(x, sigma, **{labels_kwarg: lab})
     return _padded(call) if compile else call
 
 
@@ -222,15 +224,18 @@ def _check_data(data, labels):
     return example, lab is not None
 
 
-def _check_takes_labels(denoiser):
+def _check_takes_labels(denoiser, labels_kwarg=None):
     """Refuse, before any work, a denoiser that cannot take the labels the data carries."""
-    try:
-        sig = inspect.signature(denoiser)
+    try:  # a module's __call__ takes anything: read its forward
+        sig = inspect.signature(denoiser.forward if isinstance(denoiser, torch.nn.Module) else denoiser)
     except (TypeError, ValueError):  # a builtin or C callable: no signature to read
         return
     try:
-        sig.bind(None, None, None)
+        sig.bind(None, None, None) if labels_kwarg is None else sig.bind(None, None, **{labels_kwarg: None})
     except TypeError:
+        if labels_kwarg is not None:
+            raise InputError(f"the denoiser {_describe(denoiser)} takes no keyword {labels_kwarg!r} "
+                             f"(labels_kwarg); its signature is {sig}") from None
         raise InputError(f"the data carries labels but the denoiser {_describe(denoiser)} takes no third argument: "
                          "for an unconditional model drop them (labels=None; a dataset reader with labels=False, "
                          "--no-labels on the command line)") from None
@@ -296,7 +301,8 @@ def _nonfinite_message(grid, a):
 
 def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0, spectral=False, labels=None,
             device=None, backend="auto", progress=True, checkpoint=None, checkpoint_every=256,
-            checkpoint_seconds=600.0, nonfinite="raise", shard=None, compile=False, channels_last=False):
+            checkpoint_seconds=600.0, nonfinite="raise", shard=None, compile=False, channels_last=False,
+            labels_kwarg=None):
     """Monte-Carlo profile of ``e(s) = E||D(x0 + s n, s) - x0||^2`` on a sigma grid (Stancevic et al. sec. 4).
 
     ``data`` is a tensor ``(N, *shape)`` sampled with replacement, or an object with
@@ -319,6 +325,10 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     error halves the batch and goes on. ``shard=(index, count)`` computes one share of the units;
     the shares' profiles merge into the whole.
 
+    Labels (a ``labels`` tensor, or what a dataset reader's ``sample`` returns) reach the denoiser as
+    its third positional argument, or, with ``labels_kwarg="cond"``, by that keyword (k-diffusion and
+    ComfyUI-style wrappers take conditioning so).
+
     Throughput: on CUDA the next batch's rows are gathered, copied and perturbed in a worker thread
     while the device runs the network; the progress bar counts samples per second.
     ``compile=True`` runs the denoiser through ``torch.compile`` with a fixed batch shape (a short
@@ -337,8 +347,10 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     dist = _distributed()
     shard = _check_shard(shard, dist)
     example, labelled = _check_data(data, labels)
+    if labels_kwarg is not None and (not isinstance(labels_kwarg, str) or not labels_kwarg.isidentifier()):
+        raise InputError(f"labels_kwarg must be a keyword name such as 'cond', got {labels_kwarg!r}")
     if labelled:
-        _check_takes_labels(denoiser)
+        _check_takes_labels(denoiser, labels_kwarg)
     device = _pick_device(denoiser, data, device)
     kern = launchers(backend, device)
     dtype = torch.float64 if example.dtype == torch.float64 else torch.float32
@@ -349,7 +361,7 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
             checkpoint = f"{os.fspath(checkpoint)}.rank{shard[0]}-of-{shard[1]}"
         files.check_writable(checkpoint, "checkpoint")
     mixture = getattr(denoiser, "mixture", None) if labels is None and not spectral else None
-    network = _network(denoiser, compile, channels_last and example.dim() == 4)
+    network = _network(denoiser, compile, channels_last and example.dim() == 4, labels_kwarg)
     if mixture is not None:
         mixture = tuple(t.to(device) for t in mixture)
     n = grid.size

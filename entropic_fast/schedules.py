@@ -296,8 +296,8 @@ def _range(prof, sigma_min, sigma_max):
     lo, hi = prof.sigmas[0], prof.sigmas[-1]
     smin = lo if sigma_min is None else checks.real(sigma_min, "sigma_min")
     smax = hi if sigma_max is None else checks.real(sigma_max, "sigma_max")
-    tol = 1e-12 * hi
-    if not (lo - tol <= smin < smax <= hi + tol):
+    # float32 model limits (k-diffusion's sigma_min / sigma_max) round the grid's ends by up to 6e-8 relative
+    if not (lo * (1 - 1e-6) <= smin < smax <= hi * (1 + 1e-6)):
         raise InputError(f"need {lo:.6g} <= sigma_min < sigma_max <= {hi:.6g} (the profiled grid), "
                          f"got sigma_min={smin}, sigma_max={smax}")
     return min(max(smin, lo), hi), min(max(smax, lo), hi)

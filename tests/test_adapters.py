@@ -180,3 +180,46 @@ def test_logvar_fast_path_agrees_with_the_sampled_profile_of_the_shipped_model()
     ratio = fast.mse / sampled.mse
     assert np.all((ratio > 0.9) & (ratio < 1.25)), ratio  # measured 1.00 .. 1.10 (README)
     assert fast.meta["source"] == "EDM2 logvar"
+
+
+def test_float32_model_limits_are_accepted_and_clamped():
+    """k-diffusion's wrappers hold sigma_min/max as float32: a range equal up to float32 rounding is the grid's."""
+    from entropic_fast.adapters.kdiffusion import get_sigmas_entropic
+    prof = ef.Profile.from_curve(ef.sigma_grid(64, 0.0291675, 157.4072723388672 - 3e-6), np.geomspace(1e-3, 50, 64), 4)
+    lo32, hi32 = float(np.float32(prof.sigmas[0])), float(np.float32(prof.sigmas[-1]))
+    assert hi32 > prof.sigmas[-1] and lo32 != prof.sigmas[0]
+    s = get_sigmas_entropic(10, prof, sigma_min=lo32, sigma_max=hi32)
+    assert s.dtype == torch.float32 and s.shape == (11,) and float(s[-1]) == 0
+    assert float(s[0]) == pytest.approx(prof.sigmas[-1], rel=1e-6)
+    with pytest.raises(InputError, match="sigma_max <= 157.407"):
+        get_sigmas_entropic(10, prof, sigma_max=prof.sigmas[-1] * (1 + 1e-5))
+
+
+def test_a1111_scheduler_function_is_bound_to_its_profile():
+    prof = ef.Profile.from_curve(ef.sigma_grid(64, 0.03, 14.6), np.geomspace(1e-3, 50, 64), 4)
+    fn = kdiffusion.scheduler(prof, "rescaled")
+    want = torch.tensor(ef.schedule(prof, 12, "rescaled"), dtype=torch.float32)
+    torch.testing.assert_close(fn(12, float(np.float32(0.03)), float(np.float32(14.6)), "cpu"), want)
+    torch.testing.assert_close(fn(n=12, sigma_min=0.03, sigma_max=14.6, device=torch.device("cpu")), want)
+    assert fn.__name__ == "entropic_rescaled"
+    torch.testing.assert_close(kdiffusion.scheduler(prof, "edm", rho=3.0)(5, 0.03, 14.6, "cpu"),
+                               torch.tensor(ef.schedule(prof, 5, "edm", rho=3.0), dtype=torch.float32))
+
+
+def test_vp_adapter_carries_the_networks_dtype_and_a_float32_timestep():
+    """A bf16 UNet through the adapter: profile reads its dtype, the net gets bf16 inputs and float32 timesteps."""
+    sched = euler()
+    unet = tiny_unet().to(torch.bfloat16)
+    seen = []
+    unet.register_forward_pre_hook(lambda m, args: seen.append((args[0].dtype, args[1].dtype, args[1].clone())))
+    den = dfa.denoiser(unet, sched)
+    assert isinstance(den, torch.nn.Module) and den.dtype == torch.bfloat16 and den.device.type == "cpu"
+    prof = ef.profile(den, torch.randn(32, 1, 8, 8), ef.sigma_grid(4, den.sigma_min, den.sigma_max), samples=8,
+                      progress=False)
+    assert prof.meta["dtype"] == "bfloat16" and np.all(np.isfinite(prof.mse))
+    assert {(a, b) for a, b, _ in seen} == {(torch.bfloat16, torch.float32)}
+    t = den.timestep(torch.tensor([10.0]))
+    assert float(t) != round(float(t))
+    with torch.no_grad():
+        den(torch.zeros(1, 1, 8, 8), torch.tensor([10.0]))
+    assert float(seen[-1][2]) == pytest.approx(float(t), abs=1e-4)  # not rounded to bf16 (steps of 4 near 1000)

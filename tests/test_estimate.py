@@ -152,3 +152,25 @@ def test_compile_and_channels_last_give_the_same_profile(option):
     np.testing.assert_array_equal(other.count, plain.count)
     if option.get("channels_last"):
         assert net.conv.weight.is_contiguous(memory_format=torch.channels_last)
+
+
+class KWrapper(torch.nn.Module):
+    """A k-diffusion / ComfyUI-style wrapper: conditioning by keyword only."""
+
+    def forward(self, x, sigma, *, cond=None):
+        return x / (1 + sigma.view(-1, 1) ** 2) + (0 if cond is None else cond.view(-1, 1).to(x.dtype))
+
+
+def test_labels_reach_a_keyword():
+    data, labels = torch.randn(50, 3), torch.arange(50) % 4
+    grid = GRID[::6]
+    p = ef.profile(KWrapper(), data, grid, samples=40, labels=labels, labels_kwarg="cond", progress=False)
+    q = ef.profile(lambda x, s, y: KWrapper()(x, s, cond=y), data, grid, samples=40, labels=labels, progress=False)
+    np.testing.assert_array_equal(p.sum, q.sum)
+    assert not np.allclose(p.sum, ef.profile(KWrapper(), data, grid, samples=40, progress=False).sum)
+    with pytest.raises(InputError, match="no keyword 'context'"):
+        ef.profile(KWrapper(), data, grid, samples=4, labels=labels, labels_kwarg="context", progress=False)
+    with pytest.raises(InputError, match="takes no third argument"):
+        ef.profile(KWrapper(), data, grid, samples=4, labels=labels, progress=False)
+    with pytest.raises(InputError, match="labels_kwarg must be a keyword name"):
+        ef.profile(KWrapper(), data, grid, samples=4, labels=labels, labels_kwarg="not a name", progress=False)

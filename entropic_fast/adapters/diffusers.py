@@ -22,19 +22,42 @@ def _vp_log_sigmas(scheduler):
     return torch.log(((1 - a) / a).sqrt())
 
 
-class VPDenoiser:
+class VPDenoiser(torch.nn.Module):
     """A diffusers ``UNet2DModel`` / ``UNet2DConditionModel`` with a VP ``alphas_cumprod`` as an EDM denoiser:
-    ``s = sqrt((1 - a) / a)``, input ``x / sqrt(1 + s^2)``, timestep by log-sigma interpolation."""
+    ``s = sqrt((1 - a) / a)``, input ``x / sqrt(1 + s^2)``, timestep by log-sigma interpolation.
+
+    A module: it carries the network's ``dtype`` and ``device`` (which ``profile`` reads), feeds the
+    network its own dtype, keeps the timestep in float32 (a bf16 timestep would round 953.05 to
+    952), and returns float32 (float64 for float64 inputs), so errors accumulate unclipped."""
 
     def __init__(self, model, scheduler, prediction_type=None, encoder_hidden_states=None):
+        super().__init__()
         self.model, self.scheduler = model, scheduler
-        self.log_sigmas = _vp_log_sigmas(scheduler)
+        self.register_buffer("log_sigmas", _vp_log_sigmas(scheduler), persistent=False)
         self.prediction_type = prediction_type or scheduler.config.get("prediction_type", "epsilon")
         if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
             raise InputError(f"prediction_type must be epsilon, v_prediction or sample, got {self.prediction_type!r}")
-        self.encoder_hidden_states = encoder_hidden_states
+        if encoder_hidden_states is None:
+            self.encoder_hidden_states = None
+        else:
+            self.register_buffer("encoder_hidden_states", torch.as_tensor(encoder_hidden_states), persistent=False)
         self.sigma_min, self.sigma_max = float(self.log_sigmas[0].exp()), float(self.log_sigmas[-1].exp())
         self.description = f"diffusers VP adapter({type(model).__name__}, {self.prediction_type})"
+
+    def _first_parameter(self):
+        params = self.model.parameters() if isinstance(self.model, torch.nn.Module) else ()
+        return next((p for p in params if p.is_floating_point()), None)
+
+    @property
+    def dtype(self):
+        """The network's floating dtype (None for a network without parameters)."""
+        p = self._first_parameter()
+        return None if p is None else p.dtype
+
+    @property
+    def device(self):
+        p = self._first_parameter()
+        return self.log_sigmas.device if p is None else p.device
 
     def fingerprint(self):
         """What determines this denoiser's output (see entropic_fast.fingerprint): not the scheduler's state."""
@@ -50,11 +73,12 @@ class VPDenoiser:
         frac = (u - ls[lo]) / (ls[hi] - ls[lo])
         return lo.to(torch.float64) + frac
 
-    def __call__(self, x, sigma, labels=None):
+    def forward(self, x, sigma, labels=None):
+        net_dtype = self.dtype or x.dtype
         s = sigma.to(torch.float64).reshape(-1, *([1] * (x.ndim - 1)))
         root = (1 + s**2).sqrt()
-        xin = (x.to(torch.float64) / root).to(x.dtype)
-        t = self.timestep(sigma.reshape(-1)).to(x.dtype)
+        xin = (x.to(torch.float64) / root).to(net_dtype)
+        t = self.timestep(sigma.reshape(-1)).to(torch.float64 if net_dtype == torch.float64 else torch.float32)
         kwargs = {}
         if self.encoder_hidden_states is not None:
             kwargs["encoder_hidden_states"] = self.encoder_hidden_states[: x.shape[0]]
@@ -68,7 +92,7 @@ class VPDenoiser:
             x0 = (x.to(torch.float64) / root - s * out) / root
         else:
             x0 = out
-        return x0.to(x.dtype)
+        return x0.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
 
 
 def denoiser(model, scheduler, prediction_type=None, encoder_hidden_states=None):
