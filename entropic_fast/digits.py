@@ -172,7 +172,9 @@ def record(name):
 def denoiser():
     """The shipped digits denoiser (EMA weights), in eval mode on the CPU."""
     rec = record("digits_edm.pt")
-    return _load("digits_edm.pt", EDMDenoiser(rec["sigma_data"], rec["channels"]), "train_digits.py")
+    net = _load("digits_edm.pt", EDMDenoiser(rec["sigma_data"], rec["channels"]), "train_digits.py")
+    net.trained_range = (0.002, 80.0)  # edm2_loss: a quarter of the sigmas log-uniform on [0.002, 80]
+    return net
 
 
 def classifier():

@@ -3,6 +3,8 @@
 All integrals are taken in ``u = log sigma`` on the monotone cubic interpolant of the integrand
 (``curves``), and schedules invert the same interpolant, so the two agree to rounding.
 """
+import warnings
+
 import numpy as np
 import torch
 
@@ -303,17 +305,65 @@ def _range(prof, sigma_min, sigma_max):
     return min(max(smin, lo), hi), min(max(smax, lo), hi)
 
 
-def schedule(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smooth=None, **options):
+def trivial_bound(prof, data=None):
+    """``min(d s^2, tr Cov)`` per sigma: the error of the better of ``D(x) = x`` and ``D(x) = E x0``, which
+    any trained denoiser should beat. ``tr Cov`` from ``data`` (rows), else the spectral profile's
+    covariance spectrum; without either, ``d s^2`` alone."""
+    bound = prof.dim * prof.sigmas**2
+    trace = None
+    if data is not None:
+        x = checks.finite_array(data.detach().cpu() if hasattr(data, "detach") else data, "data")
+        x = x.reshape(x.shape[0], -1)
+        if x.shape[0] >= 2:
+            trace = float(x.var(0, ddof=1).sum())
+    elif prof.spectral:
+        trace = float(prof.data_covariance.sum())
+    return bound if trace is None else np.minimum(bound, trace)
+
+
+def _capped(prof, bound):
+    """``prof`` with each sigma's errors scaled down to at most ``bound`` (spread and spectra alike)."""
+    f = np.minimum(1.0, bound / np.maximum(prof.mse, 1e-300))
+    extra = {}
+    if prof.spectral:
+        extra = dict(spectral_sum=prof.spectral_sum * f.reshape(-1, *[1] * (prof.spectral_sum.ndim - 1)),
+                     power_sum=prof.power_sum, power_count=prof.power_count, mean_sum=prof.mean_sum)
+    return Profile(prof.sigmas, prof.sum * f, prof.sumsq * f**2, prof.count, prof.dim, prof.meta, **extra)
+
+
+def _guard(prof, data, cap):
+    """Warn (or, with ``cap``, clip) where the profile exceeds :func:`trivial_bound` beyond its sampling error."""
+    bound = trivial_bound(prof, data)
+    se = np.zeros_like(prof.mse) if prof.exact else np.nan_to_num(prof.stderr, nan=0.0)
+    over = prof.mse > bound * 1.05 + 4 * se  # gross excess only: 128 sigmas would trip a 2-se test by chance
+    if not over.any():
+        return prof
+    if cap:
+        return _capped(prof, bound)
+    j = int(np.argmax(prof.mse / bound))
+    warnings.warn(f"the profile exceeds the trivial bound min(d s^2, tr Cov) at {int(over.sum())} sigmas (worst at "
+                  f"sigma {prof.sigmas[j]:.4g}: {prof.mse[j]:.4g} against {bound[j]:.4g}), beyond its sampling "
+                  "error: an under-trained model? Its schedule will crowd where the error is too high; "
+                  "schedule(..., cap=True) clips the profile to the bound", stacklevel=3)
+    return prof
+
+
+def schedule(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smooth=None, cap=False, **options):
     """``steps`` sigmas equally spaced in the chosen time from sigma_max to sigma_min, then 0.
 
     Time kinds: entropic, rescaled, las, spectral. Classic kinds over the same range: edm/karras
     (``rho``), exponential, tangent (``c``, by default from the profile's large-sigma error).
     ``gaussian-optimal`` minimises deterministic DDIM's KL on Gaussian data with covariance
     ``eigenvalues=``, or those of a PCA of ``data=``, or the profile's data power ``P_k``.
+
+    The time kinds warn where the profile exceeds :func:`trivial_bound` (what predicting ``x`` or the
+    data mean would give; ``tr Cov`` from ``data=`` or a spectral profile) by more than 5% plus four
+    standard errors, as an under-trained model's does; ``cap=True`` clips the profile to the bound.
     """
     _check_profile(prof)
     _check_kind(kind, KINDS)
     steps = checks.integer(steps, "steps", 2)
+    cap = checks.flag(cap, "cap")
     smin, smax = _range(prof, sigma_min, sigma_max)
     if kind in ("edm", "karras"):
         return grids.karras(steps, smin, smax, **options)
@@ -328,8 +378,10 @@ def schedule(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smoot
         if options:
             raise InputError(f"unknown options for gaussian-optimal: {sorted(options)}")
         return gaussian_optimal(steps, smin, smax, lam, sampler=sampler, weights=weights)
+    data = options.pop("data", None)
     if options:
         raise InputError(f"kind {kind!r} takes no options, got {sorted(options)}")
+    prof = _guard(prof, data, cap)
     u = np.log(prof.sigmas)
     f = integrand(prof, kind, smooth, smin, smax)
     lo, hi = curves.integral_at(u, f, [np.log(smin), np.log(smax)])

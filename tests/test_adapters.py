@@ -62,7 +62,8 @@ def test_real_unet_profiles_and_euler_takes_our_sigmas():
     grid = ef.sigma_grid(12, den.sigma_min, den.sigma_max)
     prof = ef.profile(den, torch.randn(64, 1, 8, 8), grid, samples=16, progress=False)
     assert np.all(np.isfinite(prof.mse)) and prof.meta["model"].startswith("diffusers VP adapter")
-    sig = ef.schedule(prof, 10, "rescaled")
+    with pytest.warns(UserWarning, match="exceeds the trivial bound"):  # random weights: an untrained model
+        sig = ef.schedule(prof, 10, "rescaled")
     sched.set_timesteps(**dfa.to_diffusers(sig, sched))
     np.testing.assert_allclose(sched.sigmas.numpy(), sig, rtol=1e-6)
     assert len(sched.timesteps) == 10 and torch.all(sched.timesteps[:-1] > sched.timesteps[1:])
@@ -223,3 +224,19 @@ def test_vp_adapter_carries_the_networks_dtype_and_a_float32_timestep():
     with torch.no_grad():
         den(torch.zeros(1, 1, 8, 8), torch.tensor([10.0]))
     assert float(seen[-1][2]) == pytest.approx(float(t), abs=1e-4)  # not rounded to bf16 (steps of 4 near 1000)
+
+
+def test_logvar_fast_path_warns_outside_the_trained_range():
+    from entropic_fast import digits
+    net = digits.denoiser()
+    grid = np.geomspace(0.002, 80.0, 16)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        edm.logvar_mse(net, grid, 64)  # the shipped model drew sigmas over all of [0.002, 80]
+    with pytest.warns(UserWarning, match=r"6 of 16 sigmas \(0.002 .. 0.0684\) lie outside \[0.1, 80\]"):
+        edm.profile_from_logvar(net, grid, 64, trained_range=(0.1, 80.0))
+    del net.trained_range
+    lo, hi = edm.EDM2_TRAINED_RANGE
+    assert lo == pytest.approx(0.0334, rel=1e-3) and hi == pytest.approx(13.46, rel=1e-3)
+    with pytest.warns(UserWarning, match="where the logvar head was trained"):
+        edm.logvar_mse(net, grid, 64)

@@ -1,7 +1,9 @@
 import json
+import warnings
 
 import numpy as np
 import pytest
+import torch
 
 import entropic_fast as ef
 from entropic_fast.errors import InputError
@@ -92,7 +94,8 @@ def test_flat_and_tiny_error_curves():
     tiny = ef.schedule(ef.Profile.from_curve(s, 1e-280 * s**2 / (1 + s**2), 1), 12, "entropic")
     ref = ef.schedule(ef.Profile.from_curve(s, s**2 / (1 + s**2), 1), 12, "entropic")
     np.testing.assert_allclose(tiny, ref, rtol=1e-12)
-    flat = ef.schedule(ef.Profile.from_curve(s, np.full(64, 2.0), 1), 12, "rescaled")
+    with pytest.warns(UserWarning, match="exceeds the trivial bound"):  # 2.0 > d s^2 at small sigma
+        flat = ef.schedule(ef.Profile.from_curve(s, np.full(64, 2.0), 1), 12, "rescaled")
     assert np.all(np.diff(flat[:-1]) < 0)
     with pytest.raises(InputError, match="error is zero at every sigma"):
         ef.schedule(ef.Profile.from_curve(s, np.zeros(64), 1), 12, "rescaled")
@@ -126,3 +129,23 @@ def test_cli_schedule_and_info(tmp_path, capsys):
     assert main(["info", str(tmp_path / "bad.npz")]) == 2
     assert "not a readable entropic_fast profile" in capsys.readouterr().err
     assert main(["schedule", str(path), "--steps", "1"]) == 2
+
+
+def test_an_undertrained_profile_warns_and_cap_clips_it_to_the_trivial_bound():
+    """Gaussian data (c = 0.5, d = 4, tr Cov = 1) with the error 30x too high above sigma 2, as an under-trained
+    model's: a warning naming the worst sigma, and cap=True gives nearly the exact schedule."""
+    s, d, c = ef.sigma_grid(128), 4, 0.5
+    exact = d * s**2 * c**2 / (s**2 + c**2)
+    bad = ef.Profile.from_curve(s, np.where(s > 2, 30 * exact, exact), d)
+    data = torch.randn(20000, d, generator=torch.Generator().manual_seed(0)) * c
+    true = ef.schedule(ef.Profile.from_curve(s, exact, d), 10, "rescaled")
+    with pytest.warns(UserWarning, match=r"exceeds the trivial bound .*worst at sigma 80: 30 against 0.99"):
+        raw = ef.schedule(bad, 10, "rescaled", data=data)
+    capped = ef.schedule(bad, 10, "rescaled", data=data, cap=True)
+    assert np.sum(raw[:-1] > 2) >= np.sum(true[:-1] > 2) + 2  # the raw profile crowds the steps up high
+    np.testing.assert_allclose(capped[1:-2], true[1:-2], rtol=0.06)
+    bound = ef.schedules.trivial_bound(bad, data)
+    np.testing.assert_allclose(bound, np.minimum(d * s**2, float(data.var(0).sum())), rtol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no tr Cov known: d s^2 alone, which this profile respects
+        ef.schedule(ef.Profile.from_curve(s, np.minimum(exact * 1.5, d * s**2), d), 10, "rescaled")

@@ -17,6 +17,8 @@ from .. import checks
 from ..errors import InputError
 from ..profile import Profile
 
+EDM2_TRAINED_RANGE = (float(np.exp(-0.4 - 3 * 1.0)), float(np.exp(-0.4 + 3 * 1.0)))  # ln sigma ~ N(-0.4, 1)
+
 
 def denoiser(net, dtype=None, force_fp32=None):
     """Wrap an EDM/EDM2 ``net`` as ``denoiser(x, sigma, labels=None)``.
@@ -124,14 +126,26 @@ def load(path, code_root=None, device="cpu", key="ema"):
 
 
 @torch.no_grad()
-def logvar_mse(net, sigmas, dim):
+def logvar_mse(net, sigmas, dim, trained_range=None):
     """Per-sigma error from EDM2's learned uncertainty: ``e(s) = d exp(u(s)) / w(s)``, ``w = (s^2 + sd^2) / (s sd)^2``.
 
     EDM2 trains ``w exp(-u) (D - x0)^2 + u`` per element; at its optimum ``exp(u) = w E[(D - x0)^2]``
-    (a per-element mean), so ``d exp(u) / w`` estimates ``e(s)``. Only the logvar head runs (no UNet)."""
+    (a per-element mean), so ``d exp(u) / w`` estimates ``e(s)``. Only the logvar head runs (no UNet).
+
+    The head is only trained where training drew sigmas: outside ``trained_range`` (the argument, else
+    ``net.trained_range``, else EDM2's ImageNet-512 range ``EDM2_TRAINED_RANGE``, ``exp(P_mean +- 3
+    P_std)`` with ``P_mean = -0.4``, ``P_std = 1.0``) it extrapolates, and a warning names the sigmas
+    concerned (seen 0.37x to 1.6x off at the ends of 0.002-80 on a briefly trained EDM2 ``Precond``);
+    profile those sigmas by sampling instead."""
     if not (hasattr(net, "logvar_fourier") and hasattr(net, "logvar_linear")):
         raise InputError(f"{type(net).__name__} has no EDM2 logvar head (logvar_fourier, logvar_linear)")
     s = np.asarray(sigmas, np.float64)
+    lo, hi = trained_range or getattr(net, "trained_range", None) or EDM2_TRAINED_RANGE
+    out = s[(s < lo * (1 - 1e-9)) | (s > hi * (1 + 1e-9))]
+    if out.size:
+        warnings.warn(f"{out.size} of {s.size} sigmas ({out.min():.3g} .. {out.max():.3g}) lie outside "
+                      f"[{lo:.3g}, {hi:.3g}], where the logvar head was trained: it extrapolates there. Profile "
+                      "them by sampling, or pass trained_range= if the net was trained wider", stacklevel=2)
     dev = next(net.parameters()).device
     c_noise = torch.as_tensor(np.log(s) / 4, dtype=torch.float32, device=dev)
     u = net.logvar_linear(net.logvar_fourier(c_noise)).double().reshape(-1).cpu().numpy()
@@ -140,7 +154,7 @@ def logvar_mse(net, sigmas, dim):
     return dim * np.exp(u) / w
 
 
-def profile_from_logvar(net, sigmas, dim):
+def profile_from_logvar(net, sigmas, dim, trained_range=None):
     """A Profile from EDM2's logvar head alone (see :func:`logvar_mse`); ``dim`` is the data dimension."""
-    return Profile.from_curve(sigmas, logvar_mse(net, sigmas, dim), dim,
+    return Profile.from_curve(sigmas, logvar_mse(net, sigmas, dim, trained_range), dim,
                               meta={"source": "EDM2 logvar", "model": type(net).__name__})
