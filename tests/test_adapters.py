@@ -240,3 +240,77 @@ def test_logvar_fast_path_warns_outside_the_trained_range():
     assert lo == pytest.approx(0.0334, rel=1e-3) and hi == pytest.approx(13.46, rel=1e-3)
     with pytest.warns(UserWarning, match="where the logvar head was trained"):
         edm.logvar_mse(net, grid, 64)
+
+
+# ---------------------------------------------------------------- every diffusers scheduler gets our sigmas
+
+
+def vp_profile(lo, hi):
+    grid = ef.sigma_grid(64, lo, hi)
+    return ef.Profile.from_curve(grid, 16 * grid**2 * 0.25 / (grid**2 + 0.25), 16)
+
+
+def test_edm_euler_takes_our_sigmas_through_its_karras_ramp():
+    sched = diffusers.EDMEulerScheduler()
+    sig = ef.schedule(vp_profile(sched.config.sigma_min, sched.config.sigma_max), 12, "rescaled")
+    sched.set_timesteps(**dfa.to_diffusers(sig, sched))
+    np.testing.assert_allclose(sched.sigmas.numpy(), sig, rtol=2e-6)
+    with pytest.raises(InputError, match="sigma_schedule='exponential' ignores the values"):
+        dfa.to_diffusers(sig, diffusers.EDMEulerScheduler(sigma_schedule="exponential"))
+
+
+@pytest.mark.parametrize("shift", [1.0, 3.0])
+def test_unipc_with_flow_sigmas_takes_our_flow_times(shift):
+    sched = diffusers.UniPCMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction", flow_shift=shift)
+    sig = ef.schedule(vp_profile(0.01, 50.0), 10, "rescaled")
+    sched.set_timesteps(**dfa.to_diffusers(sig, sched))
+    np.testing.assert_allclose(sched.sigmas.numpy(), sig / (1 + sig), rtol=1e-5, atol=1e-7)
+
+
+def test_schedulers_that_cannot_take_our_sigmas_say_why():
+    sig = ef.schedule(vp_profile(0.03, 14.0), 10, "rescaled")
+    with pytest.raises(InputError, match="use_flow_sigmas=True takes no custom flow sigmas"):
+        dfa.to_diffusers(sig, diffusers.DPMSolverMultistepScheduler(use_flow_sigmas=True, prediction_type="flow_prediction"))
+    with pytest.raises(InputError, match="use_karras_sigmas=True refuses custom timesteps"):
+        dfa.to_diffusers(sig, diffusers.DPMSolverMultistepScheduler(use_karras_sigmas=True))
+    with pytest.raises(InputError, match="UniPCMultistepScheduler.set_timesteps accepts neither"):
+        dfa.to_diffusers(sig, diffusers.UniPCMultistepScheduler())
+
+
+def test_heun_gets_fractional_timesteps_and_our_sigmas_exactly():
+    sched = diffusers.HeunDiscreteScheduler(beta_schedule="scaled_linear")
+    den = dfa.denoiser(GaussianVP(sched, 0.3, "epsilon"), sched)
+    sig = ef.schedule(vp_profile(den.sigma_min, den.sigma_max), 10, "rescaled")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # exact: no sigma-error warning
+        kw = dfa.to_diffusers(sig, sched)
+    assert any(t != round(t) for t in kw["timesteps"])
+    sched.set_timesteps(**kw)
+    heun_sigmas = sched.sigmas.numpy()[::2][: len(sig) - 1]  # Heun repeats each inner sigma
+    np.testing.assert_allclose(heun_sigmas, sig[:-1], rtol=1e-5)
+    with pytest.warns(UserWarning, match=r"sigmas reach it to \d\.\d+% .* rounded to its integer"):
+        dfa.to_diffusers(sig, diffusers.DPMSolverMultistepScheduler(beta_schedule="scaled_linear"))
+
+
+def test_a_schedule_outside_the_schedulers_range_warns():
+    sched = diffusers.EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")  # SD's
+    sig = ef.schedule(vp_profile(0.002, 80.0), 10, "rescaled")
+    with pytest.warns(UserWarning, match=r"leave EulerDiscreteScheduler's trained range \[0.0291\d, 14.61\]"):
+        dfa.to_diffusers(sig, sched)
+
+
+def test_manual_loop_recipe_runs_our_schedule_where_a_pipeline_would_override_it():
+    """DDPMPipeline / DDIMPipeline call set_timesteps(n) themselves: the README's manual loop with an
+    EulerDiscreteScheduler runs our sigmas, and equals our DDIM sampler on the exact Gaussian model."""
+    sched = euler()
+    unet = GaussianVP(sched, 0.3, "epsilon")
+    den = dfa.denoiser(unet, sched)
+    sig = ef.schedule(vp_profile(den.sigma_min, den.sigma_max), 8, "rescaled")
+    noise = torch.randn(5, 1, 4, 4, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    sched.set_timesteps(**dfa.to_diffusers(sig, sched))  # the recipe
+    x = noise * sched.init_noise_sigma
+    for t in sched.timesteps:
+        eps = unet(sched.scale_model_input(x, t), t.reshape(1).double()).sample
+        x = sched.step(eps, t, x).prev_sample
+    want = ef.samplers.ddim(ef.analytic.Gaussian(0.3, (1, 4, 4)), noise * sig[0], torch.tensor(sig))
+    torch.testing.assert_close(x, want, rtol=1e-4, atol=1e-5)

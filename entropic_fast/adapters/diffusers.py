@@ -100,8 +100,9 @@ def denoiser(model, scheduler, prediction_type=None, encoder_hidden_states=None)
     return VPDenoiser(model, scheduler, prediction_type, encoder_hidden_states)
 
 
-def _flow_kwargs(t, scheduler):
-    """Flow sigmas for FlowMatchEulerDiscreteScheduler, pre-inverted through its static shift."""
+def _flow_kwargs(t, scheduler, shift_key="shift"):
+    """Flow sigmas for a flow-matching scheduler (FlowMatchEulerDiscreteScheduler, or UniPC with
+    ``use_flow_sigmas``), pre-inverted through its static shift (``shift`` / ``flow_shift``)."""
     cfg = scheduler.config
     if cfg.get("use_dynamic_shifting"):
         kind = cfg.get("time_shift_type", "exponential")
@@ -110,16 +111,71 @@ def _flow_kwargs(t, scheduler):
         if cfg.get(flag):
             warnings.warn(f"{type(scheduler).__name__} has {flag} set: it will change the sigmas it is given",
                           stacklevel=3)
-    k = float(getattr(scheduler, "shift", cfg.get("shift", 1.0)))
-    return {"sigmas": (t / (k - (k - 1) * t)).tolist()}  # inverse of t -> k t / (1 + (k - 1) t)
+    k = float(getattr(scheduler, shift_key, cfg.get(shift_key, 1.0)))
+    t = t / (k - (k - 1) * t)  # inverse of t -> k t / (1 + (k - 1) t)
+    return {"sigmas": t if shift_key == "flow_shift" else t.tolist()}  # UniPC computes on an array
+
+
+def _edm_ramp_kwargs(s, scheduler):
+    """EDMEulerScheduler reads ``sigmas=`` as the ramp of its Karras schedule: invert the ramp (no trailing 0)."""
+    cfg = scheduler.config
+    if cfg.get("sigma_schedule", "karras") != "karras":
+        raise InputError(f"{type(scheduler).__name__} with sigma_schedule={cfg.sigma_schedule!r} ignores the values of "
+                         "custom sigmas (it uses only their count): configure it with sigma_schedule='karras'")
+    rho = float(cfg.rho)
+    hi, lo = float(cfg.sigma_max) ** (1 / rho), float(cfg.sigma_min) ** (1 / rho)
+    ramp = (hi - s[:-1] ** (1 / rho)) / (hi - lo)
+    return {"sigmas": torch.as_tensor(ramp, dtype=torch.float64)}
+
+
+def _check_range(s, lo, hi, name):
+    """Warn when the schedule leaves the sigma range the scheduler was trained on (it would clamp there)."""
+    inner = s[:-1]
+    if inner.max() > hi * (1 + 1e-6) or inner.min() < lo * (1 - 1e-6):
+        warnings.warn(f"sigmas {inner.max():.4g} .. {inner.min():.4g} leave {name}'s trained range [{lo:.4g}, {hi:.4g}]: "
+                      "it clamps the timestep there; build the schedule with sigma_min/sigma_max inside it", stacklevel=3)
+
+
+def _vp_timesteps(s, scheduler, name, params):
+    """Timesteps for our sigmas: fractional where the scheduler keeps them (Heun), else the nearest in log sigma."""
+    cfg = scheduler.config
+    for flag in ("use_karras_sigmas", "use_lu_lambdas", "use_exponential_sigmas", "use_beta_sigmas"):
+        if cfg.get(flag):
+            raise InputError(f"{name} with {flag}=True refuses custom timesteps (diffusers): configure it without "
+                             f"{flag}, or use a scheduler that takes sigmas= (EulerDiscreteScheduler)")
+    if cfg.get("use_flow_sigmas"):
+        raise InputError(f"{name} with use_flow_sigmas=True takes no custom flow sigmas, and timesteps would be read "
+                         "as VP ones: use FlowMatchEulerDiscreteScheduler or UniPCMultistepScheduler(use_flow_sigmas=True)")
+    log_sigmas = _vp_log_sigmas(scheduler).numpy()
+    table, index = np.exp(log_sigmas), np.arange(len(log_sigmas), dtype=np.float64)
+    _check_range(s, table[0], table[-1], name)
+    fractional = "Heun" in name  # HeunDiscreteScheduler keeps float timesteps, its sigma linear in t between them
+    if fractional:
+        t = np.interp(s[:-1], table, index)
+        got = np.interp(t, index, table)
+    else:  # the others cast to int64: the nearest training timestep in log sigma
+        t = np.abs(np.log(s[:-1])[:, None] - log_sigmas[None, :]).argmin(1)
+        got = table[t]
+    if np.any(np.diff(t) >= 0):
+        raise InputError(f"{name} takes integer timesteps only, and these sigmas collapse onto repeated "
+                         f"timesteps {np.asarray(t).tolist()}: use fewer steps or a scheduler that takes sigmas")
+    err = float(np.max(np.abs(got / s[:-1] - 1)))
+    if err > 1e-6:
+        warnings.warn(f"{name} takes timesteps only: sigmas reach it to {err:.2%} (max relative error)"
+                      f"{'' if fractional else ', rounded to its integer training timesteps'}", stacklevel=3)
+    return {"timesteps": t.tolist()}
 
 
 def to_diffusers(sigmas, scheduler):
     """Keyword arguments for ``scheduler.set_timesteps`` that make it use our descending ``sigmas`` (trailing 0).
 
-    ``sigmas=`` for schedulers that take EDM-form sigmas (EulerDiscreteScheduler and the like);
-    flow sigmas ``t = s / (1 + s)`` for FlowMatchEulerDiscreteScheduler with its shift neutralised;
-    integer ``timesteps=`` (nearest in log sigma) for VP schedulers that take only timesteps.
+    ``sigmas=`` for schedulers that take EDM-form sigmas (EulerDiscreteScheduler and the like); the
+    inverted Karras ramp for EDMEulerScheduler; flow sigmas ``t = s / (1 + s)`` for
+    FlowMatchEulerDiscreteScheduler and UniPC with ``use_flow_sigmas``, their shift neutralised;
+    ``timesteps=`` nearest in log sigma for VP schedulers that take only timesteps (fractional for
+    Heun, which keeps them; the warning gives the sigma error reached). A schedule outside a VP
+    scheduler's trained range warns (the timestep clamps there); configurations that refuse custom
+    timesteps (``use_karras_sigmas`` and the like) are named in the error.
     """
     s = np.asarray(sigmas, np.float64)
     if s.ndim != 1 or s.size < 3 or s[-1] != 0 or np.any(np.diff(s) >= 0):
@@ -128,16 +184,18 @@ def to_diffusers(sigmas, scheduler):
     params = inspect.signature(scheduler.set_timesteps).parameters
     if "FlowMatch" in name:
         return _flow_kwargs(s[:-1] / (1 + s[:-1]), scheduler)
-    if "sigmas" in params:
+    if scheduler.config.get("use_flow_sigmas"):
+        if "sigmas" in params:
+            return _flow_kwargs(s[:-1] / (1 + s[:-1]), scheduler, "flow_shift")
+        return _vp_timesteps(s, scheduler, name, params)  # raises: no way to give flow sigmas
+    if name.startswith("EDM"):
+        return _edm_ramp_kwargs(s, scheduler)
+    if "sigmas" in params and "UniPC" not in name:  # UniPC takes sigmas= only as flow sigmas
+        if hasattr(scheduler, "alphas_cumprod"):
+            log_sigmas = _vp_log_sigmas(scheduler).numpy()
+            _check_range(s, np.exp(log_sigmas[0]), np.exp(log_sigmas[-1]), name)
         return {"sigmas": s.tolist()}
     if "timesteps" in params:
-        log_sigmas = _vp_log_sigmas(scheduler).numpy()
-        t = np.abs(np.log(s[:-1])[:, None] - log_sigmas[None, :]).argmin(1)
-        if np.any(np.diff(t) >= 0):
-            raise InputError(f"{name} takes integer timesteps only, and these sigmas collapse onto repeated "
-                             f"timesteps {t.tolist()}: use fewer steps or a scheduler that takes sigmas")
-        warnings.warn(f"{name} takes timesteps only: sigmas rounded to the nearest of its "
-                      f"{len(log_sigmas)} training timesteps", stacklevel=2)
-        return {"timesteps": t.tolist()}
-    raise InputError(f"{name}.set_timesteps accepts neither sigmas= nor timesteps=; use a scheduler that does "
+        return _vp_timesteps(s, scheduler, name, params)
+    raise InputError(f"{name}.set_timesteps accepts neither sigmas= nor timesteps= here; use a scheduler that does "
                      "(e.g. EulerDiscreteScheduler, DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler)")
