@@ -24,7 +24,7 @@ def _schedule(args):
         if fmt not in ("plain", "json"):
             raise _Usage(f"--json and --format {fmt} ask for two formats: use one of them")
         fmt = "json"
-    if args.band and fmt == "diffusers":
+    if args.band and fmt not in ("plain", "json", "csv"):
         raise _Usage("--band goes with the plain, json or csv format")
     prof = Profile.load(args.profile)
     s = schedule(prof, args.steps, args.kind, args.sigma_min, args.sigma_max)
@@ -38,6 +38,14 @@ def _schedule(args):
         print(json.dumps(rec))
     elif fmt == "diffusers":  # what EulerDiscreteScheduler.set_timesteps takes (see adapters.diffusers.to_diffusers)
         print(json.dumps({"sigmas": s.tolist()}))
+    elif fmt == "flow":  # flow times t = s / (1 + s), ending in 0: ComfyUI's SIGMAS for flow models
+        print(json.dumps({"sigmas": (s / (1 + s)).tolist()}))
+    elif fmt == "timesteps":  # continuous VP timesteps of Stable Diffusion's training schedule
+        print(json.dumps({"timesteps": _sd_timesteps(s[:-1]).tolist()}))
+    elif fmt == "comfyui":  # a comma-separated list, for ComfyUI nodes that read SIGMAS from a string
+        print(", ".join(repr(float(v)) for v in s))
+    elif fmt == "a1111":  # a snippet registering the profile's scheduler in A1111 / Forge
+        print(_a1111_snippet(os.path.abspath(args.profile), args.kind))
     elif fmt == "csv":
         print("step,sigma" + (",lower,upper" if args.band else ""))
         for i, v in enumerate(s.tolist()):
@@ -47,6 +55,41 @@ def _schedule(args):
         if args.band:
             print(" ".join(f"{v:.6g}" for v in lo), f"  (lower, {args.level:.0%})")
             print(" ".join(f"{v:.6g}" for v in hi), f"  (upper, {args.level:.0%})")
+
+
+SD_BETAS = (0.00085, 0.012, 1000)  # Stable Diffusion's scaled_linear training schedule
+
+
+def _sd_log_sigmas():
+    import numpy as np
+
+    lo, hi, n = SD_BETAS
+    betas = np.linspace(lo**0.5, hi**0.5, n) ** 2
+    a = np.cumprod(1 - betas)
+    return np.log(np.sqrt((1 - a) / a))
+
+
+def _sd_timesteps(sigmas):
+    """Continuous timesteps of ``sigmas`` on Stable Diffusion's schedule (log-sigma interpolation, as
+    adapters.diffusers.VPDenoiser.timestep), refused outside its range."""
+    import numpy as np
+
+    ls = _sd_log_sigmas()
+    u = np.log(sigmas)
+    if u.min() < ls[0] - 1e-6 or u.max() > ls[-1] + 1e-6:
+        raise _Usage(f"--format timesteps is Stable Diffusion's schedule, sigma {np.exp(ls[0]):.4g} to "
+                     f"{np.exp(ls[-1]):.4g}: build the schedule inside it (--sigma-min, --sigma-max)")
+    return np.interp(np.clip(u, ls[0], ls[-1]), ls, np.arange(ls.size, dtype=np.float64))
+
+
+def _a1111_snippet(path, kind):
+    return (f"# A1111 / Forge: register an entropic_fast scheduler (e.g. in an extension's script)\n"
+            f"from modules import sd_schedulers\n"
+            f"from entropic_fast import Profile\n"
+            f"from entropic_fast.adapters.kdiffusion import scheduler\n"
+            f"sd_schedulers.schedulers.append(sd_schedulers.Scheduler(\"entropic_{kind}\", \"Entropic ({kind})\", "
+            f"scheduler(Profile.load({path!r}), {kind!r})))\n"
+            f"sd_schedulers.schedulers_map.update({{x.name: x for x in sd_schedulers.schedulers}})")
 
 
 def _load_factory(spec):
@@ -183,7 +226,11 @@ def build_parser():
     s.add_argument("--sigma-min", type=float)
     s.add_argument("--sigma-max", type=float)
     s.add_argument("--json", action="store_true", help="same as --format json")
-    s.add_argument("--format", default="plain", choices=("plain", "json", "diffusers", "csv"))
+    s.add_argument("--format", default="plain",
+                   choices=("plain", "json", "csv", "diffusers", "flow", "timesteps", "comfyui", "a1111"),
+                   help="diffusers: {sigmas} for set_timesteps; flow: flow times t = s/(1+s); timesteps: continuous "
+                        "timesteps of Stable Diffusion's schedule; comfyui: a comma-separated list; a1111: a "
+                        "snippet registering the scheduler")
     s.add_argument("--band", action="store_true",
                    help="also the confidence band of each sigma from the profile's sampling error")
     s.add_argument("--level", type=float, default=0.95, help="confidence level of --band (default 0.95)")

@@ -314,3 +314,43 @@ def test_manual_loop_recipe_runs_our_schedule_where_a_pipeline_would_override_it
         x = sched.step(eps, t, x).prev_sample
     want = ef.samplers.ddim(ef.analytic.Gaussian(0.3, (1, 4, 4)), noise * sig[0], torch.tensor(sig))
     torch.testing.assert_close(x, want, rtol=1e-4, atol=1e-5)
+
+
+def test_cli_formats_round_trip(tmp_path, capsys):
+    """Every --format gives back the schedule: parsed, converted or executed."""
+    from entropic_fast.cli import main
+    grid = ef.sigma_grid(64, 0.03, 14.6)
+    path = str(ef.Profile.from_curve(grid, 4 * grid**2 * 0.25 / (grid**2 + 0.25), 4).save(tmp_path / "p.npz"))
+    want = ef.schedule(ef.Profile.load(path), 8, "rescaled")
+
+    def run(fmt):
+        assert main(["schedule", path, "--steps", "8", "--format", fmt]) == 0
+        return capsys.readouterr().out
+    np.testing.assert_array_equal(json.loads(run("diffusers"))["sigmas"], want)
+    t = np.array(json.loads(run("flow"))["sigmas"])
+    np.testing.assert_allclose(t / (1 - t), want, rtol=1e-12)
+    np.testing.assert_array_equal([float(v) for v in run("comfyui").split(",")], want)
+    ts = np.array(json.loads(run("timesteps"))["timesteps"])
+    sd = diffusers.EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    den = dfa.denoiser(GaussianVP(sd, 0.3, "epsilon"), sd)
+    np.testing.assert_allclose(den.timestep(torch.tensor(want[:-1])).numpy(), ts, atol=1e-3)  # diffusers: float32 alphas
+    registered = []
+    fake = types.ModuleType("modules.sd_schedulers")
+    fake.Scheduler = lambda name, label, fn: types.SimpleNamespace(name=name, label=label, function=fn)
+    fake.schedulers, fake.schedulers_map = registered, {}
+    modules = types.ModuleType("modules")
+    modules.sd_schedulers = fake
+    import sys
+    sys.modules.update({"modules": modules, "modules.sd_schedulers": fake})
+    try:
+        exec(run("a1111"), {})
+    finally:
+        del sys.modules["modules"], sys.modules["modules.sd_schedulers"]
+    sch = fake.schedulers_map["entropic_rescaled"]
+    np.testing.assert_allclose(sch.function(8, 0.03, 14.6, "cpu").numpy(), want.astype(np.float32))
+    assert main(["schedule", path, "--steps", "8", "--format", "timesteps", "--sigma-max", "14.6"]) == 0
+    far = ef.sigma_grid(16, 0.002, 80.0)
+    far_path = str(ef.Profile.from_curve(far, far**2 / (1 + far**2), 1).save(tmp_path / "far.npz"))
+    capsys.readouterr()
+    assert main(["schedule", far_path, "--steps", "8", "--format", "timesteps"]) == 2
+    assert "Stable Diffusion's schedule" in capsys.readouterr().err
