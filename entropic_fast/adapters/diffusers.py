@@ -28,10 +28,16 @@ class VPDenoiser(torch.nn.Module):
 
     A module: it carries the network's ``dtype`` and ``device`` (which ``profile`` reads), feeds the
     network its own dtype, keeps the timestep in float32 (a bf16 timestep would round 953.05 to
-    952), and returns float32 (float64 for float64 inputs), so errors accumulate unclipped."""
+    952), and returns float32 (float64 for float64 inputs), so errors accumulate unclipped.
 
-    def __init__(self, model, scheduler, prediction_type=None, encoder_hidden_states=None):
+    Conditioning: labels that ``profile`` hands over (``labels=`` or a labelled reader) go to
+    ``encoder_hidden_states`` when they are float (rows, tokens, width) text embeddings, else to
+    ``class_labels``. A fixed ``encoder_hidden_states`` and SDXL's ``added_cond_kwargs`` (its
+    ``text_embeds`` and ``time_ids``) may have batch 1 (broadcast to every row) or the batch's size."""
+
+    def __init__(self, model, scheduler, prediction_type=None, encoder_hidden_states=None, added_cond_kwargs=None):
         super().__init__()
+        self.added_cond_kwargs = dict(added_cond_kwargs or {})
         self.model, self.scheduler = model, scheduler
         self.register_buffer("log_sigmas", _vp_log_sigmas(scheduler), persistent=False)
         self.prediction_type = prediction_type or scheduler.config.get("prediction_type", "epsilon")
@@ -81,9 +87,13 @@ class VPDenoiser(torch.nn.Module):
         t = self.timestep(sigma.reshape(-1)).to(torch.float64 if net_dtype == torch.float64 else torch.float32)
         kwargs = {}
         if self.encoder_hidden_states is not None:
-            kwargs["encoder_hidden_states"] = self.encoder_hidden_states[: x.shape[0]]
+            kwargs["encoder_hidden_states"] = _rows_for(self.encoder_hidden_states, x.shape[0], "encoder_hidden_states")
+        if self.added_cond_kwargs:
+            kwargs["added_cond_kwargs"] = {k: _rows_for(v, x.shape[0], f"added_cond_kwargs[{k!r}]")
+                                           for k, v in self.added_cond_kwargs.items()}
         if labels is not None:
-            kwargs["class_labels"] = labels
+            text = labels.is_floating_point() and labels.ndim == 3
+            kwargs["encoder_hidden_states" if text else "class_labels"] = labels.to(net_dtype) if text else labels
         out = self.model(xin, t, **kwargs)
         out = (out.sample if hasattr(out, "sample") else out).to(torch.float64)
         if self.prediction_type == "epsilon":  # x0 = x - s eps
@@ -95,9 +105,58 @@ class VPDenoiser(torch.nn.Module):
         return x0.to(torch.float64 if x.dtype == torch.float64 else torch.float32)
 
 
-def denoiser(model, scheduler, prediction_type=None, encoder_hidden_states=None):
+def _rows_for(t, rows, name):
+    """A conditioning tensor for a batch of ``rows``: batch 1 broadcast, or already ``rows``."""
+    t = torch.as_tensor(t)
+    if t.shape[0] == rows:
+        return t
+    if t.shape[0] == 1:
+        return t.expand(rows, *t.shape[1:])
+    raise InputError(f"{name} has batch {t.shape[0]}, the model's batch is {rows}: pass one row (broadcast to "
+                     "every sample) or per-sample conditioning as profile(..., labels=...)")
+
+
+def denoiser(model, scheduler, prediction_type=None, encoder_hidden_states=None, added_cond_kwargs=None):
     """The EDM denoiser of a diffusers VP model (see :class:`VPDenoiser`)."""
-    return VPDenoiser(model, scheduler, prediction_type, encoder_hidden_states)
+    return VPDenoiser(model, scheduler, prediction_type, encoder_hidden_states, added_cond_kwargs)
+
+
+def profile_pipeline(pipe, images, prompts, sigmas=None, *, samples=256, seed=0, encode_batch_size=16,
+                     **profile_kwargs):
+    """Profile a diffusers text-to-image pipeline's UNet on its own latents and captions.
+
+    ``images`` (N, 3, H, W) in [-1, 1] are encoded once by ``pipe.vae`` (``data.encode``, scaled by
+    its ``scaling_factor``, one noise draw each, in batches of ``encode_batch_size``); ``prompts``
+    (one string, or one per image) by the pipeline's own text encoder (``pipe.encode_prompt``); the
+    sigma grid spans the scheduler's range (128 points) unless ``sigmas`` is given. Each sample's
+    caption embedding reaches the UNet as ``encoder_hidden_states``. Other arguments go to
+    ``profile``. Returns the Profile; ``pipe(prompt, **to_diffusers(schedule(...), pipe.scheduler))``
+    then samples with the schedule."""
+    from ..data import encode
+    from ..estimate import profile
+    from ..grids import sigma_grid
+
+    images = torch.as_tensor(images)
+    if images.ndim != 4 or not images.is_floating_point():
+        raise InputError(f"images must be a float tensor (N, C, H, W) in [-1, 1], got {images.dtype} "
+                         f"{tuple(images.shape)}")
+    if float(images.min()) < -1.001 or float(images.max()) > 1.001:
+        raise InputError(f"images must lie in [-1, 1] (diffusers' convention), got {float(images.min()):.3g} .. "
+                         f"{float(images.max()):.3g}")
+    n = images.shape[0]
+    prompts = [prompts] * n if isinstance(prompts, str) else list(prompts)
+    if len(prompts) != n:
+        raise InputError(f"prompts must be one string or one per image ({n}), got {len(prompts)}")
+    device = pipe.unet.device
+    gen = torch.Generator().manual_seed(int(seed))
+    scale = float(getattr(pipe.vae.config, "scaling_factor", 1.0))
+    with torch.no_grad():
+        latents = torch.cat([encode(pipe.vae, part, gen, scale) for part in images.split(encode_batch_size)])
+        emb = torch.cat([pipe.encode_prompt(prompts[i:i + encode_batch_size], device, 1, False)[0]
+                         for i in range(0, n, encode_batch_size)])
+    den = VPDenoiser(pipe.unet, pipe.scheduler)
+    grid = sigma_grid(128, den.sigma_min, den.sigma_max) if sigmas is None else sigmas
+    return profile(den, latents, grid, samples=samples, seed=seed, labels=emb, **profile_kwargs)
 
 
 def _flow_kwargs(t, scheduler, shift_key="shift"):
