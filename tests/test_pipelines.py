@@ -79,3 +79,27 @@ def test_profile_pipeline_end_to_end(pipe):
         dfa.profile_pipeline(pipe, images, ["a cat"] * 5, grid, samples=4, progress=False)
     with pytest.raises(InputError, match=r"images must lie in \[-1, 1\]"):
         dfa.profile_pipeline(pipe, images * 255, "a cat", grid, samples=4, progress=False)
+
+
+def test_sdxl_added_conditioning_broadcasts():
+    """An SDXL-style UNet (text_time embedding): batch-1 text_embeds / time_ids reach every row."""
+    torch.manual_seed(0)
+    unet = diffusers.UNet2DConditionModel(
+        sample_size=8, in_channels=4, out_channels=4, layers_per_block=1, block_out_channels=(16, 32),
+        norm_num_groups=8, cross_attention_dim=32, attention_head_dim=4, addition_embed_type="text_time",
+        addition_time_embed_dim=8, projection_class_embeddings_input_dim=32 + 6 * 8,
+        down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"), up_block_types=("UpBlock2D", "CrossAttnUpBlock2D")).eval()
+    sched = diffusers.EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    cond = {"text_embeds": torch.randn(1, 32), "time_ids": torch.tensor([[16.0, 16, 0, 0, 16, 16]])}
+    ehs = torch.randn(1, 5, 32)
+    den = dfa.denoiser(unet, sched, encoder_hidden_states=ehs, added_cond_kwargs=cond)
+    x, s = torch.randn(3, 4, 8, 8), torch.tensor([0.3, 1.0, 9.0])
+    with torch.no_grad():
+        got = den(x, s)
+        t = den.timestep(s).float()
+        eps = unet(x / (1 + s.view(-1, 1, 1, 1) ** 2).sqrt(), t, encoder_hidden_states=ehs.expand(3, -1, -1),
+                   added_cond_kwargs={k: v.expand(3, -1) for k, v in cond.items()}).sample
+    torch.testing.assert_close(got, x - s.view(-1, 1, 1, 1) * eps, rtol=1e-4, atol=1e-4)
+    prof = ef.profile(den, torch.randn(16, 4, 8, 8), ef.sigma_grid(4, den.sigma_min, den.sigma_max), samples=8,
+                      progress=False)
+    assert np.all(np.isfinite(prof.mse))
