@@ -15,7 +15,7 @@ STAMP := $(ENV_DIR)/.entropic_fast-installed
 $(PY):
 	$(PYTHON) -m venv $(ENV_DIR)
 
-$(STAMP): $(PY) setup.py pyproject.toml csrc/curves.cpp csrc/noise.cpp
+$(STAMP): $(PY) setup.py pyproject.toml $(wildcard csrc/*.cpp)
 	$(if $(TORCH),$(PY) -m pip install "$(TORCH)")
 	$(PY) -m pip install -e ".[test,demo,plots]"
 	touch $@
