@@ -354,3 +354,38 @@ def test_cli_formats_round_trip(tmp_path, capsys):
     capsys.readouterr()
     assert main(["schedule", far_path, "--steps", "8", "--format", "timesteps"]) == 2
     assert "Stable Diffusion's schedule" in capsys.readouterr().err
+
+
+def test_every_adapter_is_a_module_that_carries_dtype_device_and_settings(tmp_path):
+    """EDM, guided and flow adapters: profile sees the net's dtype; settings enter the fingerprint, so a
+    checkpoint of one guidance weight does not resume under another."""
+    net = ToyEDM().to(torch.bfloat16)
+    den = edm.denoiser(net)
+    assert isinstance(den, torch.nn.Module) and den.dtype == torch.bfloat16 and den.device.type == "cpu"
+    data, labels = torch.randn(40, 3), torch.arange(40) % 4
+    prof = ef.profile(den, data, ef.sigma_grid(3), samples=8, labels=labels, progress=False)
+    assert prof.meta["dtype"] == "bfloat16" and {c[0] for c in net.calls} == {torch.bfloat16}
+    a, b = edm.guided(ToyEDM(), ToyEDM(), 2.0), edm.guided(ToyEDM(), ToyEDM(), 3.0)
+    assert a.fingerprint() != b.fingerprint() and a.fingerprint() == edm.guided(ToyEDM(), ToyEDM(), 2.0).fingerprint()
+    assert edm.denoiser(ToyEDM(), torch.bfloat16).fingerprint() != edm.denoiser(ToyEDM()).fingerprint()
+    ck = tmp_path / "g.ckpt"
+    ef.profile(a, data, ef.sigma_grid(3), samples=64, labels=labels, progress=False, checkpoint=ck, checkpoint_every=1)
+    with pytest.raises(InputError, match="fingerprints"):
+        ef.profile(b, data, ef.sigma_grid(3), samples=64, labels=labels, progress=False, checkpoint=ck)
+
+    class Velocity(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.lin = torch.nn.Linear(3, 3).to(torch.bfloat16)
+            self.times = []
+
+        def forward(self, x, t):
+            self.times.append((x.dtype, t.dtype, t.clone()))
+            return self.lin(x)
+
+    vel = Velocity()
+    fden = flow.denoiser(vel, time_scale=1000.0)
+    assert fden.dtype == torch.bfloat16
+    out = fden(torch.randn(2, 3), torch.tensor([1.0, 3.0]))
+    assert out.dtype == torch.float32 and vel.times[-1][:2] == (torch.bfloat16, torch.float32)
+    torch.testing.assert_close(vel.times[-1][2], torch.tensor([500.0, 750.0]))

@@ -15,44 +15,60 @@ import torch
 
 from .. import checks
 from ..errors import InputError
+from .base import Adapter
 from ..profile import Profile
 
 EDM2_TRAINED_RANGE = (float(np.exp(-0.4 - 3 * 1.0)), float(np.exp(-0.4 + 3 * 1.0)))  # ln sigma ~ N(-0.4, 1)
 
 
+class EDMAdapter(Adapter):
+    """An EDM/EDM2 ``net(x, sigma, class_labels)`` as ``denoiser(x, sigma, labels=None)`` (see :func:`denoiser`)."""
+
+    def __init__(self, net, dtype=None, force_fp32=None):
+        super().__init__(net)
+        if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
+            raise InputError(f"dtype must be None, float32, bfloat16 or float16, got {dtype}")
+        self.label_dim = int(getattr(net, "label_dim", 0) or 0)
+        self.autocast, self.force_fp32 = dtype, force_fp32
+        self.description = f"EDM adapter({getattr(net, 'description', type(net).__name__)})"
+
+    def settings(self):
+        return {"autocast": str(self.autocast), "force_fp32": self.force_fp32}
+
+    def onehot(self, labels, x):
+        """Validated one-hot rows of ``labels`` for a batch ``x`` (None for an unconditional net)."""
+        if not self.label_dim:
+            return None
+        if labels is None:
+            raise InputError(f"this EDM network is class-conditional (label_dim={self.label_dim}): pass labels= "
+                             "to profile (one integer class per data row)")
+        labels = torch.as_tensor(labels, device=x.device)
+        if labels.ndim == 1 and labels.is_floating_point() and not bool((labels == labels.round()).all()):
+            bad = labels[labels != labels.round()][:3].tolist()
+            raise InputError(f"integer class labels expected (one class per row), got fractional values {bad}; "
+                             "pass one-hot rows (B, label_dim) for soft labels")
+        if labels.ndim == 1 and not bool(((labels >= 0) & (labels < self.label_dim)).all()):
+            bad = labels[(labels < 0) | (labels >= self.label_dim)][:3].tolist()
+            raise InputError(f"class labels must be in [0, {self.label_dim}), got {bad}")
+        onehot = labels.to(x.dtype) if labels.ndim == 2 else \
+            torch.nn.functional.one_hot(labels.long(), self.label_dim).to(torch.float32)
+        if onehot.shape != (x.shape[0], self.label_dim):
+            raise InputError(f"labels give shape {tuple(onehot.shape)}, expected ({x.shape[0]}, {self.label_dim})")
+        return onehot
+
+    def forward(self, x, sigma, labels=None):
+        return _run(self.net, x, sigma, self.onehot(labels, x), self.autocast, self.force_fp32)
+
+
 def denoiser(net, dtype=None, force_fp32=None):
-    """Wrap an EDM/EDM2 ``net`` as ``denoiser(x, sigma, labels=None)``.
+    """Wrap an EDM/EDM2 ``net`` as ``denoiser(x, sigma, labels=None)``, an :class:`EDMAdapter` module that
+    carries the net's dtype and device.
 
     Integer class labels become one-hot rows of width ``net.label_dim``; a conditional net called
     without labels is an error, never a silent all-zero label. ``dtype`` (bf16 / fp16) runs the
     net under autocast; the output comes back as float32 so errors accumulate in float64 unclipped.
     """
-    label_dim = int(getattr(net, "label_dim", 0) or 0)
-    if dtype not in (None, torch.float32, torch.bfloat16, torch.float16):
-        raise InputError(f"dtype must be None, float32, bfloat16 or float16, got {dtype}")
-
-    def call(x, sigma, labels=None):
-        onehot = None
-        if label_dim:
-            if labels is None:
-                raise InputError(f"this EDM network is class-conditional (label_dim={label_dim}): pass labels= "
-                                 "to profile (one integer class per data row)")
-            labels = torch.as_tensor(labels, device=x.device)
-            if labels.ndim == 1 and labels.is_floating_point() and not bool((labels == labels.round()).all()):
-                bad = labels[labels != labels.round()][:3].tolist()
-                raise InputError(f"integer class labels expected (one class per row), got fractional values {bad}; "
-                                 "pass one-hot rows (B, label_dim) for soft labels")
-            if labels.ndim == 1 and not bool(((labels >= 0) & (labels < label_dim)).all()):
-                bad = labels[(labels < 0) | (labels >= label_dim)][:3].tolist()
-                raise InputError(f"class labels must be in [0, {label_dim}), got {bad}")
-            onehot = labels.to(x.dtype) if labels.ndim == 2 else \
-                torch.nn.functional.one_hot(labels.long(), label_dim).to(torch.float32)
-            if onehot.shape != (x.shape[0], label_dim):
-                raise InputError(f"labels give shape {tuple(onehot.shape)}, expected ({x.shape[0]}, {label_dim})")
-        return _run(net, x, sigma, onehot, dtype, force_fp32)
-
-    call.description = f"EDM adapter({getattr(net, 'description', type(net).__name__)})"
-    return call
+    return EDMAdapter(net, dtype, force_fp32)
 
 
 def _run(net, x, sigma, onehot, dtype, force_fp32):
@@ -64,6 +80,30 @@ def _run(net, x, sigma, onehot, dtype, force_fp32):
     return out.float()
 
 
+class GuidedAdapter(Adapter):
+    """``D_g + w (D - D_g)`` of an EDM net and its guide (see :func:`guided`)."""
+
+    def __init__(self, net, guide, weight, dtype=None, force_fp32=None):
+        super().__init__(EDMAdapter(net, dtype, force_fp32))
+        self.guide = None if guide is None else EDMAdapter(guide, dtype, force_fp32)
+        self.weight = weight
+        by = "unconditional self" if guide is None else getattr(guide, "description", type(guide).__name__)
+        self.description = f"guided EDM adapter({getattr(net, 'description', type(net).__name__)}, by {by}, " \
+                           f"w={weight:g})"
+
+    def settings(self):
+        return {"guide": self.guide, "weight": self.weight}
+
+    def forward(self, x, sigma, labels=None):
+        d = self.net(x, sigma, labels)
+        if self.weight == 1.0:
+            return d
+        main = self.net
+        dg = _run(main.net, x, sigma, None, main.autocast, main.force_fp32) if self.guide is None \
+            else self.guide(x, sigma, labels)
+        return dg + self.weight * (d - dg)
+
+
 def guided(net, guide=None, weight=1.0, dtype=None, force_fp32=None):
     """Guided denoiser ``D_g + w (D - D_g)``, as EDM2 samples (Karras et al. 2024, "Guiding a diffusion
     model with a bad version of itself", eq. 1).
@@ -72,24 +112,12 @@ def guided(net, guide=None, weight=1.0, dtype=None, force_fp32=None):
     same labels; an unconditional one ignores them); ``None`` guides by ``net`` itself without labels
     (classifier-free guidance: meaningful for a net trained with label dropout, as EDM2's
     ``Precond`` reads no labels as the unconditional branch). ``weight=1`` is the plain ``net`` (the
-    guide is not run)."""
+    guide is not run). A :class:`GuidedAdapter` module."""
     w = checks.real(weight, "weight")
     if guide is None and not int(getattr(net, "label_dim", 0) or 0):
         raise InputError("guide=None guides by the same net without labels, but this net is unconditional "
                          "(label_dim=0): pass a guiding network")
-    main = denoiser(net, dtype, force_fp32)
-    by = None if guide is None else denoiser(guide, dtype, force_fp32)
-
-    def call(x, sigma, labels=None):
-        d = main(x, sigma, labels)
-        if w == 1.0:
-            return d
-        dg = _run(net, x, sigma, None, dtype, force_fp32) if by is None else by(x, sigma, labels)
-        return dg + w * (d - dg)
-
-    name = "unconditional self" if guide is None else getattr(guide, "description", type(guide).__name__)
-    call.description = f"guided EDM adapter({getattr(net, 'description', type(net).__name__)}, by {name}, w={w:g})"
-    return call
+    return GuidedAdapter(net, guide, w, dtype, force_fp32)
 
 
 def load(path, code_root=None, device="cpu", key="ema"):

@@ -3,6 +3,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .base import Adapter
 
 
 def sigma_to_t(sigma):
@@ -15,23 +16,36 @@ def t_to_sigma(t):
     return t / (1 - t)
 
 
-def denoiser(model, time_scale=1.0):
-    """Wrap ``model(x_t, t * time_scale) -> v`` (``v = n - x0``) as ``denoiser(x, sigma)``:
-    ``x_t = x / (1 + s)``, ``x0 = x_t - t v``."""
-    def call(x, sigma, labels=None):
+class FlowAdapter(Adapter):
+    """A velocity model ``model(x_t, t * time_scale) -> v`` (``v = n - x0``) as ``denoiser(x, sigma)``:
+    ``x_t = x / (1 + s)``, ``x0 = x_t - t v``. The model gets its own dtype, the time in float32
+    (float64 for a float64 model), and the result comes back in float32 (float64 for float64 input)."""
+
+    def __init__(self, model, time_scale=1.0):
+        super().__init__(model)
+        self.time_scale = float(time_scale)
+        self.description = f"flow adapter({type(model).__name__})"
+
+    def settings(self):
+        return {"time_scale": self.time_scale}
+
+    def forward(self, x, sigma, labels=None):
+        net_dtype = self.dtype or x.dtype
         s = sigma.to(torch.float64).reshape(-1, *([1] * (x.ndim - 1)))
         t = sigma_to_t(s)
-        xt = (x.to(torch.float64) / (1 + s)).to(x.dtype)
-        tt = (t.reshape(-1) * time_scale).to(x.dtype)
-        v = model(xt, tt) if labels is None else model(xt, tt, labels)
+        xt = x.to(torch.float64) / (1 + s)
+        tt = (t.reshape(-1) * self.time_scale).to(torch.float64 if net_dtype == torch.float64 else torch.float32)
+        v = self.net(xt.to(net_dtype), tt) if labels is None else self.net(xt.to(net_dtype), tt, labels)
         v = getattr(v, "sample", v)
         if not torch.is_tensor(v) or v.shape != x.shape:
             raise InputError(f"velocity model output has shape {tuple(getattr(v, 'shape', ()))}, expected the "
                              f"input's {tuple(x.shape)}")
-        return (xt.to(torch.float64) - t * v.to(torch.float64)).to(x.dtype)
+        return (xt - t * v.to(torch.float64)).to(torch.float64 if x.dtype == torch.float64 else torch.float32)
 
-    call.description = f"flow adapter({type(model).__name__})"
-    return call
+
+def denoiser(model, time_scale=1.0):
+    """Wrap ``model(x_t, t * time_scale) -> v`` (``v = n - x0``) as ``denoiser(x, sigma)``: a :class:`FlowAdapter`."""
+    return FlowAdapter(model, time_scale)
 
 
 def flow_times(sigmas):
