@@ -3,7 +3,8 @@
 // For row r of length dim and element j the counters are (j, r & 0xffffffff, r >> 32, 0) and the key
 // the profile's 64-bit noise key; the first two output words become the two uniforms of Triton's
 // Box-Muller (uint_to_uniform_float: the word as int32, x < 0 -> -x - 1, times 4.6566127342e-10 in
-// float32). This file computes those words and uniforms exactly (integer and single float ops only);
+// float32). This file computes those words and uniforms exactly (integer and single float ops only; AVX-512,
+// AVX2 or scalar loops, the same bits);
 // the transcendental part, sqrt(-2 log u1) cos(2 pi u2), is left to torch so that the result is bit for
 // bit the torch twin's (entropic_fast.kernels.reference.noise). Threaded over elements, GIL released.
 
@@ -12,6 +13,8 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstdlib>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -111,13 +114,77 @@ __attribute__((target("avx2"))) void fill_avx2(uint32_t k0, uint32_t k1, uint32_
     else
         fill_scalar(k0, k1, c1, c2, j, j1, a, b);
 }
+// The same with AVX-512: sixteen lanes, two vectors in flight.
+__attribute__((target("avx512f"))) inline void mul_hi_lo16(__m512i m, __m512i c, __m512i* hi, __m512i* lo) {
+    const __m512i even = _mm512_mul_epu32(m, c);
+    const __m512i odd = _mm512_mul_epu32(m, _mm512_srli_epi64(c, 32));
+    *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
+    *lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+}
+
+__attribute__((target("avx512f"))) inline __m512 to_uniform16(__m512i w) {
+    const __m512i neg = _mm512_srai_epi32(w, 31);
+    return _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_xor_si512(w, neg)), _mm512_set1_ps(4.6566127342e-10f));
+}
+
+template <int U>
+__attribute__((target("avx512f"))) void fill_avx512(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t j0,
+                                                    int64_t j1, float* a, float* b) {
+    const __m512i A = _mm512_set1_epi32(int(PHILOX_A)), B = _mm512_set1_epi32(int(PHILOX_B));
+    const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    const __m512 floor = _mm512_set1_ps(1.0e-7f), two_pi = _mm512_set1_ps(6.283185307179586f);
+    int64_t j = j0;
+    for (; j + 16 * U <= j1; j += 16 * U) {
+        __m512i x0[U], x1[U], x2[U], x3[U];
+        for (int u = 0; u < U; ++u) {
+            x0[u] = _mm512_add_epi32(_mm512_set1_epi32(int(uint32_t(j + 16 * u))), lane);
+            x1[u] = _mm512_set1_epi32(int(c1));
+            x2[u] = _mm512_set1_epi32(int(c2));
+            x3[u] = _mm512_setzero_si512();
+        }
+        uint32_t ka = k0, kb = k1;
+        for (int round = 0; round < 10; ++round) {
+            const __m512i va = _mm512_set1_epi32(int(ka)), vb = _mm512_set1_epi32(int(kb));
+            for (int u = 0; u < U; ++u) {
+                __m512i hb, lb, ha, la;
+                mul_hi_lo16(B, x2[u], &hb, &lb);
+                mul_hi_lo16(A, x0[u], &ha, &la);
+                x0[u] = _mm512_xor_si512(_mm512_xor_si512(hb, x1[u]), va);
+                x1[u] = lb;
+                x2[u] = _mm512_xor_si512(_mm512_xor_si512(ha, x3[u]), vb);
+                x3[u] = la;
+            }
+            ka += KEY_A;
+            kb += KEY_B;
+        }
+        for (int u = 0; u < U; ++u) {
+            _mm512_storeu_ps(a + j + 16 * u, _mm512_max_ps(to_uniform16(x0[u]), floor));
+            _mm512_storeu_ps(b + j + 16 * u, _mm512_mul_ps(two_pi, to_uniform16(x1[u])));
+        }
+    }
+    fill_avx2<1>(k0, k1, c1, c2, j, j1, a, b);  // the tail (AVX-512F CPUs have AVX2)
+}
 #endif
 
-// One row's elements [j0, j1): eight at a time with AVX2 where the CPU has it, else one at a time.
+// One row's elements [j0, j1): sixteen or eight at a time with AVX-512 or AVX2 where the CPU has them
+// (EF_NOISE_SIMD=avx2 or scalar caps the choice, for tests), else one at a time.
+int simd_level() {
+#ifdef EF_HAVE_AVX2
+    const char* cap = std::getenv("EF_NOISE_SIMD");
+    const std::string want = cap ? cap : "";
+    if (want == "scalar") return 0;
+    if (want != "avx2" && __builtin_cpu_supports("avx512f")) return 2;
+    return __builtin_cpu_supports("avx2") ? 1 : 0;
+#else
+    return 0;
+#endif
+}
+
 void fill_row(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t j0, int64_t j1, float* a, float* b) {
 #ifdef EF_HAVE_AVX2
-    static const bool avx2 = __builtin_cpu_supports("avx2");
-    if (avx2) return fill_avx2<4>(k0, k1, c1, c2, j0, j1, a, b);
+    static const int level = simd_level();
+    if (level == 2) return fill_avx512<2>(k0, k1, c1, c2, j0, j1, a, b);
+    if (level == 1) return fill_avx2<4>(k0, k1, c1, c2, j0, j1, a, b);
 #endif
     fill_scalar(k0, k1, c1, c2, j0, j1, a, b);
 }
@@ -166,6 +233,8 @@ PYBIND11_MODULE(_noise, m) {
     m.doc() = "Philox4x32-10 uniforms keyed like the Triton kernels (see csrc/noise.cpp)";
     m.def("uniforms", &uniforms, py::arg("key"), py::arg("row_ids"), py::arg("dim"), py::arg("threads") = 1,
           "(u1, theta) float32 (rows, dim): the clamped first uniform and 2 pi times the second, per element.");
+    m.def("simd", []() { return std::string(simd_level() == 2 ? "avx512" : simd_level() == 1 ? "avx2" : "scalar"); },
+          "The instruction set the noise loop uses on this CPU (EF_NOISE_SIMD=avx2|scalar caps it).");
     m.def("philox", &words, py::arg("key"), py::arg("c0"), py::arg("c1"), py::arg("c2"), py::arg("c3"),
           "One Philox4x32-10 block: four uint32 words.");
 }

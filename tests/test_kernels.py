@@ -216,3 +216,22 @@ def test_profile_fused_point_set_triton_equals_torch():
     b = ef.profile(ps, ps, GRID, samples=40, backend="torch", progress=False)
     np.testing.assert_allclose(a.sum, b.sum, rtol=1e-4)
     np.testing.assert_array_equal(a.count, b.count)
+
+
+@pytest.mark.parametrize("level", ["", "avx2", "scalar"])
+def test_cpu_noise_is_the_twin_at_every_instruction_set(level):
+    """The AVX-512, AVX2 and scalar Philox loops draw the same bits (each in a process of its own: the
+    level is chosen once per process)."""
+    import os
+    import subprocess
+    import sys
+    code = ("import torch; from entropic_fast import _noise; from entropic_fast.kernels import cpu, reference\n"
+            "for d, r in ((1, 3), (7, 5), (33, 4), (77, 9), (1030, 3), (4099, 2)):\n"
+            "    rid = torch.arange(r) * 1_000_003 + (5 << 32)\n"
+            "    assert torch.equal(cpu.noise(2**63 - 25, rid, d), reference.noise(2**63 - 25, rid, d)), (d, r)\n"
+            "print(_noise.simd())")
+    env = {**os.environ, "EF_NOISE_SIMD": level}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() in ({"avx2": ("avx2", "scalar"), "scalar": ("scalar",)}.get(level, ("avx512", "avx2",
+                                                                                                  "scalar")))
