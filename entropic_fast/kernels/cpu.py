@@ -1,7 +1,7 @@
 """The CPU path: the torch twins, with two steps done by the C++ extensions.
 
 ``entropic_fast._noise`` computes Philox4x32-10 and Triton's word-to-uniform conversion (exact integer
-and float32 operations, AVX2 where the CPU has it, GIL released); the Box-Muller transform is the
+and float32 operations, AVX-512 or AVX2 where the CPU has them, GIL released); the Box-Muller transform is the
 twin's own torch code. So the noise is bit for bit ``reference.noise`` (the oracle of the tests),
 about 15x faster than its int64 tensor arithmetic. ``entropic_fast._stats`` accumulates the rows'
 squared errors in one pass (float32 or float64 inputs without a spectrum; the twin otherwise): the
