@@ -102,7 +102,6 @@ class _Archive:
 
 class _Reader:
     """Shared by the readers: drawing rows with a generator, labels, fingerprint."""
-    kind = ""
 
     def __init__(self, path, extensions, labels):
         self.archive = _Archive(path, extensions)
@@ -134,6 +133,8 @@ class _Reader:
                 raise InputError(f"{self.archive.path}: {name} has shape {tuple(a.shape)}, the dataset's first file "
                                  f"{self.stored_shape}")
             out.append(a)
+        if not out:
+            return torch.zeros(0, *self.stored_shape)
         return torch.from_numpy(np.stack(out).astype(np.float32, copy=False))
 
     def _finish(self, raw, generator):

@@ -360,7 +360,7 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
         if dist is not None:
             checkpoint = f"{os.fspath(checkpoint)}.rank{shard[0]}-of-{shard[1]}"
         files.check_writable(checkpoint, "checkpoint")
-    mixture = getattr(denoiser, "mixture", None) if labels is None and not spectral else None
+    mixture = getattr(denoiser, "mixture", None) if not labelled and not spectral else None
     network = _network(denoiser, compile, channels_last and example.dim() == 4, labels_kwarg)
     if mixture is not None:
         mixture = tuple(t.to(device) for t in mixture)
