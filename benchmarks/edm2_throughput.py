@@ -85,7 +85,7 @@ def main():
             over = (n, float(np.median(t_run)), float(np.median(t_bare)))
         rows.append((name, PRESETS[name], params, flops, fwd, over))
         print(rows[-1], flush=True)
-        del net
+        net = None  # free it before the next preset
         torch.cuda.empty_cache()
     dev_name = torch.cuda.get_device_name()
     lines = [f"# EDM2 forward cost on {dev_name}", "",

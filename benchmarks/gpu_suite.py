@@ -181,14 +181,16 @@ def ideal_speed(device, smoke, peak_flops):
     var, logw = torch.full((k,), 0.05, dtype=torch.float64, device=device), torch.zeros(k, dtype=torch.float64,
                                                                                           device=device)
     x0 = means[torch.randint(k, (n,), generator=g).to(device)].float()
-    s, rid, idx = torch.rand(n, device=device) * 3 + 0.01, torch.arange(n, device=device), torch.arange(n, device=device) % 128
+    s, rid = torch.rand(n, device=device) * 3 + 0.01, torch.arange(n, device=device)
+    idx = rid % 128
     acc = torch.zeros(4, 128, dtype=torch.float64, device=device)
     flops = 4.0 * n * k * dim
     rows = []
     for name, fn in (("Triton", lambda: ideal.ideal_error(means, var, logw, x0, s, 3, rid, idx, acc)),
                      ("torch twin", lambda: reference.ideal_error(means, var, logw, x0, s, 3, rid, idx, acc))):
         t = device_timed(fn, device, 1 if smoke else 20)
-        rows.append(("ideal_error", f"{n} rows, K={k}, dim={dim}", name, t, flops / t / peak_flops if peak_flops else None))
+        frac = flops / t / peak_flops if peak_flops else None
+        rows.append(("ideal_error", f"{n} rows, K={k}, dim={dim}", name, t, frac))
     return rows
 
 
@@ -206,7 +208,8 @@ def spectral_crossover(device, smoke):
         for name, limit in (("DFT kernel", stats.MAX_DFT_SIDE), ("torch.fft + bin", 0)):
             old, stats.MAX_DFT_SIDE = stats.MAX_DFT_SIDE, limit
             try:
-                times[name] = device_timed(lambda: stats.accumulate_error(d, x0, idx, acc, spec), device, 1 if smoke else 30)
+                times[name] = device_timed(lambda: stats.accumulate_error(d, x0, idx, acc, spec), device,
+                                           1 if smoke else 30)
             finally:
                 stats.MAX_DFT_SIDE = old
         rows.append((f"{n}x{c}x{side}x{side}", times["DFT kernel"], times["torch.fft + bin"]))
@@ -322,7 +325,8 @@ def main():
         correct = section(lines, "Kernels against their torch twins", lambda: correctness(device, args.smoke),
                           lambda rows: ["| launcher | shape | max relative error | tolerance | ok |",
                                         "| --- | --- | --- | --- | --- |"] + [
-                              f"| {k} | {s} | {e:.2e} | {tol:g} | {'yes' if e <= tol else 'NO'} |" for k, s, e, tol in rows])
+                              f"| {k} | {s} | {e:.2e} | {tol:g} | {'yes' if e <= tol else 'NO'} |"
+                              for k, s, e, tol in rows])
         write()
     if "resources" in wanted and not args.smoke:
         section(lines, "Registers and spills of the kernels compiled above (Triton JIT)", jit_resources, lambda rows: [
@@ -330,8 +334,10 @@ def main():
             f"| {k} | {c[:80]} | {r} | {sp} | {sh} |" for k, c, r, sp, sh in rows])
     if "speed" in wanted:
         bw = copy_bandwidth(device, args.smoke)
-        note = f"measured copy bandwidth {bw / 1e9:.0f} GB/s" + (f"; datasheet {sheet[0] / 1e9:.0f} GB/s" if sheet else "")
-        head = ["| launcher | input | implementation | device ms per call (CUDA graph) | fraction of copy bandwidth (FP32 peak for ideal_error) |",
+        note = f"measured copy bandwidth {bw / 1e9:.0f} GB/s"
+        note += f"; datasheet {sheet[0] / 1e9:.0f} GB/s" if sheet else ""
+        head = ["| launcher | input | implementation | device ms per call (CUDA graph) "
+                "| fraction of copy bandwidth (FP32 peak for ideal_error) |",
                 "| --- | --- | --- | --- | --- |"]
         section(lines, f"Kernel speed ({note})", lambda: kernel_speed(device, args.smoke, bw)
                 + ideal_speed(device, args.smoke, sheet[1] if sheet else None), lambda rows: head + [
@@ -367,7 +373,9 @@ def main():
     write()
     print("\n".join(lines))
     print(f"wrote {out}")
-    return 0 if correct is None and "correctness" not in wanted or correct is not None and all(e <= tol for *_, e, tol in correct) else 1
+    if correct is None:
+        return 1 if "correctness" in wanted else 0
+    return 0 if all(e <= tol for *_, e, tol in correct) else 1
 
 
 if __name__ == "__main__":
