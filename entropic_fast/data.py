@@ -67,11 +67,14 @@ class _Archive:
             raise InputError(f"dataset {self.path!r} holds no {'/'.join(extensions)} files")
 
     def read(self, name):
-        with self.lock:
-            if self.zip is not None:
-                return self.zip.read(name)
-            with open(os.path.join(self.path, name), "rb") as f:
-                return f.read()
+        try:
+            with self.lock:
+                if self.zip is not None:
+                    return self.zip.read(name)
+                with open(os.path.join(self.path, name), "rb") as f:
+                    return f.read()
+        except (zipfile.BadZipFile, OSError, EOFError) as e:  # a corrupt member, a file gone since listing
+            raise InputError(f"{self.path}: cannot read {name} ({type(e).__name__}: {e})") from None
 
     def labels(self):
         """Labels per file from ``dataset.json`` (int64 (N,) or float32 (N, k)), or None."""

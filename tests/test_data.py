@@ -300,3 +300,22 @@ def test_cli_dataset_usage_errors(tmp_path, capsys):
     assert main(["profile", "--model", "tests_factory:zero", "--data", str(ds), "--no-labels", "--samples", "4",
                  "--grid", "0.1", "1", "3", "--out", out, "--quiet"]) == 0
     assert os.path.exists(out)
+
+
+def test_a_corrupt_zip_member_or_a_vanished_file_is_a_clear_error(tmp_path):
+    files, _, names = image_set()
+    path = write(files, tmp_path, True)
+    raw = bytearray(path.read_bytes())
+    at = raw.find(files[names[2]][40:60])  # flip bytes inside the third image's data: its CRC no longer matches
+    raw[at:at + 8] = bytes(8)
+    path.write_bytes(bytes(raw))
+    ds = data.Images(path)
+    with pytest.raises(InputError, match=r"cannot read 00000/img00000002.png \(BadZipFile"):
+        ds.rows([2])
+    (tmp_path / "f").mkdir()
+    folder = data.Images(write(files, tmp_path / "f", False))
+    (tmp_path / "f" / names[1]).unlink()
+    with pytest.raises(InputError, match="cannot read 00000/img00000001.png"):
+        folder.rows([1])
+    assert main(["profile", "--model", "tests_factory:zero", "--data", str(path), "--no-labels", "--samples", "64",
+                 "--grid", "0.1", "1", "3", "--out", str(tmp_path / "o.npz"), "--quiet"]) == 2
