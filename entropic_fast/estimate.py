@@ -327,7 +327,8 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
 
     Labels (a ``labels`` tensor, or what a dataset reader's ``sample`` returns) reach the denoiser as
     its third positional argument, or, with ``labels_kwarg="cond"``, by that keyword (k-diffusion and
-    ComfyUI-style wrappers take conditioning so).
+    ComfyUI-style wrappers take conditioning so). A denoiser with a ``check_labels(labels)`` method
+    (the EDM adapters) has all the labels checked once, before the loop.
 
     Throughput: on CUDA the next batch's rows are gathered, copied and perturbed in a worker thread
     while the device runs the network; the progress bar counts samples per second.
@@ -351,6 +352,9 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
         raise InputError(f"labels_kwarg must be a keyword name such as 'cond', got {labels_kwarg!r}")
     if labelled:
         _check_takes_labels(denoiser, labels_kwarg)
+        every = labels if labels is not None else getattr(data, "labels", None)
+        if every is not None and callable(getattr(denoiser, "check_labels", None)):
+            denoiser.check_labels(every)  # once, here: the loop never syncs with the device to check them
     device = _pick_device(denoiser, data, device)
     kern = launchers(backend, device)
     dtype = torch.float64 if example.dtype == torch.float64 else torch.float32

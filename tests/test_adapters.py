@@ -389,3 +389,15 @@ def test_every_adapter_is_a_module_that_carries_dtype_device_and_settings(tmp_pa
     out = fden(torch.randn(2, 3), torch.tensor([1.0, 3.0]))
     assert out.dtype == torch.float32 and vel.times[-1][:2] == (torch.bfloat16, torch.float32)
     torch.testing.assert_close(vel.times[-1][2], torch.tensor([500.0, 750.0]))
+
+
+def test_labels_are_checked_once_before_the_loop():
+    """Out-of-range classes are refused before any network call (the loop itself never checks them on the device)."""
+    net = ToyEDM()
+    with pytest.raises(InputError, match=r"class labels must be in \[0, 4\), got \[7\]"):
+        ef.profile(edm.denoiser(net), torch.randn(20, 3), ef.sigma_grid(3), samples=4,
+                   labels=torch.tensor([7] + [0] * 19), progress=False)
+    assert net.calls == []
+    with pytest.raises(InputError, match="fractional values"):
+        ef.profile(edm.guided(ToyEDM(), ToyEDM(), 2.0), torch.randn(20, 3), ef.sigma_grid(3), samples=4,
+                   labels=torch.full((20,), 1.5), progress=False)

@@ -6,6 +6,7 @@ import numpy as np
 import torch
 
 from ..errors import InputError
+from .base import Adapter
 
 
 def _vp_log_sigmas(scheduler):
@@ -22,7 +23,7 @@ def _vp_log_sigmas(scheduler):
     return torch.log(((1 - a) / a).sqrt())
 
 
-class VPDenoiser(torch.nn.Module):
+class VPDenoiser(Adapter):
     """A diffusers ``UNet2DModel`` / ``UNet2DConditionModel`` with a VP ``alphas_cumprod`` as an EDM denoiser:
     ``s = sqrt((1 - a) / a)``, input ``x / sqrt(1 + s^2)``, timestep by log-sigma interpolation.
 
@@ -36,9 +37,9 @@ class VPDenoiser(torch.nn.Module):
     ``text_embeds`` and ``time_ids``) may have batch 1 (broadcast to every row) or the batch's size."""
 
     def __init__(self, model, scheduler, prediction_type=None, encoder_hidden_states=None, added_cond_kwargs=None):
-        super().__init__()
+        super().__init__(model)
         self.added_cond_kwargs = dict(added_cond_kwargs or {})
-        self.model, self.scheduler = model, scheduler
+        self.scheduler = scheduler
         self.register_buffer("log_sigmas", _vp_log_sigmas(scheduler), persistent=False)
         self.prediction_type = prediction_type or scheduler.config.get("prediction_type", "epsilon")
         if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
@@ -50,25 +51,15 @@ class VPDenoiser(torch.nn.Module):
         self.sigma_min, self.sigma_max = float(self.log_sigmas[0].exp()), float(self.log_sigmas[-1].exp())
         self.description = f"diffusers VP adapter({type(model).__name__}, {self.prediction_type})"
 
-    def _first_parameter(self):
-        params = self.model.parameters() if isinstance(self.model, torch.nn.Module) else ()
-        return next((p for p in params if p.is_floating_point()), None)
-
     @property
-    def dtype(self):
-        """The network's floating dtype (None for a network without parameters)."""
-        p = self._first_parameter()
-        return None if p is None else p.dtype
+    def model(self):
+        """The wrapped diffusers network."""
+        return self.net
 
-    @property
-    def device(self):
-        p = self._first_parameter()
-        return self.log_sigmas.device if p is None else p.device
-
-    def fingerprint(self):
-        """What determines this denoiser's output (see entropic_fast.fingerprint): not the scheduler's state."""
-        from ..fingerprint import fingerprint
-        return fingerprint((self.model, self.log_sigmas, self.prediction_type, self.encoder_hidden_states))[0]
+    def settings(self):
+        """What determines this denoiser's output besides the network: not the scheduler's state."""
+        return {"log_sigmas": self.log_sigmas, "prediction_type": self.prediction_type,
+                "encoder_hidden_states": self.encoder_hidden_states, "added_cond_kwargs": self.added_cond_kwargs}
 
     def timestep(self, sigma):
         """Continuous timestep of each sigma: linear interpolation of the index in log sigma (clamped)."""
@@ -94,7 +85,7 @@ class VPDenoiser(torch.nn.Module):
         if labels is not None:
             text = labels.is_floating_point() and labels.ndim == 3
             kwargs["encoder_hidden_states" if text else "class_labels"] = labels.to(net_dtype) if text else labels
-        out = self.model(xin, t, **kwargs)
+        out = self.net(xin, t, **kwargs)
         out = (out.sample if hasattr(out, "sample") else out).to(torch.float64)
         if self.prediction_type == "epsilon":  # x0 = x - s eps
             x0 = x.to(torch.float64) - s * out

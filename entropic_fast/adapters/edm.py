@@ -35,21 +35,32 @@ class EDMAdapter(Adapter):
     def settings(self):
         return {"autocast": str(self.autocast), "force_fp32": self.force_fp32}
 
+    def check_labels(self, labels):
+        """Refuse fractional or out-of-range integer class labels (any number of rows; reads them on the host).
+        ``profile`` calls it once on all the labels, so the loop never waits for the device on their account."""
+        labels = torch.as_tensor(labels)
+        if labels.ndim != 1 or not self.label_dim:
+            return
+        if labels.is_floating_point() and not bool((labels == labels.round()).all()):
+            bad = labels[labels != labels.round()][:3].tolist()
+            raise InputError(f"integer class labels expected (one class per row), got fractional values {bad}; "
+                             "pass one-hot rows (B, label_dim) for soft labels")
+        if not bool(((labels >= 0) & (labels < self.label_dim)).all()):
+            bad = labels[(labels < 0) | (labels >= self.label_dim)][:3].tolist()
+            raise InputError(f"class labels must be in [0, {self.label_dim}), got {bad}")
+
     def onehot(self, labels, x):
-        """Validated one-hot rows of ``labels`` for a batch ``x`` (None for an unconditional net)."""
+        """One-hot rows of ``labels`` for a batch ``x`` (None for an unconditional net); labels on the host are
+        checked here, device labels once by ``profile`` (:meth:`check_labels`)."""
         if not self.label_dim:
             return None
         if labels is None:
             raise InputError(f"this EDM network is class-conditional (label_dim={self.label_dim}): pass labels= "
                              "to profile (one integer class per data row)")
-        labels = torch.as_tensor(labels, device=x.device)
-        if labels.ndim == 1 and labels.is_floating_point() and not bool((labels == labels.round()).all()):
-            bad = labels[labels != labels.round()][:3].tolist()
-            raise InputError(f"integer class labels expected (one class per row), got fractional values {bad}; "
-                             "pass one-hot rows (B, label_dim) for soft labels")
-        if labels.ndim == 1 and not bool(((labels >= 0) & (labels < self.label_dim)).all()):
-            bad = labels[(labels < 0) | (labels >= self.label_dim)][:3].tolist()
-            raise InputError(f"class labels must be in [0, {self.label_dim}), got {bad}")
+        labels = torch.as_tensor(labels)
+        if labels.device.type == "cpu":
+            self.check_labels(labels)
+        labels = labels.to(x.device)
         onehot = labels.to(x.dtype) if labels.ndim == 2 else \
             torch.nn.functional.one_hot(labels.long(), self.label_dim).to(torch.float32)
         if onehot.shape != (x.shape[0], self.label_dim):
@@ -93,6 +104,9 @@ class GuidedAdapter(Adapter):
 
     def settings(self):
         return {"guide": self.guide, "weight": self.weight}
+
+    def check_labels(self, labels):
+        self.net.check_labels(labels)
 
     def forward(self, x, sigma, labels=None):
         d = self.net(x, sigma, labels)
