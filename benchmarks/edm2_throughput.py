@@ -20,21 +20,9 @@ from torch.utils.flop_counter import FlopCounterMode
 
 import entropic_fast as ef
 from entropic_fast.adapters import edm
+from gpu_suite import timed  # median of CUDA-event timed calls, host launch included
 
 PRESETS = {"xs": 128, "s": 192, "m": 256, "l": 320, "xl": 384, "xxl": 448}  # train_edm2.py model_channels
-
-
-def seconds(fn, repeat):
-    """Median wall seconds of ``repeat`` calls, the device synchronised around each."""
-    fn()
-    out = []
-    for _ in range(repeat):
-        torch.cuda.synchronize()
-        t = time.perf_counter()
-        fn()
-        torch.cuda.synchronize()
-        out.append(time.perf_counter() - t)
-    return float(np.median(out))
 
 
 def main():
@@ -61,7 +49,7 @@ def main():
         with FlopCounterMode(display=False) as fc:
             net(x[:1], s[:1], lab[:1])
         flops = fc.get_total_flops()
-        fwd = seconds(lambda: net(x, s, lab), 5)
+        fwd = timed(lambda: net(x, s, lab), dev, 5)
         over = None
         if name in (args.presets.split(",")[0], args.presets.split(",")[-1]):
             den, grid, samples = edm.denoiser(net), ef.sigma_grid(8), 4 * b
@@ -80,8 +68,8 @@ def main():
 
             t_run, t_bare = [], []
             for _ in range(3):  # interleaved
-                t_run.append(seconds(run, 1))
-                t_bare.append(seconds(bare, 1))
+                t_run.append(timed(run, dev, 1))
+                t_bare.append(timed(bare, dev, 1))
             over = (n, float(np.median(t_run)), float(np.median(t_bare)))
         rows.append((name, PRESETS[name], params, flops, fwd, over))
         print(rows[-1], flush=True)

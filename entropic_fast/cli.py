@@ -60,26 +60,23 @@ def _schedule(args):
 SD_BETAS = (0.00085, 0.012, 1000)  # Stable Diffusion's scaled_linear training schedule
 
 
-def _sd_log_sigmas():
-    import numpy as np
+def _sd_timesteps(sigmas):
+    """Continuous timesteps of ``sigmas`` on Stable Diffusion's schedule (as the VP adapter computes them),
+    refused outside its range."""
+    import types
+
+    import torch
+
+    from .adapters.diffusers import _vp_log_sigmas, continuous_timesteps
 
     lo, hi, n = SD_BETAS
-    betas = np.linspace(lo**0.5, hi**0.5, n) ** 2
-    a = np.cumprod(1 - betas)
-    return np.log(np.sqrt((1 - a) / a))
-
-
-def _sd_timesteps(sigmas):
-    """Continuous timesteps of ``sigmas`` on Stable Diffusion's schedule (log-sigma interpolation, as
-    adapters.diffusers.VPDenoiser.timestep), refused outside its range."""
-    import numpy as np
-
-    ls = _sd_log_sigmas()
-    u = np.log(sigmas)
-    if u.min() < ls[0] - 1e-6 or u.max() > ls[-1] + 1e-6:
-        raise _Usage(f"--format timesteps is Stable Diffusion's schedule, sigma {np.exp(ls[0]):.4g} to "
-                     f"{np.exp(ls[-1]):.4g}: build the schedule inside it (--sigma-min, --sigma-max)")
-    return np.interp(np.clip(u, ls[0], ls[-1]), ls, np.arange(ls.size, dtype=np.float64))
+    betas = torch.linspace(lo**0.5, hi**0.5, n, dtype=torch.float64) ** 2
+    ls = _vp_log_sigmas(types.SimpleNamespace(alphas_cumprod=torch.cumprod(1 - betas, 0)))
+    s = torch.as_tensor(sigmas, dtype=torch.float64)
+    if float(s.min()) < float(ls[0].exp()) * (1 - 1e-6) or float(s.max()) > float(ls[-1].exp()) * (1 + 1e-6):
+        raise _Usage(f"--format timesteps is Stable Diffusion's schedule, sigma {float(ls[0].exp()):.4g} to "
+                     f"{float(ls[-1].exp()):.4g}: build the schedule inside it (--sigma-min, --sigma-max)")
+    return continuous_timesteps(s, ls).numpy()
 
 
 def _a1111_snippet(path, kind):
@@ -144,14 +141,8 @@ def _load_data(spec, labels=True):
         from .digits import load
         return load("train")[0]
     if os.path.isdir(spec) or spec.endswith(".zip"):
-        from . import data
-
-        try:
-            return data.Latents(spec, labels=labels)
-        except InputError as e:
-            if "holds no .npy files" not in str(e):
-                raise
-        return data.Images(spec, labels=labels)
+        from .data import dataset
+        return dataset(spec, labels)
     if not spec.endswith(".npy"):
         raise _Usage(f"--data must be 'digits', a .npy file, or a dataset folder or .zip, got {spec!r}")
     try:

@@ -107,7 +107,7 @@ class _Reader:
     """Shared by the readers: drawing rows with a generator, labels, fingerprint."""
 
     def __init__(self, path, extensions, labels):
-        self.archive = _Archive(path, extensions)
+        self.archive = path if isinstance(path, _Archive) else _Archive(path, extensions)
         self.use_labels = checks.flag(labels, "labels")
         self.labels = self.archive.labels() if self.use_labels else None
         self.stored_shape = tuple(self._decode(self.archive.names[0]).shape)
@@ -207,6 +207,15 @@ class Latents(_Reader):
 
     def _params(self):
         return f"scale={self.scale.tolist()} bias={self.bias.tolist()}"
+
+
+def dataset(path, labels=True):
+    """The reader for a ``dataset_tool.py`` folder or zip: :class:`Latents` if it holds ``.npy`` files, else
+    :class:`Images` (listed once)."""
+    archive = _Archive(path, _IMAGE_EXT + (".npy",))
+    latent = any(n.lower().endswith(".npy") for n in archive.names)
+    archive.names = [n for n in archive.names if n.lower().endswith((".npy",) if latent else _IMAGE_EXT)]
+    return Latents(archive, labels=labels) if latent else Images(archive, labels=labels)
 
 
 @torch.no_grad()

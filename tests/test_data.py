@@ -319,3 +319,13 @@ def test_a_corrupt_zip_member_or_a_vanished_file_is_a_clear_error(tmp_path):
         folder.rows([1])
     assert main(["profile", "--model", "tests_factory:zero", "--data", str(path), "--no-labels", "--samples", "64",
                  "--grid", "0.1", "1", "3", "--out", str(tmp_path / "o.npz"), "--quiet"]) == 2
+
+
+def test_dataset_picks_the_reader_from_the_files(tmp_path):
+    (tmp_path / "i").mkdir()
+    (tmp_path / "l").mkdir()
+    files, _, _ = image_set()
+    assert isinstance(data.dataset(write(files, tmp_path / "i", True)), data.Images)
+    path, _ = latent_set(tmp_path / "l")
+    ds = data.dataset(path, labels=False)
+    assert isinstance(ds, data.Latents) and ds.labels is None and len(ds) == 4

@@ -23,6 +23,17 @@ def _vp_log_sigmas(scheduler):
     return torch.log(((1 - a) / a).sqrt())
 
 
+def continuous_timesteps(sigma, log_sigmas):
+    """Continuous timestep of each sigma on a VP schedule (``log_sigmas`` ascending, one per training
+    timestep): linear interpolation of the index in log sigma, clamped to the schedule's range."""
+    ls = torch.as_tensor(log_sigmas, dtype=torch.float64).to(sigma.device)
+    u = sigma.to(torch.float64).clamp_min(1e-30).log().clamp(ls[0], ls[-1])
+    hi = torch.searchsorted(ls, u).clamp(1, len(ls) - 1)
+    lo = hi - 1
+    frac = (u - ls[lo]) / (ls[hi] - ls[lo])
+    return lo.to(torch.float64) + frac
+
+
 class VPDenoiser(Adapter):
     """A diffusers ``UNet2DModel`` / ``UNet2DConditionModel`` with a VP ``alphas_cumprod`` as an EDM denoiser:
     ``s = sqrt((1 - a) / a)``, input ``x / sqrt(1 + s^2)``, timestep by log-sigma interpolation.
@@ -62,13 +73,8 @@ class VPDenoiser(Adapter):
                 "encoder_hidden_states": self.encoder_hidden_states, "added_cond_kwargs": self.added_cond_kwargs}
 
     def timestep(self, sigma):
-        """Continuous timestep of each sigma: linear interpolation of the index in log sigma (clamped)."""
-        ls = self.log_sigmas.to(sigma.device)
-        u = sigma.to(torch.float64).clamp_min(1e-30).log().clamp(ls[0], ls[-1])
-        hi = torch.searchsorted(ls, u).clamp(1, len(ls) - 1)
-        lo = hi - 1
-        frac = (u - ls[lo]) / (ls[hi] - ls[lo])
-        return lo.to(torch.float64) + frac
+        """Continuous timestep of each sigma (see :func:`continuous_timesteps`)."""
+        return continuous_timesteps(sigma, self.log_sigmas)
 
     def forward(self, x, sigma, labels=None):
         net_dtype = self.dtype or x.dtype
