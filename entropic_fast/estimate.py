@@ -177,6 +177,18 @@ def _network(denoiser, compile, channels_last, labels_kwarg=None):
     return _padded(call) if compile else call
 
 
+def _progress_bar(progress, total, done, quiet):
+    """A tqdm bar (``progress`` true or false), or the caller's own object with ``update(rows)``."""
+    if isinstance(progress, (bool, np.bool_)):
+        return tqdm(total=total, initial=done, desc="profile", unit="sample", leave=False,
+                    disable=not progress or quiet)
+    if not callable(getattr(progress, "update", None)):
+        raise InputError(f"progress must be True, False or an object with an update(rows) method, got {progress!r}")
+    if done:
+        progress.update(done)
+    return progress
+
+
 def _pick_device(denoiser, data, device):
     if device is not None:
         try:
@@ -331,7 +343,8 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     (the EDM adapters) has all the labels checked once, before the loop.
 
     Throughput: on CUDA the next batch's rows are gathered, copied and perturbed in a worker thread
-    while the device runs the network; the progress bar counts samples per second.
+    while the device runs the network; the progress bar counts samples per second. ``progress`` may
+    also be the caller's own bar, any object with ``update(rows)`` (ComfyUI's ``ProgressBar``).
     ``compile=True`` runs the denoiser through ``torch.compile`` with a fixed batch shape (a short
     last batch is padded to the full one and the padding dropped), so it compiles once.
     ``channels_last=True`` hands 4-d inputs to the network in channels-last memory format and
@@ -393,8 +406,7 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
         for k, v in arrays.items():
             acc[k].copy_(torch.as_tensor(v))
     done_rows = int(unit_rows(np.asarray(finished, np.int64), n, samples).sum())
-    bar = tqdm(total=shard_rows(n, samples, shard), initial=done_rows, desc="profile", unit="sample", leave=False,
-               disable=not progress or shard[0] != 0 and dist is not None)
+    bar = _progress_bar(progress, shard_rows(n, samples, shard), done_rows, shard[0] != 0 and dist is not None)
     limit = [batch_size]
     since, last_save, last_check = 0, time.monotonic(), time.monotonic()
 
@@ -478,7 +490,8 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
             if checkpoint is not None and since:
                 save()
     finally:
-        bar.close()
+        if bar is not progress:
+            bar.close()
     if dist is not None:
         for v in acc.values():
             torch.distributed.all_reduce(v)
