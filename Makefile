@@ -15,9 +15,14 @@ STAMP := $(ENV_DIR)/.entropic_fast-installed
 $(PY):
 	$(PYTHON) -m venv $(ENV_DIR)
 
+# k-diffusion is a test extra installed with --no-deps: its requirements would replace the CPU torch with
+# a CUDA build (and torchvision); the tests load only its sampling and external modules, which need these.
+KDIFFUSION := k-diffusion==0.1.1 torchsde==0.2.6 torchdiffeq==0.2.5 trampoline==0.1.2
+
 $(STAMP): $(PY) setup.py pyproject.toml $(wildcard csrc/*.cpp)
 	$(if $(TORCH),$(PY) -m pip install "$(TORCH)")
 	$(PY) -m pip install -e ".[test,demo,plots]"
+	$(PY) -m pip install --no-deps $(KDIFFUSION)
 	touch $@
 
 setup: $(STAMP)

@@ -4,6 +4,7 @@ import numbers
 import operator
 
 import numpy as np
+import torch
 
 from .errors import InputError
 
@@ -32,9 +33,13 @@ def flag(value, name):
 
 
 def real(value, name, positive=False, finite=True, allow_none=False):
-    """``value`` as a Python float (numpy scalars and 0-d arrays accepted)."""
+    """``value`` as a Python float (numpy scalars, 0-d arrays and 0-d real tensors accepted: k-diffusion's
+    model wrappers hold ``sigma_min`` / ``sigma_max`` as 0-d tensors)."""
     if value is None and allow_none:
         return None
+    if hasattr(value, "detach") and getattr(value, "ndim", None) == 0 and not value.is_complex() \
+            and value.dtype != torch.bool:
+        value = value.detach().cpu().numpy()
     if isinstance(value, (bool, np.bool_)) or not isinstance(value, (numbers.Real, np.ndarray)) \
             or np.ndim(value) != 0:
         raise InputError(f"{name} must be a real number, got {value!r}")

@@ -161,6 +161,11 @@ def test_numpy_scalars_are_ordinary_arguments():
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(ef.sigma_grid(np.int64(8), np.float32(0.5), np.float64(2.0), np.int32(7)),
                                   ef.sigma_grid(8, float(np.float32(0.5)), 2.0, 7))
+    c = ef.schedule(prof, 6, "rescaled", sigma_min=torch.tensor(0.01), sigma_max=torch.tensor(40.0, dtype=torch.float64))
+    np.testing.assert_array_equal(c, b)  # 0-d tensors too (k-diffusion's model.sigma_min)
+    for bad in (torch.tensor([0.01]), torch.tensor(True), torch.tensor(1 + 1j)):
+        with pytest.raises(InputError, match="sigma_min must be a real number"):
+            ef.schedule(prof, 6, "rescaled", sigma_min=bad)
 
 
 @pytest.mark.parametrize("call, match", [
