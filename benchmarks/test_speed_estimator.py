@@ -37,9 +37,13 @@ def setup():
     return net, data, grid, x0 + sig.view(-1, 1, 1, 1) * torch.randn_like(x0), sig
 
 
-def profile(net, data, grid, xs, sig):
-    ef.profile(net, data, grid, samples=SAMPLES, batch_size=BATCH, progress=False)
+def profile(net, data, grid, xs, sig, control="auto"):
+    ef.profile(net, data, grid, samples=SAMPLES, batch_size=BATCH, progress=False, control=control)
     sync()
+
+
+def plain(net, data, grid, xs, sig):
+    profile(net, data, grid, xs, sig, control=None)
 
 
 def bare(net, data, grid, xs, sig):
@@ -50,6 +54,9 @@ def bare(net, data, grid, xs, sig):
 
 
 @pytest.mark.benchmark(group=f"estimator: small conv net, 1x16x16, {N_SIGMAS * SAMPLES} evaluations, batch {BATCH}")
-@pytest.mark.parametrize("what", ["ef.profile (draws, noise, network, accumulation)", "bare network calls"])
+@pytest.mark.parametrize("what", ["ef.profile (draws, noise, network, accumulation)",
+                                  "ef.profile, default control variates", "bare network calls"])
 def test_estimator_overhead(benchmark, setup, what):
-    benchmark.pedantic(profile if what.startswith("ef.profile") else bare, args=setup, rounds=5, warmup_rounds=1)
+    """The loop's own overhead (``control=None``), and with the control variates ``auto`` adds on 256-value rows."""
+    fn = bare if what.startswith("bare") else profile if "control" in what else plain
+    benchmark.pedantic(fn, args=setup, rounds=5, warmup_rounds=1)

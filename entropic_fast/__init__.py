@@ -7,13 +7,14 @@ stays light.
 import importlib
 
 from .errors import InputError, Interrupted, ProfileFormatError
-from .estimate import profile
+from .adaptive import profile
 from .grids import sigma_grid
 from .profile import Profile
 from .schedules import KINDS, entropic_time, schedule, schedule_band
 
 _LAZY = ("analytic", "samplers", "metrics", "adapters", "plots", "schedules", "grids", "curves", "kernels",
-         "fingerprint", "units", "checkpoint", "signals", "files", "checks", "estimate", "digits", "demo", "cli")
+         "fingerprint", "units", "checkpoint", "signals", "files", "checks", "estimate", "adaptive", "digits", "demo",
+         "cli")
 
 __all__ = ["sigma_grid", "profile", "Profile", "entropic_time", "schedule", "schedule_band", "KINDS", "InputError",
            "ProfileFormatError", "Interrupted", *_LAZY]

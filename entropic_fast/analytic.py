@@ -42,6 +42,10 @@ class Gaussian:
         """``n`` float64 samples of shape ``(n, *shape)``."""
         return torch.randn(n, *self.shape, generator=generator, dtype=torch.float64) * self.var.sqrt()
 
+    def moments(self):
+        """``(mean (d,), covariance)``: the covariance as its diagonal (d,)."""
+        return torch.zeros(self.dim, dtype=torch.float64), self.var.reshape(-1)
+
     def mse(self, sigmas):
         """Exact MMSE ``sum_i s^2 v_i / (s^2 + v_i)`` at each sigma (float64 ndarray)."""
         s2 = np.asarray(sigmas, np.float64)[:, None] ** 2
@@ -83,6 +87,13 @@ class GMM:
         """Posterior mean, streamed over components with a running log-sum-exp (memory O(batch x chunk))."""
         sigma = torch.as_tensor(sigma, device=x.device).expand(x.shape[0])
         return gmm_denoise(*(t.to(x.device) for t in self.mixture), x, sigma, self.chunk).to(x.dtype)
+
+    def moments(self):
+        """``(mean (d,), covariance (d, d))`` of the mixture."""
+        w, m = self.weights, self._flat
+        mean = w @ m
+        c = m - mean
+        return mean, (c.T * w) @ c + torch.eye(self.dim, dtype=torch.float64) * float(w @ self.var)
 
     def sample(self, n, generator=None):
         """``n`` float64 samples of shape ``(n, *shape)``."""

@@ -22,10 +22,14 @@ class CheckpointMismatch(InputError):
     """A checkpoint was written by a run with other arguments, or does not fit this run."""
 
 
-def write(path, signature, acc, finished):
-    """Accumulators and the finished work ids, written atomically."""
+def write(path, signature, acc, finished, plan=None, rounds=()):
+    """Accumulators, the finished work ids and (adaptive runs) the plan and the rounds so far (evaluations and
+    band of each), written atomically."""
+    extra = {} if plan is None else {"plan": np.asarray(plan, np.int64),
+                                     "rounds": np.array([[r["evaluations"], r["band"]] for r in rounds],
+                                                        np.float64).reshape(-1, 2)}
     files.savez(path, finished=np.array(sorted(finished), dtype=np.int64), signature=np.array(json.dumps(signature)),
-                **{k: v.detach().cpu().numpy() for k, v in acc.items()})
+                **extra, **{k: v.detach().cpu().numpy() for k, v in acc.items()})
 
 
 def _refuse(path, what):
@@ -33,7 +37,8 @@ def _refuse(path, what):
 
 
 def read(path, signature, acc):
-    """The finished work ids and accumulator arrays of a checkpoint written by this very run.
+    """The finished work ids, accumulator arrays, and plan and rounds (None and [] unless adaptive) of a
+    checkpoint written by this very run.
 
     ``acc`` maps each accumulator's name to the run's (zeroed) buffer: names, shapes and dtypes
     must match. The counts must equal the rows of the finished units, sigma by sigma."""
@@ -52,10 +57,17 @@ def read(path, signature, acc):
         what = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, this run {signature.get(k)!r}" for k in differ)
         raise CheckpointMismatch(f"checkpoint {path} was written with other arguments ({what}); "
                                  "use another checkpoint path or remove it")
-    expected = set(acc) | {"finished"}
+    adaptive = signature.get("adaptive") is not None
+    expected = set(acc) | {"finished"} | ({"plan", "rounds"} if adaptive else set())
     if set(arrays) != expected:
         missing, extra = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
         _refuse(path, f"does not hold this run's arrays (missing {missing}, unexpected {extra})")
+    plan, rounds = arrays.get("plan"), arrays.get("rounds")
+    if adaptive and (plan.dtype.kind not in "iu" or plan.shape != (len(signature["grid"]),) or plan.min() < 1):
+        _refuse(path, f"has a plan of {plan.dtype} {plan.shape}, expected one unit count >= 1 per sigma")
+    if adaptive and (rounds.dtype != np.float64 or rounds.ndim != 2 or rounds.shape[1] != 2
+                     or not np.all(np.isfinite(rounds))):
+        _refuse(path, f"has rounds of {rounds.dtype} {rounds.shape}, expected finite float64 (rounds, 2)")
     for k, buf in acc.items():
         a = arrays[k]
         if a.dtype != np.float64 or a.shape != tuple(buf.shape):
@@ -73,6 +85,8 @@ def read(path, signature, acc):
         _refuse(path, f"lists work ids outside this run's share (e.g. {bad[:3].tolist()})")
     if np.unique(fin).size != fin.size:
         _refuse(path, "lists a work id twice")
+    if adaptive and np.any(fin // n >= plan[fin % n]):
+        _refuse(path, "lists work ids outside its plan")
     rows = np.bincount(fin % n, weights=unit_rows(fin, n, samples), minlength=n)
     got = arrays["acc"][2] + arrays["acc"][3]
     if not np.array_equal(got, rows):
@@ -80,4 +94,6 @@ def read(path, signature, acc):
         _refuse(path, f"counts {got[i]:g} samples at sigma index {i} but its finished units hold {rows[i]:g}")
     if "power_acc" in arrays and arrays["power_acc"][2, 0] + arrays["power_acc"][3, 0] != rows.sum():
         _refuse(path, "has a data-power count that does not match its finished units")
-    return fin.tolist(), {k: v for k, v in arrays.items() if k != "finished"}
+    return (fin.tolist(), {k: v for k, v in arrays.items() if k not in ("finished", "plan", "rounds")},
+            None if plan is None else plan.astype(np.int64),
+            [] if rounds is None else [{"evaluations": int(e), "band": float(b)} for e, b in rounds])

@@ -169,14 +169,19 @@ def _grid(values):
 
 
 def _profile(args):
-    from .estimate import _distributed, profile
+    from .adaptive import profile
+    from .estimate import _distributed
     from .files import check_writable
 
     grid = _grid(args.grid)
     check_writable(args.out, "--out")
-    prof = profile(_load_model(args), _load_data(args.data, not args.no_labels), grid, samples=args.samples,
+    count = {"samples": args.samples, "tolerance": args.tolerance}
+    if args.samples is None:
+        count.update(steps=args.steps, kind=args.kind, max_evaluations=args.max_evaluations)
+    prof = profile(_load_model(args), _load_data(args.data, not args.no_labels), grid, **count,
                    batch_size=args.batch_size, seed=args.seed, spectral=args.spectral, device=args.device,
-                   progress=not args.quiet, checkpoint=args.checkpoint)
+                   progress=not args.quiet, checkpoint=args.checkpoint,
+                   control=None if args.control == "none" else args.control)
     if (_distributed() or (0, 1))[0] != 0:
         return  # under torchrun every rank holds the reduced profile; rank 0 writes it
     prof.meta["command_model"] = args.model
@@ -238,7 +243,17 @@ def build_parser():
                          "or EDM2 latents)")
     pr.add_argument("--no-labels", action="store_true", help="ignore a dataset's labels (unconditional model)")
     pr.add_argument("--out", required=True)
-    pr.add_argument("--samples", type=int, default=1024)
+    pr.add_argument("--samples", type=int, default=None,
+                    help="a fixed number of samples per sigma (the paper: 1024); without it the run is adaptive")
+    pr.add_argument("--tolerance", type=float, default=None,
+                    help="adaptive: stop when every inner sigma's 95%% band is within +-TOLERANCE relative (default "
+                         "0.01) for the --steps/--kind schedule")
+    pr.add_argument("--steps", type=int, nargs="+", default=[16], help="adaptive: the schedule(s) the band must hold for")
+    pr.add_argument("--kind", nargs="+", default=["rescaled"], help="adaptive: the schedule kind(s) (default rescaled)")
+    pr.add_argument("--max-evaluations", type=int, default=131072, help="adaptive: the budget of denoiser rows")
+    pr.add_argument("--control", choices=("auto", "wiener", "local", "both", "none"), default="auto",
+                    help="control variates: the data's Wiener denoiser, per-cluster ones, or both (auto: both, for "
+                         "data rows of at most 4096 values)")
     pr.add_argument("--grid", type=float, nargs=3, default=(0.002, 80.0, 128), metavar=("SIGMA_MIN", "SIGMA_MAX", "N"))
     pr.add_argument("--spectral", action="store_true")
     pr.add_argument("--batch-size", type=int, default=256)

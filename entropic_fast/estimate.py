@@ -27,7 +27,8 @@ from .fingerprint import fingerprint
 from .grids import sigma_grid
 from .kernels import launchers
 from .profile import Profile, _as_grid
-from .units import UNIT, noise_key, shard_rows, unit_rows, unit_seed, work_units
+from .control import sums_size
+from .units import UNIT, noise_key, plan_rows, plan_units, shard_rows, unit_rows, unit_seed, work_units
 
 _CHECK_SECONDS = 10.0
 
@@ -177,6 +178,57 @@ def _network(denoiser, compile, channels_last, labels_kwarg=None):
     return _padded(call) if compile else call
 
 
+_CONTROLS = ("auto", "wiener", "local", "both")
+
+
+def _controls(control, data, fused):
+    """The control variates of a run (``control`` objects), possibly none.
+
+    ``wiener``: the data's Wiener denoiser (needs a data tensor, or data with exact ``moments()``);
+    ``local``: per-cluster Wiener denoisers (from the data tensor, or 4096 of the sampler's own rows);
+    ``both``; ``auto``: both for a data tensor or data with exact moments whose rows have at most
+    ``control.AUTO_DIM`` values (the data's own only where its covariance costs at most ``control.MAX_WORK``);
+    none on the fused mixture path or for other samplers."""
+    from . import control as cv
+    if control is None or (control == "auto" and fused):
+        return []
+    if isinstance(control, (list, tuple)) and all(callable(getattr(c, "centred", None)) for c in control):
+        return list(control)
+    if not isinstance(control, str) or control not in _CONTROLS:
+        raise InputError(f"control must be one of {', '.join(_CONTROLS)}, None, or a list of control objects; "
+                         f"got {control!r}")
+    moments = None if torch.is_tensor(data) else getattr(data, "moments", None)
+    if control == "auto" and not (torch.is_tensor(data) or callable(moments)):
+        return []  # a sampler of unknown cost: drawing rows for the clusters is the user's call ("local")
+    rows = data if torch.is_tensor(data) else None
+    if rows is None and control != "wiener":
+        rows, _ = _sampled(data.sample(4096, generator=torch.Generator().manual_seed(0)))
+    if control == "auto" and rows[0].numel() > cv.AUTO_DIM:
+        return []
+    out = []
+    if control in ("wiener", "both", "auto"):
+        if torch.is_tensor(data) and (control != "auto" or data.shape[0] * data[0].numel() ** 2 <= cv.MAX_WORK):
+            out.append(cv.Wiener.of_rows(data))
+        elif callable(moments):
+            out.append(cv.Wiener.of_moments(*moments()))
+        elif control != "auto":
+            raise InputError(f"control={control!r} needs a data tensor, or data with exact moments() (the analytic "
+                             f"models), for the data's Wiener denoiser; {type(data).__name__} has neither")
+    if control in ("local", "both", "auto"):
+        out.append(cv.LocalWiener.of_rows(rows))
+    return out
+
+
+def _accumulate_control(controls, out, x, x0, sigma, idx, into):
+    """Per sigma: the sums of the centred controls, their products and their products with the error
+    (``control.row_sums``), over the rows whose error is finite."""
+    from .control import row_sums
+    e = (out.to(torch.float64) - x0.to(torch.float64)).square().reshape(out.shape[0], -1).sum(1)
+    ok = torch.isfinite(e)
+    c = torch.stack([ctl.centred(x, x0, sigma) for ctl in controls])
+    into.index_add_(1, idx, torch.where(ok, row_sums(torch.where(ok, e, 0.0), c), 0.0))
+
+
 def _progress_bar(progress, total, done, quiet):
     """A tqdm bar (``progress`` true or false), or the caller's own object with ``update(rows)``."""
     if isinstance(progress, (bool, np.bool_)):
@@ -314,8 +366,20 @@ def _nonfinite_message(grid, a):
 def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0, spectral=False, labels=None,
             device=None, backend="auto", progress=True, checkpoint=None, checkpoint_every=256,
             checkpoint_seconds=600.0, nonfinite="raise", shard=None, compile=False, channels_last=False,
-            labels_kwarg=None):
-    """Monte-Carlo profile of ``e(s) = E||D(x0 + s n, s) - x0||^2`` on a sigma grid (Stancevic et al. sec. 4).
+            labels_kwarg=None, plan_rule=None, control="auto"):
+    """Monte-Carlo profile of ``e(s) = E||D(x0 + s n, s) - x0||^2`` on a sigma grid (Stancevic et al. sec. 4):
+    the engine under ``entropic_fast.profile`` (``adaptive.profile``), which adds adaptive sample counts.
+
+    ``samples`` is the count per sigma, unless ``plan_rule`` (an ``adaptive.PlanRule``) decides the
+    units per sigma in rounds: it gives the pilot plan, then the next plan from the profile so far.
+    ``meta["evaluations"]`` counts every row evaluated.
+
+    ``control`` (variance reduction, ``entropic_fast.control``): the errors of linear (Wiener) denoisers,
+    whose means are known exactly, as control variates: ``"wiener"`` the data's own, ``"local"`` one per
+    k-means cluster of the data, ``"both"`` (rows of at most ``control.MAX_DIM`` values); ``"auto"`` (the
+    default) both where the rows have at most ``control.AUTO_DIM`` values (not on the fused mixture path);
+    ``None`` none. The profile keeps their
+    sums (``mse`` and ``stderr`` are the controlled estimate's; ``variance_ratio`` is what they gained).
 
     ``data`` is a tensor ``(N, *shape)`` sampled with replacement, or an object with
     ``.sample(n, generator=None)``. ``backend`` is ``auto`` (Triton kernels on CUDA, torch
@@ -351,7 +415,8 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     converts a module denoiser's parameters to it (in place, as ``Module.to`` does).
     """
     grid = sigma_grid() if sigmas is None else _as_grid(sigmas)
-    samples = checks.integer(samples, "samples", 1)
+    adaptive = plan_rule is not None
+    samples = plan_rule.samples if adaptive else checks.integer(samples, "samples", 1)
     batch_size = checks.integer(batch_size, "batch_size", 1)
     checkpoint_every = checks.integer(checkpoint_every, "checkpoint_every", 1)
     checkpoint_seconds = checks.real(checkpoint_seconds, "checkpoint_seconds", positive=True, finite=False)
@@ -378,6 +443,9 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
             checkpoint = f"{os.fspath(checkpoint)}.rank{shard[0]}-of-{shard[1]}"
         files.check_writable(checkpoint, "checkpoint")
     mixture = getattr(denoiser, "mixture", None) if not labelled and not spectral else None
+    controls = [c.to(device) for c in _controls(control, data, mixture is not None)]
+    if controls:
+        mixture = None  # the fused path gives no per-row errors to pair with the controls
     network = _network(denoiser, compile, channels_last and example.dim() == 4, labels_kwarg)
     if mixture is not None:
         mixture = tuple(t.to(device) for t in mixture)
@@ -391,6 +459,8 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
         return torch.zeros(*shape, dtype=torch.float64, device=device)
 
     acc = {"acc": zeros(4, n)}  # sum, sumsq, count, non-finite per sigma
+    if controls:
+        acc["cv"] = zeros(sums_size(len(controls)), n)  # the control variates' sums (control.row_sums)
     if spectral:
         image = _image_shape(example.shape[1:])
         acc.update(spec=zeros(n, *image), power=zeros(1, *image), power_acc=zeros(4, 1), mean=zeros(*image))
@@ -399,14 +469,20 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     signature = {"version": ckpt.VERSION, "grid": grid.tolist(), "seed": seed, "samples": samples,
                  "unit": UNIT, "data_shape": list(example.shape[1:]), "data_dtype": str(example.dtype),
                  "model": _describe(denoiser), "fingerprints": prints, "spectral": bool(spectral),
-                 "shard": list(shard), "nonfinite": nonfinite}
-    finished = []
+                 "shard": list(shard), "nonfinite": nonfinite, "control": [c.name for c in controls] or None}
+    plan = None
+    if adaptive:
+        signature["adaptive"] = plan_rule.signature()
+        plan = plan_rule.pilot(n)
+    finished, rounds = [], []  # rounds: the adaptive decisions taken (evaluations and band of each)
     if checkpoint is not None and os.path.exists(checkpoint):
-        finished, arrays = ckpt.read(checkpoint, signature, acc)
+        finished, arrays, saved_plan, rounds = ckpt.read(checkpoint, signature, acc)
+        plan = saved_plan if adaptive else None
         for k, v in arrays.items():
             acc[k].copy_(torch.as_tensor(v))
     done_rows = int(unit_rows(np.asarray(finished, np.int64), n, samples).sum())
-    bar = _progress_bar(progress, shard_rows(n, samples, shard), done_rows, shard[0] != 0 and dist is not None)
+    total_rows = plan_rows(plan, shard) if adaptive else shard_rows(n, samples, shard)
+    bar = _progress_bar(progress, total_rows, done_rows, shard[0] != 0 and dist is not None)
     limit = [batch_size]
     since, last_save, last_check = 0, time.monotonic(), time.monotonic()
 
@@ -415,7 +491,7 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
         On CUDA it runs one batch ahead in a worker thread, while the device works on the current one."""
         x0, rid, idx, lab = _rows(batch, data, labels, device, dtype)
         sigma = grid_dev[idx]
-        x = None if mixture is not None else kern.perturb(x0, sigma, key, rid).to(net_dtype)
+        x = None if mixture is not None else kern.perturb(x0, sigma, key, rid)  # cast to the network's in compute
         return x0, rid, idx, lab, x, sigma
 
     def compute(x0, rid, idx, lab, x, sigma):
@@ -423,11 +499,13 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
         if mixture is not None:
             kern.ideal_error(*mixture, x0, sigma, key, rid, idx, scratch["acc"])
             return
-        out = network(x, sigma, lab)
+        out = network(x.to(net_dtype), sigma, lab)
         if not torch.is_tensor(out) or out.shape != x.shape:
             raise InputError(f"denoiser output has shape {tuple(getattr(out, 'shape', ()))}, "
                              f"expected the input's {tuple(x.shape)}")
         kern.accumulate_error(out, x0, idx, scratch["acc"], scratch.get("spec"))
+        if controls:  # from the unrounded noisy rows: the controls' means are exact for them
+            _accumulate_control(controls, out, x, x0, sigma, idx, scratch["cv"])
         if spectral:
             kern.accumulate_error(x0, torch.zeros_like(x0), torch.zeros_like(idx), scratch["power_acc"],
                                   scratch["power"])
@@ -453,36 +531,68 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
             pending[k] += scratch[k]
 
     def save():
-        ckpt.write(checkpoint, signature, acc, finished)
+        ckpt.write(checkpoint, signature, acc, finished, plan, rounds)
 
     def check_finite():
         if nonfinite == "raise" and bool(acc["acc"][3].any()):
             raise InputError(_nonfinite_message(grid, acc["acc"].cpu().numpy()))
 
+    def run(work):
+        """Every unit of ``work`` into ``acc``, checkpointing and checking on the way."""
+        nonlocal since, last_save, last_check
+        units = _units(data, work, seed, n)
+        for rows, ids in _prefetched(_batches(units, limit), prepare, ahead=device.type == "cuda"):
+            run_rows(*rows)
+            bar.update(rows[0].shape[0])
+            if ids:
+                with signals.held():  # the rows of these units and their ids, together
+                    for k in acc:
+                        acc[k] += pending[k]
+                        pending[k].zero_()
+                    finished.extend(ids)
+                since += len(ids)
+            now = time.monotonic()
+            if checkpoint is not None and ids and (since >= checkpoint_every or now - last_save >= checkpoint_seconds):
+                check_finite()
+                save()
+                since, last_save = 0, now
+            elif now - last_check >= _CHECK_SECONDS:
+                check_finite()
+                last_check = now
+            signals.poll()
+
+    def so_far():
+        """The profile of every finished unit, all ranks together (a host sync: once per round)."""
+        check_finite()
+        parts = {k: acc[k].clone() for k in ("acc", "cv") if k in acc}
+        for v in parts.values():
+            if dist is not None:
+                torch.distributed.all_reduce(v)
+        a = parts["acc"].cpu().numpy()
+        cv = dict(control_sum=parts["cv"].cpu().numpy()) if controls else {}
+        return Profile(grid, a[0], a[1], a[2], example[0].numel(), **cv)
+
     try:
         with signals.deferring(), torch.no_grad():
             try:
-                units = _units(data, work_units(n, samples, shard, finished), seed, n)
-                for rows, ids in _prefetched(_batches(units, limit), prepare, ahead=device.type == "cuda"):
-                    run_rows(*rows)
-                    bar.update(rows[0].shape[0])
-                    if ids:
-                        with signals.held():  # the rows of these units and their ids, together
-                            for k in acc:
-                                acc[k] += pending[k]
-                                pending[k].zero_()
-                            finished.extend(ids)
-                        since += len(ids)
-                    now = time.monotonic()
-                    if checkpoint is not None and ids and (since >= checkpoint_every
-                                                           or now - last_save >= checkpoint_seconds):
-                        check_finite()
+                if not adaptive:
+                    run(work_units(n, samples, shard, finished))
+                while adaptive:
+                    run(plan_units(plan, shard, finished))
+                    done, new, half = plan_rule.next(so_far(), plan)
+                    if done:  # (a resumed finished run has its last round already)
+                        if not rounds or rounds[-1]["evaluations"] != int(plan.sum()) * UNIT:
+                            rounds.append({"evaluations": int(plan.sum()) * UNIT, "band": half})
+                        break
+                    with signals.held():  # the plan and its record together
+                        rounds.append({"evaluations": int(plan.sum()) * UNIT, "band": half})
+                        plan = new
+                    if hasattr(bar, "total"):
+                        bar.total = plan_rows(plan, shard)
+                        bar.refresh()
+                    if checkpoint is not None:
                         save()
-                        since, last_save = 0, now
-                    elif now - last_check >= _CHECK_SECONDS:
-                        check_finite()
-                        last_check = now
-                    signals.poll()
+                        since, last_save = 0, time.monotonic()
             except BaseException:
                 if checkpoint is not None:
                     save()
@@ -497,7 +607,8 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
             torch.distributed.all_reduce(v)
     host = {k: v.cpu().numpy() for k, v in acc.items()}
     a = host["acc"]
-    meta = {"seed": seed, "samples": samples, "unit": UNIT, "data_shape": list(example.shape[1:]),
+    meta = {"seed": seed, "samples": None if adaptive else samples, "unit": UNIT,
+            "evaluations": int(a[2].sum() + a[3].sum()), "data_shape": list(example.shape[1:]),
             "model": _describe(denoiser), "dtype": str(net_dtype).replace("torch.", ""),
             "units": {"classes": [[0, 1]] if dist is not None else [list(shard)], "nonfinite": nonfinite},
             "fingerprints": prints}
@@ -507,8 +618,13 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
         meta.update(dropped=int(a[3].sum()), dropped_per_sigma=a[3].astype(int).tolist())
     if limit[0] != batch_size:
         meta["batch_size_used"] = limit[0]
+    if adaptive:
+        meta["adaptive"] = {**plan_rule.signature(), "rounds": rounds, "plan_units": plan.tolist()}
     extra = {}
     if spectral:
         extra = dict(spectral_sum=host["spec"], power_sum=host["power"][0],
                      power_count=float(host["power_acc"][2, 0] + host["power_acc"][3, 0]), mean_sum=host["mean"])
+    if controls:
+        extra["control_sum"] = host["cv"]
+        meta["control"] = [c.name for c in controls]
     return Profile(grid, a[0], a[1], a[2], example[0].numel(), meta, **extra)

@@ -10,8 +10,10 @@ from . import checks, files
 from .errors import InputError, ProfileFormatError
 from .units import n_units, overlap, union
 
-FORMAT_VERSION = 2
-READS = (1, 2)  # version 1 lacks the data mean of spectral profiles (mean_sum): P_k there is not centred
+FORMAT_VERSION = 3
+# version 1 lacks the data mean of spectral profiles (mean_sum): P_k there is not centred; versions 1 and 2
+# have no control-variate sums (control_sum): their mse is the plain mean
+READS = (1, 2, 3)
 ACCUMULATORS = ("sum", "sumsq", "count")
 # what two profiles must share to be merged (beside grid, dim and kind), in the order reported
 _MERGE_KEYS = ("seed", "samples", "unit", "data_shape", "dtype", "fingerprints")
@@ -72,10 +74,15 @@ class Profile:
     ``|F(D - x0)_k|^2`` per channel and frequency (orthonormal 2-D DFT), ``power_sum`` (C, H, W)
     with ``power_count``, the summed data power ``|F(x0)_k|^2``, and ``mean_sum`` (C, H, W), the
     summed data ``x0`` (for the centred power; None in files of format version 1).
+
+    Profiles measured with control variates (``control``) also hold ``control_sum`` (q, sigmas): for
+    ``k`` controls ``c`` centred on their known means, the sums of ``c``, of ``c_i c_j`` (i <= j) and of
+    ``E c`` (``E`` the network's error; ``control.sums_size``); ``mse`` and ``stderr`` are then those
+    of the control-variate estimator (``control.estimate``), ``sum / count`` stays the plain mean.
     """
 
     def __init__(self, sigmas, sum, sumsq, count, dim, meta=None, spectral_sum=None, power_sum=None,
-                 power_count=None, mean_sum=None):
+                 power_count=None, mean_sum=None, control_sum=None):
         self.sigmas = _as_grid(sigmas)
         n = self.sigmas.size
         self.sum, self.sumsq, self.count = (_array(a, name, (n,)) for name, a in zip(ACCUMULATORS, (sum, sumsq, count)))
@@ -124,6 +131,14 @@ class Profile:
             if mean.shape != self.power_sum.shape or not np.all(np.isfinite(mean)):
                 raise InputError(f"mean_sum must be finite with shape {self.power_sum.shape}, got {mean.shape}")
             self.mean_sum = mean
+        self.control_sum = None
+        if control_sum is not None:
+            from .control import controls_of
+            cs = checks.finite_array(control_sum, "control_sum")  # centred controls: any sign
+            if cs.ndim != 2 or cs.shape[1] != n or controls_of(cs.shape[0]) is None:
+                raise InputError(f"control_sum must have shape (q, {n}) with q = 2k + k(k+1)/2 for k controls, "
+                                 f"got {cs.shape}")
+            self.control_sum = cs
 
     @classmethod
     def from_curve(cls, sigmas, mse, dim, meta=None, spectra=None, data_power=None, data_mean=None):
@@ -183,7 +198,10 @@ class Profile:
 
     @property
     def mse(self):
-        """Mean squared error per sigma, summed over the ``dim`` dimensions."""
+        """Mean squared error per sigma, summed over the ``dim`` dimensions (the control-variate estimate
+        where the profile has one)."""
+        if self.control_sum is not None:
+            return np.maximum(self._controlled()[0], 0.0)
         with np.errstate(invalid="ignore", divide="ignore"):
             return self.sum / self.count
 
@@ -192,10 +210,39 @@ class Profile:
         """Standard error of ``mse`` per sigma (0 for exact curves, inf where count < 2)."""
         if self.exact:
             return np.zeros_like(self.sum)
+        if self.control_sum is not None:
+            return self._controlled()[1]
+        return self.plain_stderr
+
+    @property
+    def plain_stderr(self):
+        """Standard error of the plain mean ``sum / count`` (without the control variate)."""
         n = self.count
         with np.errstate(invalid="ignore", divide="ignore"):
             var = np.maximum(self.sumsq - self.sum**2 / n, 0.0) / (n - 1)
             return np.where(n > 1, np.sqrt(var / n), np.inf)
+
+    def _controlled(self):
+        from .control import estimate
+        return estimate(self.sum, self.sumsq, self.count, self.control_sum)
+
+    @property
+    def variance_ratio(self):
+        """Per sigma, the plain mean's variance over the control-variate estimate's (None without one)."""
+        if self.control_sum is None:
+            return None
+        with np.errstate(invalid="ignore", divide="ignore"):
+            return (self.plain_stderr / self.stderr) ** 2
+
+    def with_estimate(self, mse, stderr):
+        """A profile without control variate whose ``mse`` and ``stderr`` are the given ones (same grid,
+        counts, spectra and meta): what the schedules perturb and clip."""
+        n = self.count
+        mse, stderr = np.maximum(mse, 0.0), np.where(np.isfinite(stderr), stderr, 0.0)
+        sumsq = np.where(n > 1, stderr**2 * n * (n - 1), 0.0) + mse**2 * n
+        spec = {} if not self.spectral else dict(spectral_sum=self.spectral_sum, power_sum=self.power_sum,
+                                                  power_count=self.power_count, mean_sum=self.mean_sum)
+        return Profile(self.sigmas, mse * n, sumsq, n, self.dim, self.meta, **spec)
 
     def merge(self, other):
         """The profile of both runs' work together: accumulators add exactly.
@@ -232,6 +279,12 @@ class Profile:
                         power_count=self.power_count + other.power_count,
                         mean_sum=None if self.mean_sum is None or other.mean_sum is None
                         else self.mean_sum + other.mean_sum)
+        if self.meta.get("control") != other.meta.get("control") or (self.control_sum is None) != (
+                other.control_sum is None):
+            raise InputError(f"cannot merge: control variates {self.meta.get('control')!r} and "
+                             f"{other.meta.get('control')!r}")
+        if self.control_sum is not None:
+            spec["control_sum"] = self.control_sum + other.control_sum
         return Profile(self.sigmas, self.sum + other.sum, self.sumsq + other.sumsq, self.count + other.count,
                        self.dim, meta, **spec)
 
@@ -245,6 +298,8 @@ class Profile:
         spec = {} if not self.spectral else dict(spectral_sum=self.spectral_sum, power_sum=self.power_sum)
         if self.mean_sum is not None:
             spec["mean_sum"] = self.mean_sum
+        if self.control_sum is not None:
+            spec["control_sum"] = self.control_sum
         files.savez(path, sigmas=self.sigmas, sum=self.sum, sumsq=self.sumsq, count=self.count,
                     meta=np.array(meta), **spec)
         return path
@@ -272,7 +327,8 @@ class Profile:
                     raise bad(f"arrays {missing} are missing")
                 text = z["meta"]
                 arrays = {k: z[k] for k in ("sigmas",) + ACCUMULATORS}
-                spec = {k: z[k] for k in ("spectral_sum", "power_sum", "mean_sum") if k in z.files}
+                spec = {k: z[k] for k in ("spectral_sum", "power_sum", "mean_sum", "control_sum")
+                        if k in z.files}
                 if text.dtype.kind != "U" or text.ndim != 0:
                     raise bad(f"meta is {text.dtype} {text.shape}, not a JSON string")
                 meta = json.loads(str(text))
@@ -318,7 +374,17 @@ class Profile:
         if not self.exact:
             rel = np.nanmax(self.stderr / np.where(m > 0, m, np.nan))
             lines.append(f"stderr    at most {rel:.2%} of mse")
-        lines += [f"{k:<9} {v}" for k, v in self.meta.items() if k != "exact"]
+        if self.control_sum is not None:
+            r = self.variance_ratio
+            lines.append(f"control   {'+'.join(self.meta.get('control') or ['?'])} control variates: variance cut "
+                         f"{np.nanmedian(r):.3g}x (median over sigmas; "
+                         f"{np.nanmin(r):.3g}x to {np.nanmax(r):.3g}x)")
+        a = self.meta.get("adaptive")
+        if isinstance(a, dict) and a.get("rounds"):
+            goals = ", ".join(f"{k} {n} steps" for k, n in a.get("targets", []))
+            lines.append(f"adaptive  {a.get('level', 0.95):.0%} band +-{a['rounds'][-1]['band']:.2%} of every inner sigma "
+                         f"({goals}; asked +-{a.get('tolerance', float('nan')):.2%}) after {len(a['rounds'])} rounds")
+        lines += [f"{k:<9} {v}" for k, v in self.meta.items() if k not in ("exact", "adaptive", "control")]
         return "\n".join(lines)
 
     def __repr__(self):

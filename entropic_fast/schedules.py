@@ -153,6 +153,7 @@ def effective_spectrum(prof, size=40):
     lam = np.geomspace(s[0] ** 2, s[-1] ** 2, size)
     a = lam[None, :] * s[:, None] ** 2 / (lam[None, :] + s[:, None] ** 2)
     scale = np.maximum(prof.stderr if not prof.exact else 1e-3 * e, 1e-6 * e + 1e-300)
+    scale = scale / scale.min()  # only relative weights matter: keep the system's scale (and nnls's tolerance) fixed
     w = curves.nnls(a / scale[:, None], e / scale)
     keep = w > 1e-12 * w.max()
     prof.meta["effective_spectrum"] = {"eigenvalues": lam[keep].tolist(), "weights": w[keep].tolist()}
@@ -324,11 +325,10 @@ def trivial_bound(prof, data=None):
 def _capped(prof, bound):
     """``prof`` with each sigma's errors scaled down to at most ``bound`` (spread and spectra alike)."""
     f = np.minimum(1.0, bound / np.maximum(prof.mse, 1e-300))
-    extra = {}
+    out = prof.with_estimate(prof.mse * f, prof.stderr * f)
     if prof.spectral:
-        extra = dict(spectral_sum=prof.spectral_sum * f.reshape(-1, *[1] * (prof.spectral_sum.ndim - 1)),
-                     power_sum=prof.power_sum, power_count=prof.power_count, mean_sum=prof.mean_sum)
-    return Profile(prof.sigmas, prof.sum * f, prof.sumsq * f**2, prof.count, prof.dim, prof.meta, **extra)
+        out.spectral_sum = prof.spectral_sum * f.reshape(-1, *[1] * (prof.spectral_sum.ndim - 1))
+    return out
 
 
 def _guard(prof, data, cap):
@@ -401,14 +401,10 @@ BAND_KINDS = ("entropic", "rescaled", "las", "tangent", "edm", "karras", "expone
 
 
 def _shifted(prof, j, delta):
-    """``prof`` with the mean error at sigma ``j`` moved by ``delta`` (its sample variance kept)."""
-    n = prof.count[j]
-    s = prof.sum.copy()
-    q = prof.sumsq.copy()
-    spread = q[j] - s[j] ** 2 / n
-    s[j] = max(prof.mse[j] + delta, 0.0) * n
-    q[j] = spread + s[j] ** 2 / n
-    return Profile(prof.sigmas, s, q, prof.count, prof.dim, prof.meta)
+    """``prof`` with the mean error at sigma ``j`` moved by ``delta`` (its standard errors kept)."""
+    mse = prof.mse.copy()
+    mse[j] = max(mse[j] + delta, 0.0)
+    return prof.with_estimate(mse, prof.stderr)
 
 
 def schedule_band(prof, steps, kind="rescaled", level=0.95, sigma_min=None, sigma_max=None, smooth=None):
@@ -427,24 +423,40 @@ def schedule_band(prof, steps, kind="rescaled", level=0.95, sigma_min=None, sigm
     level = checks.real(level, "level")
     if not 0 < level < 1:
         raise InputError(f"level must be between 0 and 1, got {level}")
+    mid, grad, se = log_sigma_gradient(prof, steps, kind, sigma_min, sigma_max, smooth)
+    var = np.zeros(len(mid))
+    var[1:len(mid) - 2] = (grad**2) @ (se**2)
+    width = np.exp(normal_quantile(level) * np.sqrt(var))
+    lower, upper = mid / width, mid * width
+    lower[-1] = upper[-1] = 0.0
+    return lower, upper
+
+
+def normal_quantile(level):
+    """``z`` of a two-sided ``level`` band of a normal estimate (1.96 at 0.95)."""
+    import statistics
+    return statistics.NormalDist().inv_cdf(0.5 + level / 2)
+
+
+def log_sigma_gradient(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smooth=None):
+    """``(sigmas, G, se)``: the schedule, ``G[i, j] = d log s_i / d e_j`` for its inner sigmas ``i`` (all but
+    the first, the last non-zero and the 0) by central differences of the whole pipeline at ``+- se_j``, and
+    the profile's standard errors ``se`` (zero for an exact profile). What :func:`schedule_band` and
+    adaptive profiling build on."""
+    _check_profile(prof)
     mid = schedule(prof, steps, kind, sigma_min, sigma_max, smooth)
-    if kind in ("edm", "karras", "exponential"):  # these sigmas do not depend on the measured errors
-        return mid.copy(), mid.copy()
     se = np.zeros_like(prof.mse) if prof.exact else prof.stderr
+    grad = np.zeros((max(len(mid) - 3, 0), len(se)))
+    if kind in ("edm", "karras", "exponential"):  # these sigmas do not depend on the measured errors
+        return mid, grad, se
     if not np.all(np.isfinite(se)):
         raise InputError(f"profile has sigmas with fewer than 2 samples (no standard error): "
                          f"{prof.sigmas[~np.isfinite(se)][:3]}")
     inner = slice(1, len(mid) - 2)
-    var = np.zeros(len(mid))
-    for j in np.flatnonzero(se > 0):
-        up = schedule(_shifted(prof, j, se[j]), steps, kind, sigma_min, sigma_max, smooth)
-        down = schedule(_shifted(prof, j, -min(se[j], prof.mse[j])), steps, kind, sigma_min, sigma_max, smooth)
-        h = se[j] + min(se[j], prof.mse[j])
-        grad = (np.log(up[inner]) - np.log(down[inner])) / h
-        var[inner] += (grad * se[j]) ** 2
-    import statistics
-    z = statistics.NormalDist().inv_cdf(0.5 + level / 2)
-    width = np.exp(z * np.sqrt(var))
-    lower, upper = mid / width, mid * width
-    lower[-1] = upper[-1] = 0.0
-    return lower, upper
+    with warnings.catch_warnings():  # what the profile warns of was said once, by the call above
+        warnings.simplefilter("ignore")
+        for j in np.flatnonzero(se > 0):
+            up = schedule(_shifted(prof, j, se[j]), steps, kind, sigma_min, sigma_max, smooth)
+            down = schedule(_shifted(prof, j, -min(se[j], prof.mse[j])), steps, kind, sigma_min, sigma_max, smooth)
+            grad[:, j] = (np.log(up[inner]) - np.log(down[inner])) / (se[j] + min(se[j], prof.mse[j]))
+    return mid, grad, se

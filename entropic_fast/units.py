@@ -98,3 +98,26 @@ def union(classes_a, classes_b):
         if len(hit) == period:
             return [[0, 1]]
     return [list(c) for c in classes]
+
+
+def plan_units(plan, shard=(0, 1), done=()):
+    """``(work id, unit index, sigma index, UNIT)`` of the units of a plan (``plan[i]`` units at sigma ``i``)
+    in this shard and not in ``done``, unit-major like :func:`work_units`; unit ``u`` of sigma ``i`` has
+    the same id (``u * n + i``), hence the same draws, in every plan."""
+    index, count = shard
+    plan = np.asarray(plan, np.int64)
+    n, done = plan.size, set(done)
+    for u in range(int(plan.max(initial=0))):
+        for i in np.flatnonzero(plan > u).tolist():
+            w = u * n + i
+            if w % count == index and w not in done:
+                yield w, u, i, UNIT
+
+
+def plan_rows(plan, shard=(0, 1)):
+    """Rows of this shard's units of a plan."""
+    index, count = shard
+    plan = np.asarray(plan, np.int64)
+    n = plan.size
+    return UNIT * sum(1 for u in range(int(plan.max(initial=0))) for i in np.flatnonzero(plan > u).tolist()
+                      if (u * n + i) % count == index)

@@ -21,6 +21,9 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--model", default="digits", choices=("digits", "gmm"), help="the shipped digits model, or a GMM")
     ap.add_argument("--samples", type=int, default=256)
+    ap.add_argument("--tolerance", type=float, default=None, help="adaptive: stop when the 16-step rescaled "
+                    "schedule's 95%% band is within +-TOLERANCE (every rank takes the same decisions)")
+    ap.add_argument("--max-evaluations", type=int, default=131072)
     ap.add_argument("--grid", type=int, default=128)
     ap.add_argument("--checkpoint", default=None)
     args = ap.parse_args()
@@ -35,8 +38,10 @@ def main():
         g = torch.Generator().manual_seed(0)
         model = ef.analytic.GMM(torch.randn(6, 4, generator=g, dtype=torch.float64), 0.1)
         data = model
-    prof = ef.profile(model, data, ef.sigma_grid(args.grid), samples=args.samples, device=device,
-                      checkpoint=args.checkpoint, progress=rank == 0)
+    count = {"samples": args.samples} if args.tolerance is None else {
+        "tolerance": args.tolerance, "max_evaluations": args.max_evaluations}
+    prof = ef.profile(model, data, ef.sigma_grid(args.grid), **count, device=device, checkpoint=args.checkpoint,
+                      progress=rank == 0)
     if rank == 0:
         prof.save(args.out)
         print(f"rank 0 wrote {args.out} ({dist.get_world_size()} ranks)")

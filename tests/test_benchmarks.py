@@ -63,3 +63,13 @@ def test_las_accuracy_quick(tmp_path):
     import las_accuracy
     text = las_accuracy.write(las_accuracy.run(quick=True), str(tmp_path), quick=True)
     assert text.count("| Gaussian") == 2 and text.count("| 16 atoms") == 2
+
+
+def test_sample_efficiency_quick(tmp_path):
+    import sample_efficiency
+    rows, _ = sample_efficiency.run(quick=True)
+    text = sample_efficiency.write((rows, 1.0), str(tmp_path), quick=True)
+    assert (tmp_path / "sample_efficiency_quick.md").exists()
+    assert len(rows) == 2 * 5 and all(r.count("|") == len(sample_efficiency.COLUMNS) + 4 for r in rows), rows
+    plain = [r for r in rows if "fixed 64 per sigma, plain" in r]
+    assert all(" 4096 |" in r for r in plain) and "evaluations" in text  # 64 x 64 sigmas (the quick grid)

@@ -24,7 +24,7 @@ def test_las_from_sampled_gaussian_profiles_is_as_good_as_rescaled():
     for n in (256, 1024):
         errs = {"las": [], "rescaled": []}
         for seed in range(4):
-            p = ef.profile(g, g, s, samples=n, seed=seed, progress=False)
+            p = ef.profile(g, g, s, samples=n, seed=seed, control=None, progress=False)
             for k in errs:
                 errs[k].append(max_log_error(ef.schedule(p, STEPS, k), ref[k]))
         las, res = np.median(errs["las"]), np.median(errs["rescaled"])
@@ -35,7 +35,7 @@ def test_las_rate_has_no_dead_points_on_a_sampled_profile():
     """The isotonic fit made 78 of 128 grid points flat (61%); the smoothed rate is positive almost
     everywhere e rises (a noise wiggle on the shoulder may still be clipped to 0)."""
     g = ef.analytic.Gaussian(0.25, (4,))
-    p = ef.profile(g, g, samples=256, progress=False)
+    p = ef.profile(g, g, samples=256, control=None, progress=False)
     rate = schedules.las_rate(p)
     exact = 4 * 0.25 * 2 * p.sigmas**2 * 0.25 / (p.sigmas**2 + 0.25) ** 2  # de/du = 2 s^2 de/d(s^2)
     rising = exact > 0.01 * exact.max()
@@ -145,7 +145,7 @@ def test_stderr_is_calibrated():
     g = ef.analytic.Gaussian(0.25, (4,))
     s = ef.sigma_grid(64)
     z = np.concatenate([(p.mse - g.mse(s)) / p.stderr for p in
-                        (ef.profile(g, g, s, samples=256, seed=seed, progress=False) for seed in range(12))])
+                        (ef.profile(g, g, s, samples=256, seed=seed, control=None, progress=False) for seed in range(12))])
     frac = np.mean(np.abs(z) > 2)
     sd = np.sqrt(0.0455 * (1 - 0.0455) / z.size)
     assert abs(frac - 0.0455) < 3.5 * sd, (frac, z.size)
