@@ -44,7 +44,7 @@ def run(quick=False, n=4000, budgets=(4, 8, 16, 32), samples=512):
     bar = tqdm(total=len(probs) * len(names) * len(budgets), desc="schedule zoo", leave=False)
     for pname, model in probs.items():
         image = len(model.shape) == 3
-        prof = ef.profile(model, model, samples=samples, spectral=image, progress=False)
+        prof = ef.profile(model, model, samples=samples, spectral=image, control=None, progress=False)  # as measured
         ref = model.sample(n, torch.Generator().manual_seed(1))
         pca = model.sample(4000, torch.Generator().manual_seed(2))
         for budget in budgets:

@@ -36,8 +36,8 @@ def targets(steps, kind):
 
 
 def band(prof, goals, level=0.95):
-    """``(half_width, [(G, v)])``: the widest relative half-band over every goal's inner sigmas, and per goal
-    the gradient matrix and per-sample variances it came from."""
+    """``(half_width, grads, v)``: the widest relative half-band over every goal's inner sigmas, each goal's
+    gradient matrix ``G`` (``schedules.log_sigma_gradient``), and the per-sample variance of each sigma."""
     z = normal_quantile(level)
     parts, worst = [], 0.0
     for kind, steps in goals:
@@ -57,7 +57,6 @@ def minimax_shape(a, n, iterations=200):
     multiplicative updates move ``mu`` onto the rows that bind (the minimax's dual)."""
     mu = np.full(a.shape[0], 1.0 / max(a.shape[0], 1))
     total = max(float(n.sum()), 1.0)
-    shape = np.sqrt(mu @ a)
     for _ in range(iterations):
         shape = np.sqrt(mu @ a)
         if not shape.any():
@@ -92,7 +91,9 @@ def next_plan(prof, plan, goals, tolerance, level=0.95, budget_units=None, growt
         return np.maximum(n, c * weight)
 
     lo, hi = 0.0, 1.0
-    while _predicted(grads, v, samples(hi)) > limit and samples(hi).sum() < cap:
+    for _ in range(200):
+        if not (_predicted(grads, v, samples(hi)) > limit and samples(hi).sum() < cap):
+            break
         hi *= 2.0
     for _ in range(60):  # the smallest c meeting the tolerance, or the one spending the cap
         mid = 0.5 * (lo + hi)
@@ -101,7 +102,7 @@ def next_plan(prof, plan, goals, tolerance, level=0.95, budget_units=None, growt
         else:
             hi = mid
     new = np.maximum(plan, np.round(samples(hi) / UNIT).astype(np.int64))  # nearest: a short fall costs a small round
-    if budget_units is not None and new.sum() > budget_units:  # rounding up to whole units overshot
+    if budget_units is not None and new.sum() > budget_units:  # rounding to whole units overshot
         over = int(new.sum() - budget_units)
         for j in np.argsort(-(new - plan))[:over]:
             new[j] -= 1 if new[j] > plan[j] else 0
