@@ -18,8 +18,11 @@ import numpy as np
 
 from . import checks, estimate
 from .errors import InputError
+from .grids import sigma_grid
 from .schedules import KINDS, log_sigma_gradient, normal_quantile
 from .units import UNIT
+
+ADAPTIVE_POINTS = 64  # the default grid of an adaptive run: its pilot costs 64 x 32 rows
 
 
 def targets(steps, kind):
@@ -142,8 +145,10 @@ def profile(denoiser, data, sigmas=None, *, samples=None, tolerance=None, steps=
     """Monte-Carlo profile of ``e(s) = E||D(x0 + s n, s) - x0||^2`` on a sigma grid, with as many samples
     as the schedule needs (Stancevic et al. sec. 4; adaptive allocation of this library).
 
-    ``samples=N`` takes ``N`` samples at every sigma (the paper: 1024), as ``estimate.profile``. Without
-    it the run is adaptive: a pilot of ``pilot`` samples per sigma, then rounds that spend samples where
+    ``samples=N`` takes ``N`` samples at every sigma (the paper: 1024) of ``sigmas`` (default:
+    ``sigma_grid()``, 128 points), as ``estimate.profile``. Without it the run is adaptive, on ``sigmas``
+    (default: ``sigma_grid(64)``; 32 points cost less and were as accurate on smooth error curves, see
+    ``benchmarks/results/sample_efficiency.md``): a pilot of ``pilot`` samples per sigma, then rounds that spend samples where
     they narrow the ``level`` band of the ``kind`` schedule of ``steps`` steps most (both may be lists:
     the band must hold for each), until every inner sigma's band is within ``+-tolerance`` relative
     (default 0.01) or ``max_evaluations`` rows have been evaluated (then a warning gives the band
@@ -164,7 +169,8 @@ def profile(denoiser, data, sigmas=None, *, samples=None, tolerance=None, steps=
                          "give samples= to run fixed shards")
     rule = PlanRule(targets(steps, kind), tolerance, level, checks.integer(max_evaluations, "max_evaluations", 1),
                     checks.integer(pilot, "pilot", 2))
-    prof = estimate.profile(denoiser, data, sigmas, plan_rule=rule, **options)
+    prof = estimate.profile(denoiser, data, sigma_grid(ADAPTIVE_POINTS) if sigmas is None else sigmas,
+                            plan_rule=rule, **options)
     reached = prof.meta["adaptive"]["rounds"][-1]["band"]
     if reached > tolerance:
         warnings.warn(f"adaptive profile stopped after {prof.meta['evaluations']} evaluations (max_evaluations="
