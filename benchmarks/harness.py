@@ -79,6 +79,16 @@ def table(keys, columns, rows, best=min, fmt=mean_std):
     return lines, wins
 
 
+def findings(out_dir, name, quick):
+    """The hand-written ``## Findings`` section of the results file a re-run replaces ("" if none), to keep."""
+    path = os.path.join(out_dir, f"{name}{'_quick' if quick else ''}.md")
+    if not os.path.exists(path):
+        return ""
+    with open(path) as f:
+        old = f.read()
+    return old[old.index("\n## Findings"):] if "\n## Findings" in old else ""
+
+
 def save(out_dir, name, quick, text):
     """Write ``name{_quick}.md`` atomically in ``out_dir``; returns its path."""
     os.makedirs(out_dir, exist_ok=True)

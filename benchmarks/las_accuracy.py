@@ -103,13 +103,7 @@ def write(result, out_dir, quick, options=""):
                           "column is LAS's median error over rescaled's.", seconds=seconds)
     head += ["| model | samples | " + " | ".join(KINDS + ("las (old)",)) + " | las / rescaled |",
              "| --- " * (len(KINDS) + 4) + "|"]
-    path = os.path.join(out_dir, f"las_accuracy{'_quick' if quick else ''}.md")
-    findings = ""
-    if os.path.exists(path):  # the hand-written analysis below the table survives a re-run
-        with open(path) as f:
-            old = f.read()
-        findings = old[old.index("\n## Findings"):] if "\n## Findings" in old else ""
-    text = "\n".join(head + rows) + "\n" + findings
+    text = "\n".join(head + rows) + "\n" + harness.findings(out_dir, "las_accuracy", quick)
     harness.save(out_dir, "las_accuracy", quick, text)
     return text
 

@@ -109,13 +109,7 @@ def write(result, out_dir, quick, options=""):
                           seconds=seconds)
     head += ["| model | method | evaluations | " + " | ".join(f"{k} {n}" for k, n in COLUMNS) + " |",
              "| --- " * (len(COLUMNS) + 3) + "|"]
-    path = os.path.join(out_dir, f"sample_efficiency{'_quick' if quick else ''}.md")
-    findings = ""
-    if os.path.exists(path):  # the hand-written analysis below the table survives a re-run
-        with open(path) as f:
-            old = f.read()
-        findings = old[old.index("\n## Findings"):] if "\n## Findings" in old else ""
-    text = "\n".join(head + rows) + "\n" + findings
+    text = "\n".join(head + rows) + "\n" + harness.findings(out_dir, "sample_efficiency", quick)
     harness.save(out_dir, "sample_efficiency", quick, text)
     return text
 

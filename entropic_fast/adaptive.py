@@ -71,11 +71,6 @@ def minimax_shape(a, n, iterations=200):
     return shape
 
 
-def _predicted(grads, v, n):
-    """The largest predicted ``Var log s_i`` over every goal with ``n`` samples per sigma."""
-    return max(float(((g**2) @ (v / n)).max(initial=0.0)) for g in grads)
-
-
 def next_plan(prof, plan, goals, tolerance, level=0.95, budget_units=None, growth=2.0):
     """``(done, plan, half_width)`` after a round: ``done`` when the band is within ``tolerance`` or the
     budget (``budget_units`` units in all) is spent; else the next plan (units per sigma, never fewer
@@ -87,23 +82,25 @@ def next_plan(prof, plan, goals, tolerance, level=0.95, budget_units=None, growt
         return True, plan, half
     limit = math.log1p(tolerance) ** 2 / normal_quantile(level) ** 2
     n = prof.count.astype(np.float64)
-    weight = minimax_shape(np.concatenate(grads) ** 2 * v, n)
+    a = np.concatenate(grads) ** 2 * v  # Var log s_i = sum_j a_ij / n_j, every goal's inner sigmas stacked
+    weight = minimax_shape(a, n)
     cap = total * UNIT * growth if budget_units is None else min(total * UNIT * growth, budget_units * UNIT)
 
     def samples(c):
         return np.maximum(n, c * weight)
 
+    def short(c):  # the predicted band still too wide, and the cap not reached
+        m = samples(c)
+        return float((a @ (1.0 / m)).max(initial=0.0)) > limit and m.sum() < cap
+
     lo, hi = 0.0, 1.0
     for _ in range(200):
-        if not (_predicted(grads, v, samples(hi)) > limit and samples(hi).sum() < cap):
+        if not short(hi):
             break
         hi *= 2.0
     for _ in range(60):  # the smallest c meeting the tolerance, or the one spending the cap
         mid = 0.5 * (lo + hi)
-        if _predicted(grads, v, samples(mid)) > limit and samples(mid).sum() < cap:
-            lo = mid
-        else:
-            hi = mid
+        lo, hi = (mid, hi) if short(mid) else (lo, mid)
     new = np.maximum(plan, np.round(samples(hi) / UNIT).astype(np.int64))  # nearest: a short fall costs a small round
     if budget_units is not None and new.sum() > budget_units:  # rounding to whole units overshot
         over = int(new.sum() - budget_units)

@@ -33,14 +33,20 @@ def _flat64(t):
     return t.reshape(t.shape[0], -1).to(torch.float64)
 
 
-def _projections(x, x0, origin, basis):
+def _projections(x, x0, basis, origin=None):
     """``(a, d)`` in float64: ``a = (x0 - origin) @ basis`` and ``d = (x - x0) @ basis``, the noise's part taken
     from the difference (exact at small sigma), the products in the rows' float32 (float64 rows: float64)."""
     dt = torch.float64 if x.dtype == torch.float64 else torch.float32
     x0f = x0.reshape(x0.shape[0], -1).to(dt)
     diff = x.reshape(x.shape[0], -1).to(dt) - x0f
     b = basis.to(dt)
-    return ((x0f - origin.to(dt)) @ b).to(torch.float64), (diff @ b).to(torch.float64)
+    centred = x0f if origin is None else x0f - origin.to(dt)
+    return (centred @ b).to(torch.float64), (diff @ b).to(torch.float64)
+
+
+def _wiener_mse(lam, s2):
+    """``sum_k lam_k s^2 / (lam_k + s^2)`` per row of ``s2`` (the Wiener denoiser's mean error)."""
+    return (lam * s2 / (lam + s2).clamp_min(1e-300)).sum(-1)
 
 
 def _nearest(x, centres):
@@ -83,17 +89,16 @@ class Wiener:
 
     def expected(self, sigmas):
         """``E[L]`` at each sigma (float64 ndarray)."""
-        s2 = np.asarray(sigmas, np.float64)[:, None] ** 2
-        lam = self.lam.cpu().numpy()[None, :]
-        return (lam * s2 / np.maximum(lam + s2, 1e-300)).sum(1)
+        s2 = torch.as_tensor(np.asarray(sigmas, np.float64), device=self.lam.device)[:, None] ** 2
+        return _wiener_mse(self.lam, s2).cpu().numpy()
 
     def centred(self, x, x0, sigma):
         """``L - E[L]`` per row, ``x`` the noisy rows at ``sigma`` (one per row): in the eigenbasis
         ``W(x) - x0 = (g - 1) a + g d`` with ``a = U^T (x0 - mu)``, ``d = U^T (x - x0)``."""
-        a, d = _projections(x, x0, self.mean, self.basis)
+        a, d = _projections(x, x0, self.basis, self.mean)
         s2 = sigma.to(torch.float64).reshape(-1, 1) ** 2
         g = self.lam / (self.lam + s2).clamp_min(1e-300)
-        return (((g - 1) * a + g * d) ** 2 - self.lam * s2 / (self.lam + s2).clamp_min(1e-300)).sum(1)
+        return (((g - 1) * a + g * d) ** 2).sum(1) - _wiener_mse(self.lam, s2)
 
 
 class LocalWiener:
@@ -142,7 +147,7 @@ class LocalWiener:
         cluster = _nearest(_flat64(x0), self.centres)
         r = self.lam.shape[1]
         rows = torch.arange(b, device=x.device)
-        a, d = _projections(x, x0, torch.zeros_like(self.centres[0]), self._stacked)
+        a, d = _projections(x, x0, self._stacked)
         a = a.view(b, -1, r)[rows, cluster] - self._centre_coef[cluster]
         d = d.view(b, -1, r)[rows, cluster]
         lam = self.lam[cluster]
