@@ -109,11 +109,11 @@ def _penalty(x, order):
     return p
 
 
-def smooth(x, y, w, order=2, lams=np.logspace(-10, 6, 65)):
+def smooth(x, y, w, order=2, lams=np.logspace(-10, 6, 65), penalty=None):
     """Weighted penalised least squares (Whittaker-Henderson) of one curve on the grid ``x``: minimises
-    ``sum w (y - z)^2 + lam ||P z||^2`` with ``lam`` chosen by Stein's unbiased risk estimate, the
-    weights being inverse noise variances (a weight of 0 is floored at 1e-10 of the largest).
-    Returns ``(z, lam)``.
+    ``sum w (y - z)^2 + lam sum_i p_i (P z)_i^2`` with ``lam`` chosen by Stein's unbiased risk estimate, the
+    weights being inverse noise variances (a weight of 0 is floored at 1e-10 of the largest) and ``p`` the
+    ``penalty`` weights of the rows of ``P`` (default 1; :func:`adaptive_penalty`). Returns ``(z, lam)``.
 
     Demmler-Reinsch form: with ``M = W^-1/2 P'P W^-1/2 = Q diag(m) Q'``, the fit is
     ``z = W^-1/2 Q diag(1 / (1 + lam m)) Q' W^1/2 y`` and the hat matrix's trace ``sum 1 / (1 + lam m)``,
@@ -123,6 +123,8 @@ def smooth(x, y, w, order=2, lams=np.logspace(-10, 6, 65)):
         raise InputError("smooth needs finite values and finite weights >= 0 (one > 0) on the grid")
     sw = np.sqrt(np.maximum(w, 1e-10 * w.max()))
     pt = _penalty(x, order) / sw[None, :]
+    if penalty is not None:
+        pt = pt * np.sqrt(np.asarray(penalty, np.float64))[:, None]
     m, q = np.linalg.eigh(pt.T @ pt)
     m = np.maximum(m, 0.0)
     c = q.T @ (sw * y)
@@ -134,6 +136,22 @@ def smooth(x, y, w, order=2, lams=np.logspace(-10, 6, 65)):
         if best is None or risk < best[0]:
             best = (risk, z, float(lam))
     return best[1], best[2]
+
+
+def adaptive_penalty(x, z, order=2, width=1.2, floor=0.01):
+    """Penalty weights for :func:`smooth` from a first fit ``z`` (spatially adaptive penalties, Ruppert and Carroll
+    2000): ``1 / (r + floor max r)^2``, ``r`` the roughness ``|P z|`` averaged over a window ``width`` wide in ``x``;
+    scaled to mean 1. Where the curve bends little it is smoothed more."""
+    x, z = _grid(x), np.asarray(z, np.float64)
+    pen = _penalty(x, order)
+    rough = np.abs(pen @ z)
+    centre = np.array([x[i:i + order + 1].mean() for i in range(rough.size)])
+    near = np.abs(centre[:, None] - centre[None, :]) <= width / 2
+    r = (near @ rough) / near.sum(1)
+    if not r.max() > 1e-12 * (np.abs(pen) @ np.abs(z)).max():  # a straight line up to rounding: nothing to adapt to
+        return np.ones_like(r)
+    p = 1.0 / (r / r.max() + floor) ** 2
+    return p / p.mean()
 
 
 def nnls(a, b, iters=None):

@@ -84,7 +84,8 @@ def las_rate(prof, smooth=None):
 
     Exact curves: a 5-point derivative of ``log e`` in ``u`` (fourth order on any grid). Sampled profiles:
     ``log(e + floor)`` smoothed by weighted penalised least squares (weights from the standard errors,
-    smoothing chosen by Stein's unbiased risk estimate, ``curves.smooth``), then differentiated the same
+    smoothing chosen by Stein's unbiased risk estimate, ``curves.smooth``; a second pass with the penalty
+    made local by the first fit's roughness, ``curves.adaptive_penalty``), then differentiated the same
     way; ``floor`` is the largest error among unresolved sigmas (relative stderr > 1/3), so that rare-event
     estimates at small errors do not steer the fit. Negative slopes are clipped (the exact MMSE is
     non-decreasing)."""
@@ -99,7 +100,9 @@ def las_rate(prof, smooth=None):
         # relative stderr floored at 1e-4: below that it is rounding (one sample whose square underflows)
         var = (sx / (x + floor)) ** 2
         w = np.where(np.isfinite(var), 1.0 / np.maximum(var, 1e-8), 0.0)
-        z, _ = curves.smooth(u, np.log(x + floor), w)
+        y = np.log(x + floor)
+        z, _ = curves.smooth(u, y, w)
+        z, _ = curves.smooth(u, y, w, penalty=curves.adaptive_penalty(u, z))  # more smoothing where it bends less
     slope = np.maximum(curves.derivative_matrix(u) @ z, 0.0)
     return top * np.exp(z) * slope
 

@@ -101,3 +101,25 @@ def test_isotonic_matches_reference(seed):
 def test_bad_input_names_the_problem(call, match):
     with pytest.raises(InputError, match=match):
         call()
+
+
+def test_adaptive_penalty_gives_better_slopes_where_the_curve_flattens():
+    """``log`` of a Gaussian MMSE curve in ``u`` (steep below sigma 0.5, flat above) plus noise of sd 0.03:
+    the second, locally penalised pass (``adaptive_penalty``) estimates the slope better than one global
+    smoothing parameter (20 seeds: RMS slope error 0.013 against 0.020, better in 19)."""
+    u = np.linspace(np.log(0.002), np.log(80.0), 128)
+    s2 = np.exp(2 * u)
+    truth, slope = np.log(s2 / (0.25 + s2)), 0.5 / (0.25 + s2)
+    d = curves.derivative_matrix(u)
+    one, two = [], []
+    for seed in range(20):
+        y = truth + 0.03 * np.random.default_rng(seed).standard_normal(u.size)
+        w = np.full(u.size, 0.03**-2)
+        z1, _ = curves.smooth(u, y, w)
+        z2, _ = curves.smooth(u, y, w, penalty=curves.adaptive_penalty(u, z1))
+        one.append(np.sqrt(np.mean((d @ z1 - slope) ** 2)))
+        two.append(np.sqrt(np.mean((d @ z2 - slope) ** 2)))
+    assert np.median(two) < 0.8 * np.median(one), (np.median(two), np.median(one))
+    p = curves.adaptive_penalty(u, truth)
+    assert p.mean() == pytest.approx(1.0) and p[-10:].min() > 10 * p[40:60].max()  # flat end penalised most
+    np.testing.assert_array_equal(curves.adaptive_penalty(u, 2 * u + 1), np.ones(u.size - 2))  # a line

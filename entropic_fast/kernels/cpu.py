@@ -33,8 +33,9 @@ def perturb(x0, sigma, seed, row_ids):
 
 
 def ideal_error(means, var, logw, x0, sigma, seed, row_ids, sigma_index, acc):
-    """Noise, GMM / point-set ideal denoiser and error accumulation for rows ``x0`` (rows, dim)."""
-    reference.ideal_error_of(means, var, logw, x0, perturb(x0, sigma, seed, row_ids), sigma, sigma_index, acc)
+    """Noise (importance sampled), GMM / point-set ideal denoiser and error accumulation for rows ``x0``."""
+    x, weight = reference.importance_perturb(perturb, x0, sigma, seed, row_ids)
+    reference.ideal_error_of(means, var, logw, x0, x, sigma, sigma_index, acc, weight)
 
 
 def accumulate_error(d, x0, sigma_index, acc, spectral=None):

@@ -17,11 +17,12 @@ import triton
 import triton.language as tl
 
 from .noise import perturb
+from .reference import importance_perturb
 
 
 @triton.jit
 def _ideal_kernel(means_ptr, var_ptr, logw_ptr, x0_ptr, sigma_ptr, idx_ptr, acc_ptr,
-                  xs_ptr, mu_acc_ptr, rows, K, dim, n_sigmas,
+                  xs_ptr, mu_acc_ptr, w_ptr, rows, K, dim, n_sigmas,
                   BM: tl.constexpr, BN: tl.constexpr, BD: tl.constexpr):
     r = tl.program_id(0) * BM + tl.arange(0, BM)
     rmask = r < rows
@@ -82,6 +83,7 @@ def _ideal_kernel(means_ptr, var_ptr, logw_ptr, x0_ptr, sigma_ptr, idx_ptr, acc_
         x0 = tl.load(x0_ptr + off, mask=m2, other=0.0).to(tl.float32)
         diff = tl.where(m2, (a + acc_x[:, None] * x) / run_sum[:, None] - x0, 0.0)
         err += tl.sum(diff * diff, 1).to(tl.float64)
+    err = err * tl.load(w_ptr + r, mask=rmask, other=1.0)  # the row's importance weight
     ok = (err == err) & (err < float("inf")) & rmask
     e = tl.where(ok, err, 0.0)
     i = tl.load(idx_ptr + r, mask=rmask, other=0)
@@ -93,22 +95,26 @@ def _ideal_kernel(means_ptr, var_ptr, logw_ptr, x0_ptr, sigma_ptr, idx_ptr, acc_
 
 def config(dim):
     """Tiles and warps for a data dimension; every choice compiles without spills on sm_80 to sm_90
-    (``python -m entropic_fast.kernels.audit``): BD 64 spills, BD 32 needs 8 warps."""
+    (``python -m entropic_fast.kernels.audit``): BD 64 spills; BD 32, and BD 16 since the importance weight,
+    need 8 warps (BD 16 on 4 warps: 8 bytes of stack on sm_80)."""
     if dim <= 16:
-        return {"BM": 16, "BN": 32, "BD": 16, "num_warps": 4}
+        return {"BM": 16, "BN": 32, "BD": 16, "num_warps": 8}
     return {"BM": 16, "BN": 32, "BD": 32, "num_warps": 8}
 
 
 def ideal_error(means, var, logw, x0, sigma, seed, row_ids, sigma_index, acc):
-    """Noise, GMM / point-set ideal denoiser and error accumulation for rows ``x0`` (rows, dim)."""
+    """Noise (importance sampled, ``reference.importance_perturb``), GMM / point-set ideal denoiser and error
+    accumulation for rows ``x0`` (rows, dim)."""
     rows, dim = x0.shape[0], x0[0].numel()
     if not rows:
         return
     means = means.reshape(means.shape[0], -1).float().contiguous()
     flat = x0.reshape(rows, -1).contiguous()
-    xs = perturb(flat.float(), sigma.float(), seed, row_ids)
+    xs, weight = importance_perturb(perturb, flat.float(), sigma.float(), seed, row_ids)
+    if weight is None:
+        weight = torch.ones(rows, dtype=torch.float64, device=x0.device)
     mu_acc = torch.zeros(rows, dim, dtype=torch.float32, device=x0.device)
     cfg = config(dim)
     _ideal_kernel[(triton.cdiv(rows, cfg["BM"]),)](
         means, var.float().contiguous(), logw.float().contiguous(), flat, sigma.float().contiguous(),
-        sigma_index.contiguous(), acc, xs, mu_acc, rows, means.shape[0], dim, acc.shape[1], **cfg)
+        sigma_index.contiguous(), acc, xs, mu_acc, weight.contiguous(), rows, means.shape[0], dim, acc.shape[1], **cfg)

@@ -76,12 +76,15 @@ def perturb(x0, sigma, seed, row_ids):
     return add_noise(x0, sigma, noise(seed, row_ids.to(x0.device), x0[0].numel()))
 
 
-def accumulate_error(d, x0, sigma_index, acc, spectral=None):
-    """Add each row's ``||d - x0||^2`` to ``acc`` (4, sigmas: sum, sumsq, count, non-finite) and,
-    if given, ``|F(d - x0)|^2`` (orthonormal 2-D DFT over the last two axes) to ``spectral``."""
+def accumulate_error(d, x0, sigma_index, acc, spectral=None, weight=None):
+    """Add each row's ``||d - x0||^2`` (times its importance ``weight``, if given) to ``acc`` (4, sigmas: sum,
+    sumsq, count, non-finite) and, if given, ``|F(d - x0)|^2`` (orthonormal 2-D DFT over the last two axes) to
+    ``spectral``."""
     ct = _compute_dtype(d, x0)
     diff = (d.to(ct) - x0.to(ct)).flatten(1)
     err = torch.linalg.vecdot(diff, diff).double()  # one fused pass: no squared copy
+    if weight is not None:
+        err = err * weight
     bad = ~torch.isfinite(err)
     ok = (~bad).double()
     err = err.nan_to_num(0.0, 0.0, 0.0) * ok
@@ -125,13 +128,56 @@ def gmm_denoise(means, var, logw, x, sigma, chunk=4096):
 ROW_BLOCK = 32  # the ideal denoiser always sees blocks of this many rows
 
 
+# Defensive importance sampling of the model-free path's noise (Hesterberg 1995). In low dimensions the error
+# at small sigma is a rare event (noise that reaches a neighbouring point). Each row draws its noise at
+# ``tau * sigma`` for one of IS_WIDE's ``(tau, share)`` with that probability (else at sigma), and its error is
+# weighted by p/q, q the mixture of the draws: unbiased, and the weight is at most 1 / (1 - total share), so
+# the second moment never exceeds that factor times the plain one. Above IS_MAX_DIM the wide draws' weights vanish
+# (p_tau / p ~ tau^-d) and would only cost samples.
+IS_MAX_DIM, IS_WIDE = 8, ((2.0, 0.125), (4.0, 0.125))
+
+
+def noise_scale(seed, row_ids):
+    """Each row's factor on sigma for its noise (1 or a ``tau`` of ``IS_WIDE``), chosen by a Philox word of the
+    row's own (element counter ``2**32 - 1``, which no element uses)."""
+    rid = row_ids.to(torch.int64)
+    word = philox(int(seed), torch.full_like(rid, MASK32), rid & MASK32, rid >> 32, torch.zeros_like(rid))[2]
+    scale, edge = torch.ones(rid.shape, dtype=torch.float64, device=rid.device), 0.0
+    for tau, share in IS_WIDE:
+        pick = (word >= int(edge * 2**32)) & (word < int((edge + share) * 2**32))
+        scale = torch.where(pick, tau, scale)
+        edge += share
+    return scale
+
+
+def importance_weight(x, x0, sigma):
+    """``p / q`` of each row's realised noise ``x - x0``: ``p = N(0, s^2 I)``, ``q`` the defensive mixture."""
+    r = (x.double() - x0.double()).flatten(1)
+    rho2 = torch.linalg.vecdot(r, r) / sigma.double() ** 2
+    q = 1.0 - sum(share for _, share in IS_WIDE)
+    for tau, share in IS_WIDE:  # share * p_tau / p
+        q = q + share * torch.exp(0.5 * rho2 * (1.0 - tau ** -2) - r.shape[1] * math.log(tau))
+    return 1.0 / q
+
+
+def importance_perturb(perturb, x0, sigma, seed, row_ids):
+    """``(x, weight or None)``: the model-free path's noisy rows, drawn by ``perturb`` (any back-end's), under
+    defensive importance sampling in dimensions up to ``IS_MAX_DIM``; plain draws (no weight) above."""
+    if x0[0].numel() > IS_MAX_DIM:
+        return perturb(x0, sigma, seed, row_ids), None
+    x = perturb(x0, sigma * noise_scale(seed, row_ids.to(sigma.device)).to(sigma.dtype), seed, row_ids)
+    return x, importance_weight(x, x0, sigma)
+
+
 def ideal_error(means, var, logw, x0, sigma, seed, row_ids, sigma_index, acc):
-    """Noise, GMM / point-set ideal denoiser and error accumulation for rows ``x0`` (rows, dim)."""
-    ideal_error_of(means, var, logw, x0, perturb(x0, sigma, seed, row_ids), sigma, sigma_index, acc)
+    """Noise (importance sampled, ``importance_perturb``), GMM / point-set ideal denoiser and error accumulation
+    for rows ``x0`` (rows, dim)."""
+    x, weight = importance_perturb(perturb, x0, sigma, seed, row_ids)
+    ideal_error_of(means, var, logw, x0, x, sigma, sigma_index, acc, weight)
 
 
-def ideal_error_of(means, var, logw, x0, x, sigma, sigma_index, acc):
-    """The ideal denoiser at the noisy rows ``x`` and its error against ``x0``, accumulated.
+def ideal_error_of(means, var, logw, x0, x, sigma, sigma_index, acc, weight=None):
+    """The ideal denoiser at the noisy rows ``x`` and its error against ``x0`` (times ``weight``), accumulated.
 
     The denoiser runs on blocks of exactly ``ROW_BLOCK`` rows (the last one zero-padded), so that
     every matrix product has the same shape whatever the batch: a row's result, bit for bit, does
@@ -145,4 +191,4 @@ def ideal_error_of(means, var, logw, x0, x, sigma, sigma_index, acc):
             xb = torch.cat([xb, xb.new_zeros(ROW_BLOCK - k, xb.shape[1])])
             sb = torch.cat([sb, sb.new_ones(ROW_BLOCK - k)])
         out[lo:lo + k] = gmm_denoise(means, var, logw, xb, sb)[:k]
-    accumulate_error(out.reshape(x.shape), x0, sigma_index, acc)
+    accumulate_error(out.reshape(x.shape), x0, sigma_index, acc, weight=weight)
