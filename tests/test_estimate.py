@@ -72,6 +72,7 @@ def test_rare_events_at_small_sigma_are_seen_with_honest_error_bars():
     exact = np.array([_two_point_mse(s) for s in grid])
     p = ef.profile(ps, ps, grid, samples=2048, seed=0, progress=False)
     z = (p.mse - exact) / p.stderr
+    assert p.meta["importance"] == {"wide": [list(t) for t in reference.IS_WIDE]}
     assert np.all(np.abs(z) < 4), f"z = {z}"
     assert np.all(p.stderr < 0.6 * exact), f"relative stderr {p.stderr / exact}"
 
