@@ -50,7 +50,7 @@ def band(prof, goals, level=0.95):
         var = (grad**2) @ (se**2)
         worst = max(worst, float(np.expm1(z * np.sqrt(var.max(initial=0.0)))))
         parts.append(grad)
-    v = np.where(prof.count > 0, se**2 * prof.count, 0.0)
+    v = np.where(prof.count > 0, se**2 * prof.count, 0.0)  # se: the profile's stderr, the same for every goal
     return worst, parts, v
 
 

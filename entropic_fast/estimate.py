@@ -26,7 +26,7 @@ from .errors import InputError
 from .fingerprint import fingerprint
 from .grids import sigma_grid
 from .kernels import launchers
-from .kernels.reference import IS_MAX_DIM, IS_WIDE
+from .kernels.reference import importance
 from .profile import Profile, _as_grid
 from .control import sums_size
 from .units import UNIT, noise_key, plan_rows, plan_units, shard_rows, unit_rows, unit_seed, work_units
@@ -619,8 +619,9 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
         meta.update(dropped=int(a[3].sum()), dropped_per_sigma=a[3].astype(int).tolist())
     if limit[0] != batch_size:
         meta["batch_size_used"] = limit[0]
-    if mixture is not None and example[0].numel() <= IS_MAX_DIM:  # the model-free path's importance sampling
-        meta["importance"] = {"wide": [list(t) for t in IS_WIDE]}
+    wide = importance(example[0].numel()) if mixture is not None else ()  # the model-free path's sampling
+    if wide:
+        meta["importance"] = {"wide": [list(t) for t in wide]}
     if adaptive:
         meta["adaptive"] = {**plan_rule.signature(), "rounds": rounds, "plan_units": plan.tolist()}
     extra = {}

@@ -403,11 +403,11 @@ def schedule(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smoot
 BAND_KINDS = ("entropic", "rescaled", "las", "tangent", "edm", "karras", "exponential")
 
 
-def _shifted(prof, j, delta):
-    """``prof`` with the mean error at sigma ``j`` moved by ``delta`` (its standard errors kept)."""
-    mse = prof.mse.copy()
+def _shifted(prof, mse, se, j, delta):
+    """``prof`` with the mean error ``mse`` at sigma ``j`` moved by ``delta`` (the standard errors ``se`` kept)."""
+    mse = mse.copy()
     mse[j] = max(mse[j] + delta, 0.0)
-    return prof.with_estimate(mse, prof.stderr)
+    return prof.with_estimate(mse, se)
 
 
 def schedule_band(prof, steps, kind="rescaled", level=0.95, sigma_min=None, sigma_max=None, smooth=None):
@@ -456,10 +456,12 @@ def log_sigma_gradient(prof, steps, kind="rescaled", sigma_min=None, sigma_max=N
         raise InputError(f"profile has sigmas with fewer than 2 samples (no standard error): "
                          f"{prof.sigmas[~np.isfinite(se)][:3]}")
     inner = slice(1, len(mid) - 2)
+    mse = prof.mse  # once: a controlled profile computes it (and se) by regression
     with warnings.catch_warnings():  # what the profile warns of was said once, by the call above
         warnings.simplefilter("ignore")
         for j in np.flatnonzero(se > 0):
-            up = schedule(_shifted(prof, j, se[j]), steps, kind, sigma_min, sigma_max, smooth)
-            down = schedule(_shifted(prof, j, -min(se[j], prof.mse[j])), steps, kind, sigma_min, sigma_max, smooth)
-            grad[:, j] = (np.log(up[inner]) - np.log(down[inner])) / (se[j] + min(se[j], prof.mse[j]))
+            step = min(se[j], mse[j])
+            up = schedule(_shifted(prof, mse, se, j, se[j]), steps, kind, sigma_min, sigma_max, smooth)
+            down = schedule(_shifted(prof, mse, se, j, -step), steps, kind, sigma_min, sigma_max, smooth)
+            grad[:, j] = (np.log(up[inner]) - np.log(down[inner])) / (se[j] + step)
     return mid, grad, se

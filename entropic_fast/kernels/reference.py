@@ -137,6 +137,12 @@ ROW_BLOCK = 32  # the ideal denoiser always sees blocks of this many rows
 IS_MAX_DIM, IS_WIDE = 8, ((2.0, 0.125), (4.0, 0.125))
 
 
+def importance(dim):
+    """The wide draws ``((tau, share), ...)`` of the model-free path for rows of ``dim`` values; ``()`` above
+    ``IS_MAX_DIM``, where rows are drawn plainly."""
+    return IS_WIDE if dim <= IS_MAX_DIM else ()
+
+
 def noise_scale(seed, row_ids):
     """Each row's factor on sigma for its noise (1 or a ``tau`` of ``IS_WIDE``), chosen by a Philox word of the
     row's own (element counter ``2**32 - 1``, which no element uses)."""
@@ -163,7 +169,7 @@ def importance_weight(x, x0, sigma):
 def importance_perturb(perturb, x0, sigma, seed, row_ids):
     """``(x, weight or None)``: the model-free path's noisy rows, drawn by ``perturb`` (any back-end's), under
     defensive importance sampling in dimensions up to ``IS_MAX_DIM``; plain draws (no weight) above."""
-    if x0[0].numel() > IS_MAX_DIM:
+    if not importance(x0[0].numel()):
         return perturb(x0, sigma, seed, row_ids), None
     x = perturb(x0, sigma * noise_scale(seed, row_ids.to(sigma.device)).to(sigma.dtype), seed, row_ids)
     return x, importance_weight(x, x0, sigma)
