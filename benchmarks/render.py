@@ -31,6 +31,12 @@ def render(data, source):
             lines.append(f"| {who} | {st['median'] * 1e3:.3f} | {st['iqr'] * 1e3:.3f} | {st['rounds']} | "
                          f"{st['median'] / base:.2f}x |")
         lines.append("")
+        for b in rows:
+            paired = (b.get("extra_info") or {}).get("paired_ratio")
+            if paired:
+                lines += [f"Paired ratio (the two contenders alternated, one ratio per round): median "
+                          f"**{paired['median']:.3f}x**, quartiles {paired['q1']:.3f}x to {paired['q3']:.3f}x, "
+                          f"{paired['rounds']} rounds.", ""]
     return "\n".join(lines)
 
 

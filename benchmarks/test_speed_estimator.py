@@ -1,4 +1,7 @@
 """The Monte-Carlo loop against bare calls of the same network on prepared inputs (its overhead)."""
+import statistics
+import time
+
 import pytest
 import torch
 
@@ -60,3 +63,25 @@ def test_estimator_overhead(benchmark, setup, what):
     """The loop's own overhead (``control=None``), and with the control variates ``auto`` adds on 256-value rows."""
     fn = bare if what.startswith("bare") else profile if "control" in what else plain
     benchmark.pedantic(fn, args=setup, rounds=5, warmup_rounds=1)
+
+
+@pytest.mark.benchmark(group=f"estimator overhead, paired: small conv net, 1x16x16, {N_SIGMAS * SAMPLES} evaluations, "
+                             f"batch {BATCH}")
+def test_estimator_overhead_paired(benchmark, setup):
+    """``ef.profile`` (``control=None``) and the bare calls alternated round by round, their order swapped every
+    round: the median of the per-round ratios (this shared machine's drift cancels within a pair)."""
+    ratios = []
+
+    def pair():
+        first, second = (plain, bare) if len(ratios) % 2 == 0 else (bare, plain)
+        t0 = time.perf_counter()
+        first(*setup)
+        t1 = time.perf_counter()
+        second(*setup)
+        t2 = time.perf_counter()
+        ratios.append((t1 - t0) / (t2 - t1) if first is plain else (t2 - t1) / (t1 - t0))
+    benchmark.pedantic(pair, rounds=15, warmup_rounds=1)
+    kept = ratios[1:] or ratios  # the warm-up round out
+    q = statistics.quantiles(kept, n=4) if len(kept) > 1 else kept * 3
+    benchmark.extra_info["paired_ratio"] = {"median": statistics.median(kept), "q1": q[0], "q3": q[2],
+                                            "rounds": len(kept)}

@@ -4,14 +4,19 @@
 // the profile's 64-bit noise key; the first two output words become the two uniforms of Triton's
 // Box-Muller (uint_to_uniform_float: the word as int32, x < 0 -> -x - 1, times 4.6566127342e-10 in
 // float32). This file computes those words and uniforms exactly (integer and single float ops only; AVX-512,
-// AVX2 or scalar loops, the same bits);
-// the transcendental part, sqrt(-2 log u1) cos(2 pi u2), is left to torch so that the result is bit for
-// bit the torch twin's (entropic_fast.kernels.reference.noise). Threaded over elements, GIL released.
+// AVX2 or scalar loops, the same bits), then the transform n = sqrt(-2 log u1) cos(theta) with Cephes'
+// single-precision log and cos (within 2.5 float32 ulps of torch's, in the twin
+// entropic_fast.kernels.reference.noise) and, for perturb, x = x0 + sigma_row * n, in one pass over blocks
+// that stay in L1. The transform is written once, as plain element-wise code that the compiler vectorises for
+// each instruction set with no contraction, so every level gives the same bits. Threaded over elements, GIL
+// released. Also here: a data tensor's row draws (rows), from the same key.
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
 
 #include <algorithm>
+#include <cmath>
+#include <cstring>
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -50,8 +55,8 @@ inline void fill_scalar(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int6
         uint32_t c[4] = {uint32_t(j), c1, c2, 0u};
         philox(k0, k1, c);
         const float x = to_uniform(c[0]);
-        a[j] = x > 1.0e-7f ? x : 1.0e-7f;
-        b[j] = two_pi * to_uniform(c[1]);
+        a[j - j0] = x > 1.0e-7f ? x : 1.0e-7f;
+        b[j - j0] = two_pi * to_uniform(c[1]);
     }
 }
 
@@ -105,14 +110,14 @@ __attribute__((target("avx2"))) void fill_avx2(uint32_t k0, uint32_t k1, uint32_
             kb += KEY_B;
         }
         for (int u = 0; u < U; ++u) {
-            _mm256_storeu_ps(a + j + 8 * u, _mm256_max_ps(to_uniform8(x0[u]), floor));
-            _mm256_storeu_ps(b + j + 8 * u, _mm256_mul_ps(two_pi, to_uniform8(x1[u])));
+            _mm256_storeu_ps(a + (j - j0) + 8 * u, _mm256_max_ps(to_uniform8(x0[u]), floor));
+            _mm256_storeu_ps(b + (j - j0) + 8 * u, _mm256_mul_ps(two_pi, to_uniform8(x1[u])));
         }
     }
     if (U > 1)
-        fill_avx2<1>(k0, k1, c1, c2, j, j1, a, b);
+        fill_avx2<1>(k0, k1, c1, c2, j, j1, a + (j - j0), b + (j - j0));
     else
-        fill_scalar(k0, k1, c1, c2, j, j1, a, b);
+        fill_scalar(k0, k1, c1, c2, j, j1, a + (j - j0), b + (j - j0));
 }
 // The same with AVX-512: sixteen lanes, two vectors in flight.
 __attribute__((target("avx512f"))) inline void mul_hi_lo16(__m512i m, __m512i c, __m512i* hi, __m512i* lo) {
@@ -158,16 +163,92 @@ __attribute__((target("avx512f"))) void fill_avx512(uint32_t k0, uint32_t k1, ui
             kb += KEY_B;
         }
         for (int u = 0; u < U; ++u) {
-            _mm512_storeu_ps(a + j + 16 * u, _mm512_max_ps(to_uniform16(x0[u]), floor));
-            _mm512_storeu_ps(b + j + 16 * u, _mm512_mul_ps(two_pi, to_uniform16(x1[u])));
+            _mm512_storeu_ps(a + (j - j0) + 16 * u, _mm512_max_ps(to_uniform16(x0[u]), floor));
+            _mm512_storeu_ps(b + (j - j0) + 16 * u, _mm512_mul_ps(two_pi, to_uniform16(x1[u])));
         }
     }
-    fill_avx2<1>(k0, k1, c1, c2, j, j1, a, b);  // the tail (AVX-512F CPUs have AVX2)
+    fill_avx2<1>(k0, k1, c1, c2, j, j1, a + (j - j0), b + (j - j0));  // the tail (AVX-512F CPUs have AVX2)
 }
 #endif
 
-// One row's elements [j0, j1): sixteen or eight at a time with AVX-512 or AVX2 where the CPU has them
-// (EF_NOISE_SIMD=avx2 or scalar caps the choice, for tests), else one at a time.
+// Cephes logf (S. Moshier): log(x) for x in [1e-7, 1), the clamped first uniform: no special cases.
+inline float cephes_log(float x) {
+    int32_t bits;
+    std::memcpy(&bits, &x, 4);
+    int32_t e = ((bits >> 23) & 0xff) - 126;
+    const int32_t mbits = (bits & 0x007fffff) | 0x3f000000;  // mantissa in [0.5, 1)
+    float m;
+    std::memcpy(&m, &mbits, 4);
+    const bool low = m < 0.707106781186547524f;
+    e -= low ? 1 : 0;
+    m = (low ? m + m : m) - 1.0f;
+    const float z = m * m;
+    float y = 7.0376836292e-2f;
+    y = y * m - 1.1514610310e-1f;
+    y = y * m + 1.1676998740e-1f;
+    y = y * m - 1.2420140846e-1f;
+    y = y * m + 1.4249322787e-1f;
+    y = y * m - 1.6668057665e-1f;
+    y = y * m + 2.0000714765e-1f;
+    y = y * m - 2.4999993993e-1f;
+    y = y * m + 3.3333331174e-1f;
+    y = y * m * z;
+    const float fe = float(e);
+    y += -2.12194440e-4f * fe;
+    y += -0.5f * z;
+    return (m + y) + 0.693359375f * fe;
+}
+
+// Cephes cosf: cos(x) for x in [0, 2 pi), reduced by multiples of pi/4 (Cody-Waite, three parts).
+inline float cephes_cos(float x) {
+    int32_t j = int32_t(x * 1.27323954473516f);  // x >= 0: truncation is floor
+    j += j & 1;
+    const float y = float(j);
+    const float r = ((x - y * 0.78515625f) - y * 2.4187564849853515625e-4f) - y * 3.77489497744594108e-8f;
+    j &= 7;
+    const int32_t q = j & 3;
+    const bool flip = ((j + 2) & 4) != 0;  // j = 2, 4 (Cephes: j > 3 and j - 4 > 1 flip the sign)
+    const float z = r * r;
+    float s = -1.9515295891e-4f;
+    s = s * z + 8.3321608736e-3f;
+    s = s * z - 1.6666654611e-1f;
+    s = s * z * r + r;
+    float c = 2.443315711809948e-5f;
+    c = c * z - 1.388731625493765e-3f;
+    c = c * z + 4.166664568298827e-2f;
+    c = c * z * z - 0.5f * z + 1.0f;
+    const float v = ((q + 1) & 2) ? s : c;  // q = 1, 2: the sine polynomial
+    return flip ? -v : v;
+}
+
+inline float box_muller(float u1, float theta) { return std::sqrt(-2.0f * cephes_log(u1)) * cephes_cos(theta); }
+
+// n = box_muller(u1, theta) for n elements and, with x0, out = x0 + s n in T (the twin's add_noise).
+template <typename T>
+inline void transform(const float* u1, const float* theta, const T* x0, T s, T* out, int64_t n) {
+    if (!x0) {
+        for (int64_t j = 0; j < n; ++j) out[j] = T(box_muller(u1[j], theta[j]));
+        return;
+    }
+    for (int64_t j = 0; j < n; ++j) out[j] = x0[j] + s * T(box_muller(u1[j], theta[j]));
+}
+
+#if defined(__x86_64__) && defined(__GNUC__)
+template <typename T>
+__attribute__((target("avx512f"))) void transform_avx512(const float* u1, const float* theta, const T* x0, T s,
+                                                         T* out, int64_t n) {
+    transform(u1, theta, x0, s, out, n);
+}
+template <typename T>
+__attribute__((target("avx2"))) void transform_avx2(const float* u1, const float* theta, const T* x0, T s, T* out,
+                                                    int64_t n) {
+    transform(u1, theta, x0, s, out, n);
+}
+#endif
+
+// One row's elements [j0, j1) into a[0, j1 - j0) and b[0, j1 - j0): sixteen or eight at a time with
+// AVX-512 or AVX2 where the CPU has them (EF_NOISE_SIMD=avx2 or scalar caps the choice, for tests), else
+// one at a time.
 int simd_level() {
 #ifdef EF_HAVE_AVX2
     const char* cap = std::getenv("EF_NOISE_SIMD");
@@ -189,35 +270,99 @@ void fill_row(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t j0, in
     fill_scalar(k0, k1, c1, c2, j0, j1, a, b);
 }
 
-void fill(uint64_t key, const int64_t* rows, int64_t n_rows, int64_t dim, float* u1, float* theta, int64_t lo,
-          int64_t hi) {
+template <typename T>
+void transform_block(const float* u1, const float* theta, const T* x0, T s, T* out, int64_t n) {
+#ifdef EF_HAVE_AVX2
+    static const int level = simd_level();
+    if (level == 2) return transform_avx512(u1, theta, x0, s, out, n);
+    if (level == 1) return transform_avx2(u1, theta, x0, s, out, n);
+#endif
+    transform(u1, theta, x0, s, out, n);
+}
+
+constexpr int64_t BLOCK = 512;  // elements drawn and transformed at a time: 4 KB of uniforms, in L1
+
+// Flat elements [lo, hi) of the (rows, dim) output: out = x0 + sigma_row n, or n where x0 is null.
+template <typename T>
+void draw(uint64_t key, const int64_t* rows, int64_t n_rows, int64_t dim, const T* x0, const T* sigma, T* out,
+          int64_t lo, int64_t hi) {
     const uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
+    float u1[BLOCK], theta[BLOCK];
     for (int64_t r = lo / dim; r < n_rows && r * dim < hi; ++r) {
         const uint64_t rid = uint64_t(rows[r]);
         const int64_t j0 = std::max<int64_t>(lo - r * dim, 0), j1 = std::min<int64_t>(hi - r * dim, dim);
-        fill_row(k0, k1, uint32_t(rid), uint32_t(rid >> 32), j0, j1, u1 + r * dim, theta + r * dim);
+        for (int64_t j = j0; j < j1; j += BLOCK) {
+            const int64_t m = std::min<int64_t>(BLOCK, j1 - j);
+            fill_row(k0, k1, uint32_t(rid), uint32_t(rid >> 32), j, j + m, u1, theta);
+            transform_block(u1, theta, x0 ? x0 + r * dim + j : nullptr, sigma ? sigma[r] : T(0), out + r * dim + j,
+                            m);
+        }
     }
 }
 
-py::tuple uniforms(uint64_t key, py::array_t<int64_t, py::array::c_style | py::array::forcecast> row_ids,
-                   int64_t dim, int threads) {
+template <typename T>
+void draw_threaded(uint64_t key, const int64_t* rows, int64_t n_rows, int64_t dim, const T* x0, const T* sigma,
+                   T* out, int threads) {
+    py::gil_scoped_release release;
+    const int64_t total = n_rows * dim;
+    const int64_t n = std::max<int64_t>(1, std::min<int64_t>(threads, (total + 16383) / 16384));
+    std::vector<std::thread> pool;
+    for (int64_t t = 1; t < n; ++t)
+        pool.emplace_back(draw<T>, key, rows, n_rows, dim, x0, sigma, out, total * t / n, total * (t + 1) / n);
+    draw<T>(key, rows, n_rows, dim, x0, sigma, out, 0, total / n);
+    for (auto& th : pool) th.join();
+}
+
+using Rows = py::array_t<int64_t, py::array::c_style | py::array::forcecast>;
+
+py::array_t<float> normal(uint64_t key, Rows row_ids, int64_t dim, int threads) {
     if (row_ids.ndim() != 1) throw py::value_error("row_ids must be 1-D");
     if (dim < 1) throw py::value_error("dim must be >= 1, got " + std::to_string(dim));
-    const int64_t n_rows = row_ids.shape(0), total = n_rows * dim;
-    py::array_t<float> u1({n_rows, dim}), theta({n_rows, dim});
-    const int64_t* rows = row_ids.data();
-    float* pu = u1.mutable_data();
-    float* pt = theta.mutable_data();
+    py::array_t<float> out({row_ids.shape(0), dim});
+    draw_threaded<float>(key, row_ids.data(), row_ids.shape(0), dim, nullptr, nullptr, out.mutable_data(), threads);
+    return out;
+}
+
+template <typename T>
+py::array_t<T> perturb(uint64_t key, Rows row_ids, py::array_t<T, py::array::c_style> x0,
+                       py::array_t<T, py::array::c_style> sigma, int threads) {
+    if (row_ids.ndim() != 1 || x0.ndim() != 2 || sigma.ndim() != 1 || x0.shape(0) != row_ids.shape(0) ||
+        sigma.shape(0) != row_ids.shape(0))
+        throw py::value_error("x0 must be (rows, dim), with one row id and one sigma per row");
+    if (x0.shape(1) < 1) throw py::value_error("rows must have at least one element");
+    py::array_t<T> out({x0.shape(0), x0.shape(1)});
+    draw_threaded<T>(key, row_ids.data(), x0.shape(0), x0.shape(1), x0.data(), sigma.data(), out.mutable_data(),
+                     threads);
+    return out;
+}
+
+// Row indices into a data tensor of n rows: for row id r, the Philox block of counters (ROW_COUNTER, r & 0xffffffff,
+// r >> 32, 0), its first two words as one 64-bit word u, and floor(u n / 2^64) (Lemire 2019; bias below n / 2^64).
+constexpr uint32_t ROW_COUNTER = 0xFFFFFFFEu;  // no noise element uses it (the importance draw takes 0xFFFFFFFF)
+
+inline uint64_t mul_hi64(uint64_t a, uint64_t b) {
+    const uint64_t a0 = uint32_t(a), a1 = a >> 32, b0 = uint32_t(b), b1 = b >> 32;
+    const uint64_t p00 = a0 * b0, p10 = a1 * b0, p01 = a0 * b1, p11 = a1 * b1;
+    const uint64_t mid = (p00 >> 32) + uint32_t(p10) + p01;
+    return p11 + (p10 >> 32) + (mid >> 32);
+}
+
+py::array_t<int64_t> rows(uint64_t key, Rows row_ids, int64_t n) {
+    if (row_ids.ndim() != 1) throw py::value_error("row_ids must be 1-D");
+    if (n < 1) throw py::value_error("the data must have at least one row, got " + std::to_string(n));
+    const int64_t m = row_ids.shape(0);
+    py::array_t<int64_t> out(m);
+    const int64_t* rid = row_ids.data();
+    int64_t* o = out.mutable_data();
     {
         py::gil_scoped_release release;
-        const int64_t n = std::max<int64_t>(1, std::min<int64_t>(threads, (total + 16383) / 16384));
-        std::vector<std::thread> pool;
-        for (int64_t t = 1; t < n; ++t)
-            pool.emplace_back(fill, key, rows, n_rows, dim, pu, pt, total * t / n, total * (t + 1) / n);
-        fill(key, rows, n_rows, dim, pu, pt, 0, total / n);
-        for (auto& th : pool) th.join();
+        for (int64_t r = 0; r < m; ++r) {
+            uint32_t c[4] = {ROW_COUNTER, uint32_t(uint64_t(rid[r])), uint32_t(uint64_t(rid[r]) >> 32), 0u};
+            philox(uint32_t(key), uint32_t(key >> 32), c);
+            o[r] = int64_t(mul_hi64(uint64_t(c[0]) | (uint64_t(c[1]) << 32), uint64_t(n)));
+        }
     }
-    return py::make_tuple(u1, theta);
+    return out;
 }
 
 py::tuple words(uint64_t key, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3) {
@@ -230,9 +375,15 @@ py::tuple words(uint64_t key, uint32_t c0, uint32_t c1, uint32_t c2, uint32_t c3
 }  // namespace
 
 PYBIND11_MODULE(_noise, m) {
-    m.doc() = "Philox4x32-10 uniforms keyed like the Triton kernels (see csrc/noise.cpp)";
-    m.def("uniforms", &uniforms, py::arg("key"), py::arg("row_ids"), py::arg("dim"), py::arg("threads") = 1,
-          "(u1, theta) float32 (rows, dim): the clamped first uniform and 2 pi times the second, per element.");
+    m.doc() = "Philox4x32-10 normal noise and row draws keyed like the Triton kernels' tl.randn (see csrc/noise.cpp)";
+    m.def("normal", &normal, py::arg("key"), py::arg("row_ids"), py::arg("dim"), py::arg("threads") = 1,
+          "Standard normal float32 noise (rows, dim) keyed by (key, row id, element index).");
+    m.def("perturb", &perturb<float>, py::arg("key"), py::arg("row_ids"), py::arg("x0"), py::arg("sigma"),
+          py::arg("threads") = 1, "x0 + sigma_row * noise for x0 (rows, dim), in x0's dtype (float32 or float64).");
+    m.def("perturb", &perturb<double>, py::arg("key"), py::arg("row_ids"), py::arg("x0"), py::arg("sigma"),
+          py::arg("threads") = 1);
+    m.def("rows", &rows, py::arg("key"), py::arg("row_ids"), py::arg("n"),
+          "Each row id's index in [0, n): a data tensor's draw (see csrc/noise.cpp).");
     m.def("simd", []() { return std::string(simd_level() == 2 ? "avx512" : simd_level() == 1 ? "avx2" : "scalar"); },
           "The instruction set the noise loop uses on this CPU (EF_NOISE_SIMD=avx2|scalar caps it).");
     m.def("philox", &words, py::arg("key"), py::arg("c0"), py::arg("c1"), py::arg("c2"), py::arg("c3"),

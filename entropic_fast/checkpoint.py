@@ -15,7 +15,7 @@ from . import files
 from .errors import InputError
 from .units import n_units, unit_rows
 
-VERSION = 2
+VERSION = 3  # 3: a data tensor's rows are drawn per row id (units.data_rows)
 
 
 class CheckpointMismatch(InputError):

@@ -29,7 +29,8 @@ from .kernels import launchers
 from .kernels.reference import importance
 from .profile import Profile, _as_grid
 from .control import sums_size
-from .units import UNIT, noise_key, plan_rows, plan_units, shard_rows, unit_rows, unit_seed, work_units
+from .units import (UNIT, data_rows, noise_key, plan_rows, plan_units, shard_rows, unit_rows, unit_seed,
+                    work_units)
 
 _CHECK_SECONDS = 10.0
 
@@ -46,51 +47,51 @@ def _sampled(drawn, what="data.sample"):
 
 
 def _draw(data, rows, generator):
-    """A unit's draw with its own CPU generator: row indices into a tensor ``data``, or sampled
-    ``(rows, labels or None)``."""
-    if torch.is_tensor(data):
-        return torch.randint(data.shape[0], (rows,), generator=generator)
+    """A sampler object's draw of one unit, with its own CPU generator: ``(rows, labels or None)``."""
     x0, lab = _sampled(data.sample(rows, generator=generator))
     if x0.device.type == "cpu" and not bool(torch.isfinite(x0).all()):  # host data: no device sync
         raise InputError(f"data.sample returned non-finite values ({type(data).__name__})")
     return x0, lab
 
 
-def _units(data, units, seed, n_sigmas):
-    """Per unit: its work id and (draw, row ids, sigma index), on the host; gathered per batch by ``_rows``."""
+def _units(data, units, seed):
+    """Per unit: its work id and (row ids, sigma indices, and a sampler's draw or None), on the host; a data
+    tensor's rows are drawn per batch, from the row ids, by ``_rows``."""
     gen = torch.Generator()
     for w, u, i, rows in units:
-        first = w * UNIT
-        yield w, (_draw(data, rows, gen.manual_seed(unit_seed(seed, i, u))),
-                  torch.arange(first, first + rows, dtype=torch.int64), torch.full((rows,), i, dtype=torch.long))
+        draw = None if torch.is_tensor(data) else _draw(data, rows, gen.manual_seed(unit_seed(seed, i, u)))
+        yield w, (np.arange(w * UNIT, w * UNIT + rows, dtype=np.int64), np.full(rows, i, dtype=np.int64), draw)
 
 
-def _rows(batch, data, labels, device, dtype):
+def _rows(batch, data, labels, device, dtype, seed):
     """A batch's data rows, row ids, sigma indices and labels on ``device``: one gather and one copy each."""
-    draw, rid, idx = batch
-    if torch.is_tensor(data):
-        pick = draw.to(data.device, non_blocking=True)
+    rid, idx, draw = batch
+    if draw is None:
+        pick = torch.from_numpy(data_rows(seed, rid, data.shape[0])).to(data.device, non_blocking=True)
         x0, lab = data[pick], (None if labels is None else labels[pick.to(labels.device)])
     else:
         x0, lab = draw
         if device.type == "cuda" and x0.device.type == "cpu":
             x0 = x0.pin_memory()  # in the prefetch thread: the copy below overlaps the device's work
-    return (x0.to(device=device, dtype=dtype, non_blocking=True), rid.to(device, non_blocking=True),
-            idx.to(device, non_blocking=True), None if lab is None else lab.to(device, non_blocking=True))
+    return (x0.to(device=device, dtype=dtype, non_blocking=True), torch.from_numpy(rid).to(device, non_blocking=True),
+            torch.from_numpy(idx).to(device, non_blocking=True),
+            None if lab is None else lab.to(device, non_blocking=True))
 
 
 def _cat(parts):
-    return tuple(_cat(p) if isinstance(p[0], tuple) else None if p[0] is None else torch.cat(p) for p in zip(*parts))
+    """Units' (nested) tuples of numpy arrays, tensors or None, joined row-wise."""
+    first = parts[0]
+    return tuple(_cat(p) if isinstance(f, tuple) else None if f is None else
+                 np.concatenate(p) if isinstance(f, np.ndarray) else torch.cat(p) for f, p in zip(first, zip(*parts)))
 
 
 def _slice(rows, lo, hi):
-    """Rows ``lo:hi`` of a (nested) tuple of tensors."""
+    """Rows ``lo:hi`` of a (nested) tuple of arrays or tensors."""
     return tuple(_slice(t, lo, hi) if isinstance(t, tuple) else None if t is None else t[lo:hi] for t in rows)
 
 
 def _rows_in(unit):
-    first = unit[0]
-    return (first[0] if isinstance(first, tuple) else first).shape[0]
+    return unit[0].shape[0]
 
 
 def _batches(units, limit):
@@ -268,7 +269,9 @@ def _check_data(data, labels):
                              f"got shape {tuple(data.shape)}")
         if not data.is_floating_point():
             raise InputError(f"data must be floating point, got {data.dtype}")
-        if not bool(torch.isfinite(data).all()):  # once, before the loop
+        # once, before the loop; a finite sum has no inf or nan in it (and costs no temporary); an overflowing one
+        # is looked at element by element
+        if not bool(torch.isfinite(data.sum())) and not bool(torch.isfinite(data).all()):
             bad = int((~torch.isfinite(data.reshape(data.shape[0], -1))).any(1).nonzero()[0, 0])
             raise InputError(f"data has non-finite values (first in row {bad})")
         if labels is not None and (not torch.is_tensor(labels) or labels.ndim < 1 or labels.shape[0] != data.shape[0]):
@@ -490,7 +493,7 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     def prepare(batch):
         """A batch's rows on the device and, unless the fused mixture path draws its own, their noisy inputs.
         On CUDA it runs one batch ahead in a worker thread, while the device works on the current one."""
-        x0, rid, idx, lab = _rows(batch, data, labels, device, dtype)
+        x0, rid, idx, lab = _rows(batch, data, labels, device, dtype, seed)
         sigma = grid_dev[idx]
         x = None if mixture is not None else kern.perturb(x0, sigma, key, rid)  # cast to the network's in compute
         return x0, rid, idx, lab, x, sigma
@@ -541,7 +544,7 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     def run(work):
         """Every unit of ``work`` into ``acc``, checkpointing and checking on the way."""
         nonlocal since, last_save, last_check
-        units = _units(data, work, seed, n)
+        units = _units(data, work, seed)
         for rows, ids in _prefetched(_batches(units, limit), prepare, ahead=device.type == "cuda"):
             run_rows(*rows)
             bar.update(rows[0].shape[0])

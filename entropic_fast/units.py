@@ -1,15 +1,18 @@
 """Work units and their seeds: what makes a profile independent of batch size, backend and ranks.
 
 Work is cut into units of at most ``UNIT`` samples, one sigma each, with work id
-``w = unit index * n_sigmas + sigma index``. Each unit draws its data rows with its own generator,
-seeded from ``(seed, sigma index, unit index)``; every row has the id ``w * UNIT + row``, from which
-the kernels draw its noise. A share of the work is the residue class ``w = index (mod count)``;
+``w = unit index * n_sigmas + sigma index``; every row has the id ``w * UNIT + row``, from which the
+kernels draw its noise and :func:`data_rows` its row of a data tensor (Philox, keyed like the noise). A
+sampler object's unit draws its rows with a generator of its own, seeded from ``(seed, sigma index, unit
+index)``. A share of the work is the residue class ``w = index (mod count)``;
 a profile records its units as a list of such classes (``[[0, 1]]`` is everything), which is what
 ``Profile.merge`` checks for overlap.
 """
 import math
 
 import numpy as np
+
+from ._noise import rows as _philox_rows
 
 UNIT = 32
 _MASK64 = (1 << 64) - 1
@@ -31,6 +34,13 @@ def unit_seed(seed, sigma_index, unit_index):
 def noise_key(seed):
     """The 63-bit Philox key of a profile's noise."""
     return _splitmix64(int(seed) & _MASK64) >> 1
+
+
+def data_rows(seed, row_ids, n):
+    """Each row id's index into a data tensor of ``n`` rows (int64 numpy): two Philox words of the counters
+    ``(2**32 - 2, id & 0xffffffff, id >> 32, 0)`` under the noise key, as one 64-bit ``u``, and ``u n / 2**64``
+    rounded down (Lemire 2019). One call per batch, whatever the batch holds."""
+    return _philox_rows(noise_key(seed), np.ascontiguousarray(row_ids, dtype=np.int64), int(n))
 
 
 def n_units(n_sigmas, samples):

@@ -4,6 +4,7 @@ Every backend offers the same launchers: ``perturb``, ``accumulate_error``, ``bi
 ``ideal_error``. ``reference`` holds the plain-torch twin of each (the tests' oracle); on the CPU
 ``cpu`` runs the twins with the Philox words drawn in C++ (bit for bit the same noise).
 """
+import functools
 import importlib.util
 import os
 import types
@@ -19,11 +20,16 @@ def interpreting():
     return os.environ.get("TRITON_INTERPRET", "0") == "1"
 
 
+@functools.cache
+def _has_triton():
+    return importlib.util.find_spec("triton") is not None
+
+
 def launchers(backend, device):
     """The namespace of launchers for ``backend`` on ``device`` (a torch.device)."""
     if backend not in BACKENDS:
         raise InputError(f"unknown backend {backend!r}; known backends: {', '.join(BACKENDS)}")
-    has_triton = importlib.util.find_spec("triton") is not None
+    has_triton = _has_triton()
     if backend == "auto":
         backend = "triton" if device.type == "cuda" and has_triton else "torch"
     if backend == "torch":
