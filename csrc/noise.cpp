@@ -3,13 +3,13 @@
 // For row r of length dim and element j the counters are (j, r & 0xffffffff, r >> 32, 0) and the key
 // the profile's 64-bit noise key; the first two output words become the two uniforms of Triton's
 // Box-Muller (uint_to_uniform_float: the word as int32, x < 0 -> -x - 1, times 4.6566127342e-10 in
-// float32). This file computes those words and uniforms exactly (integer and single float ops only; AVX-512,
-// AVX2 or scalar loops, the same bits), then the transform n = sqrt(-2 log u1) cos(theta) with Cephes'
-// single-precision log and cos (within 2.5 float32 ulps of torch's, in the twin
-// entropic_fast.kernels.reference.noise) and, for perturb, x = x0 + sigma_row * n, in one pass over blocks
-// that stay in L1. The transform is written once, as plain element-wise code that the compiler vectorises for
-// each instruction set with no contraction, so every level gives the same bits. Threaded over elements, GIL
-// released. Also here: a data tensor's row draws (rows), from the same key.
+// float32). This file computes those words and uniforms (integer and single float ops; AVX-512, AVX2 or
+// scalar loops, the same bits), then n = sqrt(-2 log u1) cos(theta) with Cephes' single-precision log and cos
+// (2.5 float32 ulps at most) and, for perturb, x = x0 + sigma_row * n, in one pass over blocks that stay in
+// L1. The transform is written once, as plain element-wise code that the compiler vectorises for each
+// instruction set with no contraction, so every level gives the same bits, and the twin
+// (entropic_fast.kernels.reference.noise and perturb) computes the same operations in torch: the same bits
+// again. Threaded over elements, GIL released. Also here: a data tensor's row draws (rows), from the same key.
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>

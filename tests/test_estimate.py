@@ -35,6 +35,24 @@ def test_same_seed_same_profile_whatever_the_batch_size():
     assert not np.allclose(other.sum, ps[0].sum), "a different seed must draw different work"
 
 
+def test_data_rows_are_philox_words_and_uniform():
+    """A data tensor's row draws: Python integer arithmetic on the twin's Philox words gives the same indices
+    (row ids past 2^32 and data sizes past 2^32 too), a row's index depends on its id alone, and the counts over
+    a small data set pass a chi-square test."""
+    from entropic_fast.units import data_rows, noise_key
+    rid = torch.tensor([0, 1, 31, 2**32 + 7, 2**40 + 3, 2**62 + 11])
+    w0, w1, _, _ = reference.philox(noise_key(9), torch.full_like(rid, 2**32 - 2), rid & reference.MASK32, rid >> 32,
+                                    torch.zeros_like(rid))
+    for n in (1, 7, 2000, 3 * 2**40 + 1):
+        want = [((int(a) | int(b) << 32) * n) >> 64 for a, b in zip(w0, w1)]
+        assert data_rows(9, rid.numpy(), n).tolist() == want
+    many = np.arange(70_000)
+    picks = data_rows(9, many, 7)
+    assert np.array_equal(data_rows(9, many[::-1], 7), picks[::-1])
+    assert stats.chisquare(np.bincount(picks, minlength=7)).pvalue > 1e-4
+    assert not np.array_equal(data_rows(10, many[:64], 2000), data_rows(9, many[:64], 2000))
+
+
 def test_shards_merge_into_the_whole():
     model = gmm()
     whole = ef.profile(model, model, GRID, samples=70, seed=2, progress=False)

@@ -37,13 +37,42 @@ def test_twin_mulhilo_matches_python_integers():
         assert lo.tolist() == [(a * v) & 0xFFFFFFFF for v in b.tolist()]
 
 
+def _exact_normal(seed, rid, dim):
+    """The Box-Muller transform of the twin's float32 uniforms, in float64: the truth both float32 paths round."""
+    flat = torch.arange(len(rid) * dim)
+    r = rid.repeat_interleave(dim)
+    w0, w1, _, _ = reference.philox(seed, flat % dim, r & reference.MASK32, r >> 32, torch.zeros_like(flat))
+    u1 = torch.clamp_min(reference._uniform(w0), 1.0e-7).double()
+    theta = (torch.tensor(6.283185307179586, dtype=torch.float32) * reference._uniform(w1)).double()
+    return (torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(theta)).reshape(-1, dim)
+
+
+def _ulps(got, truth):
+    """Error in float32 ulps of max(1, |truth|) (near a zero of cos the error is absolute)."""
+    return ((got.double() - truth).abs() / (torch.finfo(torch.float32).eps * truth.abs().clamp_min(1.0))).max().item()
+
+
 @pytest.mark.parametrize("rows, dim", [(1, 1), (3, 7), (40, 3000), (2, 70000)])
 def test_cpu_noise_is_bit_for_bit_the_twin(rows, dim):
-    """The C++ Philox words plus the twin's Box-Muller equal the oracle exactly, for row ids above 2^32 too."""
+    """The C++ noise equals the oracle exactly, for row ids above 2^32 too; and both round the float64 transform
+    of the same uniforms to within 2.5 float32 ulps (Cephes' log and cos; torch's own measure 1.4)."""
     from entropic_fast.kernels import cpu
     rid = torch.arange(rows, dtype=torch.int64) * 1_000_003 + (5 << 32)
     for seed in (0, 2**63 - 25):
-        assert torch.equal(cpu.noise(seed, rid, dim), reference.noise(seed, rid, dim))
+        got = cpu.noise(seed, rid, dim)
+        assert torch.equal(got, reference.noise(seed, rid, dim))
+        assert _ulps(got, _exact_normal(seed, rid, dim)) <= 2.5
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("rows, shape", [(1, (1,)), (7, (2, 5, 7)), (3, (1030,)), (2, (70001,))])
+def test_cpu_perturb_is_bit_for_bit_the_twin(rows, shape, dtype):
+    """``x0 + sigma n`` in one C++ pass equals the twin's ``add_noise`` of its own noise exactly."""
+    from entropic_fast.kernels import cpu
+    x0, sigma = rand(rows, *shape, dtype=dtype), torch.logspace(-2, 1.5, rows, dtype=dtype)
+    rid = torch.arange(rows, dtype=torch.int64) * 977 + 2**33
+    got = cpu.perturb(x0, sigma, 2**40 + 3, rid)
+    assert got.dtype == dtype and torch.equal(got, reference.perturb(x0, sigma, 2**40 + 3, rid))
 
 
 @pytest.mark.parametrize("key, counters, expected", [  # Random123 known-answer vectors, Philox4x32-10
@@ -220,8 +249,8 @@ def test_profile_fused_point_set_triton_equals_torch():
 
 @pytest.mark.parametrize("level", ["", "avx2", "scalar"])
 def test_cpu_noise_is_the_twin_at_every_instruction_set(level):
-    """The AVX-512, AVX2 and scalar Philox loops draw the same bits (each in a process of its own: the
-    level is chosen once per process)."""
+    """The AVX-512, AVX2 and scalar loops draw the same bits (each in a process of its own: the level is chosen
+    once per process)."""
     import os
     import subprocess
     import sys
@@ -229,6 +258,8 @@ def test_cpu_noise_is_the_twin_at_every_instruction_set(level):
             "for d, r in ((1, 3), (7, 5), (33, 4), (77, 9), (1030, 3), (4099, 2)):\n"
             "    rid = torch.arange(r) * 1_000_003 + (5 << 32)\n"
             "    assert torch.equal(cpu.noise(2**63 - 25, rid, d), reference.noise(2**63 - 25, rid, d)), (d, r)\n"
+            "    x0, s = torch.randn(r, d), torch.rand(r)\n"
+            "    assert torch.equal(cpu.perturb(x0, s, 5, rid), reference.perturb(x0, s, 5, rid)), (d, r)\n"
             "print(_noise.simd())")
     env = {**os.environ, "EF_NOISE_SIMD": level}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300)

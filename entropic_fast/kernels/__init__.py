@@ -2,7 +2,7 @@
 
 Every backend offers the same launchers: ``perturb``, ``accumulate_error``, ``bin_power``,
 ``ideal_error``. ``reference`` holds the plain-torch twin of each (the tests' oracle); on the CPU
-``cpu`` runs the twins with the Philox words drawn in C++ (bit for bit the same noise).
+``cpu`` runs the twins with the noise drawn and added in C++ (bit for bit the same numbers).
 """
 import functools
 import importlib.util

@@ -1,12 +1,13 @@
 """The CPU path: the torch twins, with three steps done by the C++ extensions.
 
-``entropic_fast._noise`` draws the noise and the noisy rows: Philox4x32-10 words and Triton's word-to-uniform
-conversion exactly (AVX-512 or AVX2 where the CPU has them), then the Box-Muller transform with Cephes'
-log and cos and the add ``x0 + sigma * n``, in one pass, threaded for big requests, GIL released. So the
-noise is :func:`reference.noise` (the oracle of the tests) to 2.5 float32 ulps (80% of values bit for bit),
-the same bits on every instruction set. ``entropic_fast._stats`` accumulates the rows' squared errors in one
-pass (float32 or float64 inputs without a spectrum; the twin otherwise): the same sums as the twin to rounding
-(it adds the squares in float64, the twin in the inputs' precision).
+``entropic_fast._noise`` draws the noise and the noisy rows in one pass over blocks that stay in L1: the
+Philox4x32-10 words, Triton's word-to-uniform conversion and the Box-Muller transform with Cephes' log and
+cos (AVX-512, AVX2 or scalar code, the same bits), then ``x0 + sigma * n``; threaded for big requests, GIL
+released. The twin computes the same operations in torch, so the noise and the noisy rows are bit for bit
+:func:`reference.noise` and :func:`reference.perturb` (the oracles of the tests). ``entropic_fast._stats``
+accumulates the rows' squared errors in one pass (float32 or float64 inputs without a spectrum; the twin
+otherwise): the same sums as the twin to rounding (it adds the squares in float64, the twin in the inputs'
+precision).
 """
 import os
 
@@ -28,13 +29,13 @@ def _row_ids(row_ids):
 
 
 def noise(seed, row_ids, dim):
-    """Standard normal float32 noise ``(rows, dim)``: :func:`reference.noise` to 2.5 float32 ulps."""
+    """Standard normal float32 noise ``(rows, dim)``, bit for bit :func:`reference.noise`."""
     rid = _row_ids(row_ids)
     return torch.from_numpy(_noise.normal(int(seed), rid, int(dim), _threads(rid.size * int(dim))))
 
 
 def perturb(x0, sigma, seed, row_ids):
-    """``x = x0 + sigma_row * n`` with Philox noise; returned in ``x0``'s dtype."""
+    """``x = x0 + sigma_row * n`` with Philox noise, in ``x0``'s dtype: bit for bit :func:`reference.perturb`."""
     if x0.dtype not in (torch.float32, torch.float64) or x0.device.type != "cpu" or x0.shape[0] == 0:
         return reference.add_noise(x0, sigma, noise(seed, row_ids, x0[0].numel()))
     rows = x0.shape[0]

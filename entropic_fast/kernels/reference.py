@@ -1,7 +1,8 @@
 """Plain-torch twins of every kernel launcher, same signatures: the CPU path and the tests' oracle.
 
 Noise is Philox4x32-10 (Salmon et al. 2011, Random123) in int64 tensor arithmetic, with Triton's
-``tl.randn`` transform, so this module and the Triton kernels draw the same numbers.
+``tl.randn`` transform computed with Cephes' log and cos: the C++ CPU path draws the same bits, the Triton
+kernels the same numbers to an ulp or two (their log and cos round differently).
 """
 import math
 
@@ -39,9 +40,45 @@ def _uniform(word):
     return signed.to(torch.float32) * torch.tensor(UNIFORM_SCALE, dtype=torch.float32)
 
 
+_LOG_POLY = (7.0376836292e-2, -1.1514610310e-1, 1.1676998740e-1, -1.2420140846e-1, 1.4249322787e-1,
+             -1.6668057665e-1, 2.0000714765e-1, -2.4999993993e-1, 3.3333331174e-1)
+
+
+def cephes_log(x):
+    """Cephes' single-precision log (S. Moshier) of float32 ``x`` in [1e-7, 1), op for op as ``csrc/noise.cpp``."""
+    bits = x.view(torch.int32)
+    e = ((bits >> 23) & 0xFF) - 126
+    m = ((bits & 0x007FFFFF) | 0x3F000000).view(torch.float32)  # the mantissa in [0.5, 1)
+    low = m < 0.707106781186547524
+    fe = (e - low.to(torch.int32)).to(torch.float32)
+    m = torch.where(low, m + m, m) - 1.0
+    z = m * m
+    y = torch.full_like(m, _LOG_POLY[0])
+    for c in _LOG_POLY[1:]:
+        y = y * m + c
+    y = y * m * z + fe * -2.12194440e-4 + z * -0.5
+    return (m + y) + fe * 0.693359375
+
+
+def cephes_cos(x):
+    """Cephes' single-precision cos of float32 ``x`` in [0, 2 pi), op for op as ``csrc/noise.cpp``."""
+    j = (x * 1.27323954473516).to(torch.int32)  # x >= 0: truncation is floor
+    j = j + (j & 1)
+    y = j.to(torch.float32)
+    r = ((x - y * 0.78515625) - y * 2.4187564849853515625e-4) - y * 3.77489497744594108e-8
+    z = r * r
+    sin = ((z * -1.9515295891e-4 + 8.3321608736e-3) * z - 1.6666654611e-1) * z * r + r
+    cos = ((z * 2.443315711809948e-5 - 1.388731625493765e-3) * z + 4.166664568298827e-2) * z * z - z * 0.5 + 1.0
+    v = torch.where(((j & 3) + 1) & 2 != 0, sin, cos)  # quadrants 1 and 2: the sine polynomial
+    return torch.where(((j & 7) + 2) & 4 != 0, -v, v)
+
+
 def box_muller(u1, theta):
-    """Triton's ``tl.randn`` transform of the clamped first uniform and ``2 pi`` times the second."""
-    return torch.sqrt(-2.0 * torch.log(u1)) * torch.cos(theta)
+    """``tl.randn``'s transform of the clamped first uniform and ``2 pi`` times the second, with Cephes' log and
+    cos: bit for bit the C++ CPU path's (Triton's own log and cos round differently, by an ulp or two)."""
+    # torch's vectorised float32 sqrt is not correctly rounded (0.6% of values an ulp off); the float64 root of a
+    # float32, rounded to float32, is (a root is never a float32 midpoint)
+    return torch.sqrt((cephes_log(u1) * -2.0).double()).float() * cephes_cos(theta)
 
 
 def noise(seed, row_ids, dim, chunk=1 << 16):
@@ -68,7 +105,7 @@ def add_noise(x0, sigma, n):
     """``x0 + sigma_row * n`` in float32 (float64 for float64 data), returned in ``x0``'s dtype."""
     ct = _compute_dtype(x0)
     col = sigma.to(ct).reshape(-1, *([1] * (x0.ndim - 1)))
-    return torch.addcmul(x0.to(ct), col, n.to(ct).reshape(x0.shape)).to(x0.dtype)
+    return (x0.to(ct) + col * n.to(ct).reshape(x0.shape)).to(x0.dtype)  # two roundings (addcmul may fuse them)
 
 
 def perturb(x0, sigma, seed, row_ids):
