@@ -14,7 +14,7 @@ def triton_noise(seed, rid, dim):
     return noise.perturb(torch.zeros(len(rid), dim, device=DEV), torch.ones(len(rid), device=DEV), seed, rid)
 
 
-DRAWS = {"C++ Philox + torch Box-Muller (CPU path)": cpu.noise, "torch twin (int64 Philox)": reference.noise,
+DRAWS = {"C++ Philox + Box-Muller (CPU path)": cpu.noise, "torch twin (int64 Philox)": reference.noise,
          "torch.randn (not the same stream)": lambda seed, rid, dim: torch.randn(len(rid), dim, device=rid.device)}
 if CUDA:
     DRAWS = {"Triton (tl.randn)": triton_noise, "torch twin (int64 Philox)": reference.noise,
