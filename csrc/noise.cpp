@@ -120,11 +120,14 @@ __attribute__((target("avx2"))) void fill_avx2(uint32_t k0, uint32_t k1, uint32_
         fill_scalar(k0, k1, c1, c2, j, j1, a + (j - j0), b + (j - j0));
 }
 // The same with AVX-512: sixteen lanes, two vectors in flight.
+// Each half gathered by one two-source permute: lane 2i from the even products, lane 2i + 1 from the odd ones.
 __attribute__((target("avx512f"))) inline void mul_hi_lo16(__m512i m, __m512i c, __m512i* hi, __m512i* lo) {
     const __m512i even = _mm512_mul_epu32(m, c);
     const __m512i odd = _mm512_mul_epu32(m, _mm512_srli_epi64(c, 32));
-    *hi = _mm512_mask_blend_epi32(0xAAAA, _mm512_srli_epi64(even, 32), odd);
-    *lo = _mm512_mask_blend_epi32(0xAAAA, even, _mm512_slli_epi64(odd, 32));
+    const __m512i pick_hi = _mm512_setr_epi32(1, 17, 3, 19, 5, 21, 7, 23, 9, 25, 11, 27, 13, 29, 15, 31);
+    const __m512i pick_lo = _mm512_setr_epi32(0, 16, 2, 18, 4, 20, 6, 22, 8, 24, 10, 26, 12, 28, 14, 30);
+    *hi = _mm512_permutex2var_epi32(even, pick_hi, odd);
+    *lo = _mm512_permutex2var_epi32(even, pick_lo, odd);
 }
 
 __attribute__((target("avx512f"))) inline __m512 to_uniform16(__m512i w) {
