@@ -249,9 +249,7 @@ __attribute__((target("avx2"))) void transform_avx2(const float* u1, const float
 }
 #endif
 
-// One row's elements [j0, j1) into a[0, j1 - j0) and b[0, j1 - j0): sixteen or eight at a time with
-// AVX-512 or AVX2 where the CPU has them (EF_NOISE_SIMD=avx2 or scalar caps the choice, for tests), else
-// one at a time.
+// The instruction set of the loops below (EF_NOISE_SIMD=avx2 or scalar caps it, for tests).
 int simd_level() {
 #ifdef EF_HAVE_AVX2
     const char* cap = std::getenv("EF_NOISE_SIMD");
@@ -264,6 +262,9 @@ int simd_level() {
 #endif
 }
 
+// One row's elements [j0, j1) into a[0, j1 - j0) and b[0, j1 - j0): sixteen or eight at a time with
+// AVX-512 or AVX2 where the CPU has them (EF_NOISE_SIMD=avx2 or scalar caps the choice, for tests), else
+// one at a time.
 void fill_row(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t j0, int64_t j1, float* a, float* b) {
 #ifdef EF_HAVE_AVX2
     static const int level = simd_level();

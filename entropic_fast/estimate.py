@@ -63,11 +63,11 @@ def _units(data, units, seed):
         yield w, (np.arange(w * UNIT, w * UNIT + rows, dtype=np.int64), np.full(rows, i, dtype=np.int64), draw)
 
 
-def _rows(batch, data, labels, device, dtype, seed):
+def _rows(batch, data, labels, device, dtype, key):
     """A batch's data rows, row ids, sigma indices and labels on ``device``: one gather and one copy each."""
     rid, idx, draw = batch
     if draw is None:
-        pick = torch.from_numpy(data_rows(seed, rid, data.shape[0])).to(data.device, non_blocking=True)
+        pick = torch.from_numpy(data_rows(key, rid, data.shape[0])).to(data.device, non_blocking=True)
         x0 = data.index_select(0, pick)  # a third of data[pick]'s time
         lab = None if labels is None else labels.index_select(0, pick.to(labels.device))
     else:
@@ -494,7 +494,7 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     def prepare(batch):
         """A batch's rows on the device and, unless the fused mixture path draws its own, their noisy inputs.
         On CUDA it runs one batch ahead in a worker thread, while the device works on the current one."""
-        x0, rid, idx, lab = _rows(batch, data, labels, device, dtype, seed)
+        x0, rid, idx, lab = _rows(batch, data, labels, device, dtype, key)
         sigma = grid_dev.index_select(0, idx)
         x = None if mixture is not None else kern.perturb(x0, sigma, key, rid)  # cast to the network's in compute
         return x0, rid, idx, lab, x, sigma

@@ -36,11 +36,11 @@ def noise_key(seed):
     return _splitmix64(int(seed) & _MASK64) >> 1
 
 
-def data_rows(seed, row_ids, n):
+def data_rows(key, row_ids, n):
     """Each row id's index into a data tensor of ``n`` rows (int64 numpy): two Philox words of the counters
-    ``(2**32 - 2, id & 0xffffffff, id >> 32, 0)`` under the noise key, as one 64-bit ``u``, and ``u n / 2**64``
-    rounded down (Lemire 2019). One call per batch, whatever the batch holds."""
-    return _philox_rows(noise_key(seed), np.ascontiguousarray(row_ids, dtype=np.int64), int(n))
+    ``(2**32 - 2, id & 0xffffffff, id >> 32, 0)`` under the noise key ``key`` (:func:`noise_key`), as one 64-bit
+    ``u``, and ``u n / 2**64`` rounded down (Lemire 2019). One call per batch, whatever the batch holds."""
+    return _philox_rows(int(key), np.ascontiguousarray(row_ids, dtype=np.int64), int(n))
 
 
 def n_units(n_sigmas, samples):

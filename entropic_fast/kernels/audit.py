@@ -82,7 +82,8 @@ def specs():
             out.append(("_ideal_kernel", cfg, warps,
                         {"means_ptr": "*fp32", "var_ptr": "*fp32", "logw_ptr": "*fp32", "x0_ptr": _PTR[xd],
                          "sigma_ptr": "*fp32", "idx_ptr": "*i64", "acc_ptr": "*fp64", "xs_ptr": "*fp32",
-                         "mu_acc_ptr": "*fp32", "w_ptr": "*fp64", "rows": "i32", "K": "i32", "dim": "i32", "n_sigmas": "i32"},
+                         "mu_acc_ptr": "*fp32", "w_ptr": "*fp64", "rows": "i32", "K": "i32", "dim": "i32",
+                         "n_sigmas": "i32"},
                         (dim,), f"data {xd}"))
     return out
 
