@@ -17,7 +17,7 @@ def triton_noise(seed, rid, dim):
 DRAWS = {"C++ Philox + Box-Muller (CPU path)": cpu.noise, "torch twin (int64 Philox)": reference.noise,
          "torch.randn (not the same stream)": lambda seed, rid, dim: torch.randn(len(rid), dim, device=rid.device)}
 if CUDA:
-    DRAWS = {"Triton (tl.randn)": triton_noise, "torch twin (int64 Philox)": reference.noise,
+    DRAWS = {"Triton (Philox in-kernel)": triton_noise, "torch twin (int64 Philox)": reference.noise,
              "torch.randn (not the same stream)": DRAWS["torch.randn (not the same stream)"]}
 
 

@@ -1,15 +1,16 @@
-// Philox4x32-10 (Salmon et al. 2011, Random123) keyed like the Triton kernels' tl.randn, for the CPU path.
+// Philox4x32-10 (Salmon et al. 2011, Random123) keyed like the Triton kernels' perturb, for the CPU path.
 //
-// For row r of length dim and element j the counters are (j, r & 0xffffffff, r >> 32, 0) and the key
-// the profile's 64-bit noise key; the first two output words become the two uniforms of Triton's
-// Box-Muller (uint_to_uniform_float: the word as int32, x < 0 -> -x - 1, times 4.6566127342e-10 in
-// float32). This file computes those words and uniforms (integer and single float ops; AVX-512, AVX2 or
-// scalar loops, the same bits), then n = sqrt(-2 log u1) cos(theta) with Cephes' single-precision log and cos
-// (2.5 float32 ulps at most) and, for perturb, x = x0 + sigma_row * n, in one pass over blocks that stay in
-// L1. The transform is written once, as plain element-wise code that the compiler vectorises for each
-// instruction set with no contraction, so every level gives the same bits, and the twin
-// (entropic_fast.kernels.reference.noise and perturb) computes the same operations in torch: the same bits
-// again. Threaded over elements, GIL released. Also here: a data tensor's row draws (rows), from the same key.
+// For row r of length dim, element j is normal j % 4 of the Philox block at counters (j / 4, r & 0xffffffff,
+// r >> 32, 0) under the profile's 64-bit noise key: the words (w0, w1) and (w2, w3) each become the two uniforms
+// of Triton's pair_uniform_to_normal (uint_to_uniform_float: the word as int32, x < 0 -> -x - 1, times
+// 4.6566127342e-10 in float32), and each pair gives r cos(theta) then r sin(theta). This file computes those
+// words and uniforms (integer and single float ops; AVX-512, AVX2 or scalar loops, the same bits), then
+// r = sqrt(-2 log u1) and the sine and cosine with Cephes' single-precision log, sin and cos (2.5 float32 ulps at
+// most) and, for perturb, x = x0 + sigma_row * n, in one pass over blocks that stay in L1. The transform is
+// written once, as plain element-wise code that the compiler vectorises for each instruction set with no
+// contraction, so every level gives the same bits, and the twin (entropic_fast.kernels.reference.noise and
+// perturb) computes the same operations in torch: the same bits again. Threaded over elements, GIL released.
+// Also here: a data tensor's row draws (rows), from the same key.
 
 #include <pybind11/numpy.h>
 #include <pybind11/pybind11.h>
@@ -48,15 +49,23 @@ inline float to_uniform(uint32_t word) {
     return float(x) * 4.6566127342e-10f;
 }
 
-inline void fill_scalar(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t j0, int64_t j1, float* a,
-                        float* b) {
+// The uniforms of Philox blocks g0 .. g1 - 1 (counters (g, c1, c2, 0)): (w0, w1) into ua, ta and (w2, w3) into ub,
+// tb at g - g0; the first of each pair clamped to 1e-7, the second times 2 pi (pair_uniform_to_normal's).
+struct Pairs {
+    float *ua, *ta, *ub, *tb;
+    Pairs at(int64_t i) const { return {ua + i, ta + i, ub + i, tb + i}; }
+};
+
+inline void fill_scalar(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t g0, int64_t g1, Pairs p) {
     const float two_pi = 6.283185307179586f;
-    for (int64_t j = j0; j < j1; ++j) {
-        uint32_t c[4] = {uint32_t(j), c1, c2, 0u};
+    for (int64_t g = g0; g < g1; ++g) {
+        uint32_t c[4] = {uint32_t(g), c1, c2, 0u};
         philox(k0, k1, c);
-        const float x = to_uniform(c[0]);
-        a[j - j0] = x > 1.0e-7f ? x : 1.0e-7f;
-        b[j - j0] = two_pi * to_uniform(c[1]);
+        const float a = to_uniform(c[0]), b = to_uniform(c[2]);
+        p.ua[g - g0] = a > 1.0e-7f ? a : 1.0e-7f;
+        p.ta[g - g0] = two_pi * to_uniform(c[1]);
+        p.ub[g - g0] = b > 1.0e-7f ? b : 1.0e-7f;
+        p.tb[g - g0] = two_pi * to_uniform(c[3]);
     }
 }
 
@@ -80,16 +89,16 @@ __attribute__((target("avx2"))) inline __m256 to_uniform8(__m256i w) {
 // U x 8 elements at a time (U independent vectors keep the multipliers busy): the same integer and float32
 // operations as fill_scalar, so the same bits.
 template <int U>
-__attribute__((target("avx2"))) void fill_avx2(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t j0,
-                                                int64_t j1, float* a, float* b) {
+__attribute__((target("avx2"))) void fill_avx2(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t g0,
+                                                int64_t g1, Pairs p) {
     const __m256i A = _mm256_set1_epi32(int(PHILOX_A)), B = _mm256_set1_epi32(int(PHILOX_B));
     const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
     const __m256 floor = _mm256_set1_ps(1.0e-7f), two_pi = _mm256_set1_ps(6.283185307179586f);
-    int64_t j = j0;
-    for (; j + 8 * U <= j1; j += 8 * U) {
+    int64_t g = g0;
+    for (; g + 8 * U <= g1; g += 8 * U) {
         __m256i x0[U], x1[U], x2[U], x3[U];
         for (int u = 0; u < U; ++u) {
-            x0[u] = _mm256_add_epi32(_mm256_set1_epi32(int(uint32_t(j + 8 * u))), lane);
+            x0[u] = _mm256_add_epi32(_mm256_set1_epi32(int(uint32_t(g + 8 * u))), lane);
             x1[u] = _mm256_set1_epi32(int(c1));
             x2[u] = _mm256_set1_epi32(int(c2));
             x3[u] = _mm256_setzero_si256();
@@ -110,14 +119,17 @@ __attribute__((target("avx2"))) void fill_avx2(uint32_t k0, uint32_t k1, uint32_
             kb += KEY_B;
         }
         for (int u = 0; u < U; ++u) {
-            _mm256_storeu_ps(a + (j - j0) + 8 * u, _mm256_max_ps(to_uniform8(x0[u]), floor));
-            _mm256_storeu_ps(b + (j - j0) + 8 * u, _mm256_mul_ps(two_pi, to_uniform8(x1[u])));
+            const int64_t i = g - g0 + 8 * u;
+            _mm256_storeu_ps(p.ua + i, _mm256_max_ps(to_uniform8(x0[u]), floor));
+            _mm256_storeu_ps(p.ta + i, _mm256_mul_ps(two_pi, to_uniform8(x1[u])));
+            _mm256_storeu_ps(p.ub + i, _mm256_max_ps(to_uniform8(x2[u]), floor));
+            _mm256_storeu_ps(p.tb + i, _mm256_mul_ps(two_pi, to_uniform8(x3[u])));
         }
     }
     if (U > 1)
-        fill_avx2<1>(k0, k1, c1, c2, j, j1, a + (j - j0), b + (j - j0));
+        fill_avx2<1>(k0, k1, c1, c2, g, g1, p.at(g - g0));
     else
-        fill_scalar(k0, k1, c1, c2, j, j1, a + (j - j0), b + (j - j0));
+        fill_scalar(k0, k1, c1, c2, g, g1, p.at(g - g0));
 }
 // The same with AVX-512: sixteen lanes, two vectors in flight.
 // Each half gathered by one two-source permute: lane 2i from the even products, lane 2i + 1 from the odd ones.
@@ -136,16 +148,16 @@ __attribute__((target("avx512f"))) inline __m512 to_uniform16(__m512i w) {
 }
 
 template <int U>
-__attribute__((target("avx512f"))) void fill_avx512(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t j0,
-                                                    int64_t j1, float* a, float* b) {
+__attribute__((target("avx512f"))) void fill_avx512(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t g0,
+                                                    int64_t g1, Pairs p) {
     const __m512i A = _mm512_set1_epi32(int(PHILOX_A)), B = _mm512_set1_epi32(int(PHILOX_B));
     const __m512i lane = _mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     const __m512 floor = _mm512_set1_ps(1.0e-7f), two_pi = _mm512_set1_ps(6.283185307179586f);
-    int64_t j = j0;
-    for (; j + 16 * U <= j1; j += 16 * U) {
+    int64_t g = g0;
+    for (; g + 16 * U <= g1; g += 16 * U) {
         __m512i x0[U], x1[U], x2[U], x3[U];
         for (int u = 0; u < U; ++u) {
-            x0[u] = _mm512_add_epi32(_mm512_set1_epi32(int(uint32_t(j + 16 * u))), lane);
+            x0[u] = _mm512_add_epi32(_mm512_set1_epi32(int(uint32_t(g + 16 * u))), lane);
             x1[u] = _mm512_set1_epi32(int(c1));
             x2[u] = _mm512_set1_epi32(int(c2));
             x3[u] = _mm512_setzero_si512();
@@ -166,11 +178,14 @@ __attribute__((target("avx512f"))) void fill_avx512(uint32_t k0, uint32_t k1, ui
             kb += KEY_B;
         }
         for (int u = 0; u < U; ++u) {
-            _mm512_storeu_ps(a + (j - j0) + 16 * u, _mm512_max_ps(to_uniform16(x0[u]), floor));
-            _mm512_storeu_ps(b + (j - j0) + 16 * u, _mm512_mul_ps(two_pi, to_uniform16(x1[u])));
+            const int64_t i = g - g0 + 16 * u;
+            _mm512_storeu_ps(p.ua + i, _mm512_max_ps(to_uniform16(x0[u]), floor));
+            _mm512_storeu_ps(p.ta + i, _mm512_mul_ps(two_pi, to_uniform16(x1[u])));
+            _mm512_storeu_ps(p.ub + i, _mm512_max_ps(to_uniform16(x2[u]), floor));
+            _mm512_storeu_ps(p.tb + i, _mm512_mul_ps(two_pi, to_uniform16(x3[u])));
         }
     }
-    fill_avx2<1>(k0, k1, c1, c2, j, j1, a + (j - j0), b + (j - j0));  // the tail (AVX-512F CPUs have AVX2)
+    fill_avx2<1>(k0, k1, c1, c2, g, g1, p.at(g - g0));  // the tail (AVX-512F CPUs have AVX2)
 }
 #endif
 
@@ -202,15 +217,13 @@ inline float cephes_log(float x) {
     return (m + y) + 0.693359375f * fe;
 }
 
-// Cephes cosf: cos(x) for x in [0, 2 pi), reduced by multiples of pi/4 (Cody-Waite, three parts).
-inline float cephes_cos(float x) {
+// Cephes sinf and cosf: sin(x) and cos(x) for x in [0, 2 pi), one reduction by multiples of pi/4 (Cody-Waite,
+// three parts).
+inline void cephes_sincos(float x, float* sin, float* cos) {
     int32_t j = int32_t(x * 1.27323954473516f);  // x >= 0: truncation is floor
     j += j & 1;
     const float y = float(j);
     const float r = ((x - y * 0.78515625f) - y * 2.4187564849853515625e-4f) - y * 3.77489497744594108e-8f;
-    j &= 7;
-    const int32_t q = j & 3;
-    const bool flip = ((j + 2) & 4) != 0;  // j = 2, 4 (Cephes: j > 3 and j - 4 > 1 flip the sign)
     const float z = r * r;
     float s = -1.9515295891e-4f;
     s = s * z + 8.3321608736e-3f;
@@ -220,32 +233,31 @@ inline float cephes_cos(float x) {
     c = c * z - 1.388731625493765e-3f;
     c = c * z + 4.166664568298827e-2f;
     c = c * z * z - 0.5f * z + 1.0f;
-    const float v = ((q + 1) & 2) ? s : c;  // q = 1, 2: the sine polynomial
-    return flip ? -v : v;
+    const bool swap = (j & 2) != 0;  // octants 2 and 6 (near pi/2, 3 pi/2): each takes the other's polynomial
+    const float sv = swap ? c : s, cv = swap ? s : c;
+    *sin = (j & 4) ? -sv : sv;
+    *cos = ((j + 2) & 4) ? -cv : cv;
 }
 
-inline float box_muller(float u1, float theta) { return std::sqrt(-2.0f * cephes_log(u1)) * cephes_cos(theta); }
-
-// n = box_muller(u1, theta) for n elements and, with x0, out = x0 + s n in T (the twin's add_noise).
-template <typename T>
-inline void transform(const float* u1, const float* theta, const T* x0, T s, T* out, int64_t n) {
-    if (!x0) {
-        for (int64_t j = 0; j < n; ++j) out[j] = T(box_muller(u1[j], theta[j]));
-        return;
+// Box-Muller of n pairs: r = sqrt(-2 log u1), c = r cos(theta), s = r sin(theta).
+inline void box_muller(const float* u1, const float* theta, float* c, float* s, int64_t n) {
+    for (int64_t j = 0; j < n; ++j) {
+        const float r = std::sqrt(-2.0f * cephes_log(u1[j]));
+        float sn, cs;
+        cephes_sincos(theta[j], &sn, &cs);
+        c[j] = r * cs;
+        s[j] = r * sn;
     }
-    for (int64_t j = 0; j < n; ++j) out[j] = x0[j] + s * T(box_muller(u1[j], theta[j]));
 }
 
 #if defined(__x86_64__) && defined(__GNUC__)
-template <typename T>
-__attribute__((target("avx512f"))) void transform_avx512(const float* u1, const float* theta, const T* x0, T s,
-                                                         T* out, int64_t n) {
-    transform(u1, theta, x0, s, out, n);
+__attribute__((target("avx512f"))) void box_muller_avx512(const float* u1, const float* theta, float* c, float* s,
+                                                          int64_t n) {
+    box_muller(u1, theta, c, s, n);
 }
-template <typename T>
-__attribute__((target("avx2"))) void transform_avx2(const float* u1, const float* theta, const T* x0, T s, T* out,
-                                                    int64_t n) {
-    transform(u1, theta, x0, s, out, n);
+__attribute__((target("avx2"))) void box_muller_avx2(const float* u1, const float* theta, float* c, float* s,
+                                                     int64_t n) {
+    box_muller(u1, theta, c, s, n);
 }
 #endif
 
@@ -262,44 +274,65 @@ int simd_level() {
 #endif
 }
 
-// One row's elements [j0, j1) into a[0, j1 - j0) and b[0, j1 - j0): sixteen or eight at a time with
-// AVX-512 or AVX2 where the CPU has them (EF_NOISE_SIMD=avx2 or scalar caps the choice, for tests), else
-// one at a time.
-void fill_row(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t j0, int64_t j1, float* a, float* b) {
+// Philox blocks [g0, g1) of one row into p: sixteen or eight blocks at a time with AVX-512 or AVX2 where the CPU has
+// them (EF_NOISE_SIMD=avx2 or scalar caps the choice, for tests), else one at a time.
+void fill_row(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t g0, int64_t g1, Pairs p) {
 #ifdef EF_HAVE_AVX2
     static const int level = simd_level();
-    if (level == 2) return fill_avx512<2>(k0, k1, c1, c2, j0, j1, a, b);
-    if (level == 1) return fill_avx2<4>(k0, k1, c1, c2, j0, j1, a, b);
+    if (level == 2) return fill_avx512<2>(k0, k1, c1, c2, g0, g1, p);
+    if (level == 1) return fill_avx2<4>(k0, k1, c1, c2, g0, g1, p);
 #endif
-    fill_scalar(k0, k1, c1, c2, j0, j1, a, b);
+    fill_scalar(k0, k1, c1, c2, g0, g1, p);
 }
 
+void transform_block(const float* u1, const float* theta, float* c, float* s, int64_t n) {
+#ifdef EF_HAVE_AVX2
+    static const int level = simd_level();
+    if (level == 2) return box_muller_avx512(u1, theta, c, s, n);
+    if (level == 1) return box_muller_avx2(u1, theta, c, s, n);
+#endif
+    box_muller(u1, theta, c, s, n);
+}
+
+constexpr int64_t BLOCK = 512;  // elements drawn and transformed at a time (128 Philox blocks): in L1
+constexpr int64_t Q = BLOCK / 4;
+
+// Elements [j0, j1) of one row, inside the BLOCK elements from a (a multiple of 4): out = x0 + s n, or n where x0 is
+// null. Normal k of block g is c_a, s_a, c_b, s_b for k = 0, 1, 2, 3 (the twin's order).
 template <typename T>
-void transform_block(const float* u1, const float* theta, const T* x0, T s, T* out, int64_t n) {
-#ifdef EF_HAVE_AVX2
-    static const int level = simd_level();
-    if (level == 2) return transform_avx512(u1, theta, x0, s, out, n);
-    if (level == 1) return transform_avx2(u1, theta, x0, s, out, n);
-#endif
-    transform(u1, theta, x0, s, out, n);
+void draw_block(uint32_t k0, uint32_t k1, uint64_t rid, int64_t a, int64_t j0, int64_t j1, const T* x0, T s, T* out) {
+    float u[4 * Q], n[4 * Q];  // ua ub | ta tb, then ca cb | sa sb: pairs a and b adjacent, one transform over both
+    const int64_t groups = (j1 - a + 3) / 4;
+    fill_row(k0, k1, uint32_t(rid), uint32_t(rid >> 32), a / 4, a / 4 + groups,
+             {u, u + 2 * Q, u + groups, u + 2 * Q + groups});
+    transform_block(u, u + 2 * Q, n, n + 2 * Q, 2 * groups);
+    float v[BLOCK];
+    for (int64_t g = 0; g < groups; ++g) {
+        v[4 * g] = n[g];
+        v[4 * g + 1] = n[2 * Q + g];
+        v[4 * g + 2] = n[groups + g];
+        v[4 * g + 3] = n[2 * Q + groups + g];
+    }
+    const float* w = v + (j0 - a);
+    const int64_t m = j1 - j0;
+    if (!x0) {
+        for (int64_t j = 0; j < m; ++j) out[j] = T(w[j]);
+        return;
+    }
+    for (int64_t j = 0; j < m; ++j) out[j] = x0[j] + s * T(w[j]);  // the twin's add_noise: two roundings
 }
-
-constexpr int64_t BLOCK = 512;  // elements drawn and transformed at a time: 4 KB of uniforms, in L1
 
 // Flat elements [lo, hi) of the (rows, dim) output: out = x0 + sigma_row n, or n where x0 is null.
 template <typename T>
 void draw(uint64_t key, const int64_t* rows, int64_t n_rows, int64_t dim, const T* x0, const T* sigma, T* out,
           int64_t lo, int64_t hi) {
     const uint32_t k0 = uint32_t(key), k1 = uint32_t(key >> 32);
-    float u1[BLOCK], theta[BLOCK];
     for (int64_t r = lo / dim; r < n_rows && r * dim < hi; ++r) {
-        const uint64_t rid = uint64_t(rows[r]);
         const int64_t j0 = std::max<int64_t>(lo - r * dim, 0), j1 = std::min<int64_t>(hi - r * dim, dim);
-        for (int64_t j = j0; j < j1; j += BLOCK) {
-            const int64_t m = std::min<int64_t>(BLOCK, j1 - j);
-            fill_row(k0, k1, uint32_t(rid), uint32_t(rid >> 32), j, j + m, u1, theta);
-            transform_block(u1, theta, x0 ? x0 + r * dim + j : nullptr, sigma ? sigma[r] : T(0), out + r * dim + j,
-                            m);
+        for (int64_t a = j0 & ~int64_t(3); a < j1; a += BLOCK) {
+            const int64_t b = std::max(a, j0), e = std::min(a + BLOCK, j1);
+            draw_block<T>(k0, k1, uint64_t(rows[r]), a, b, e, x0 ? x0 + r * dim + b : nullptr, sigma ? sigma[r] : T(0),
+                          out + r * dim + b);
         }
     }
 }
@@ -342,7 +375,7 @@ py::array_t<T> perturb(uint64_t key, Rows row_ids, py::array_t<T, py::array::c_s
 
 // Row indices into a data tensor of n rows: for row id r, the Philox block of counters (ROW_COUNTER, r & 0xffffffff,
 // r >> 32, 0), its first two words as one 64-bit word u, and floor(u n / 2^64) (Lemire 2019; bias below n / 2^64).
-constexpr uint32_t ROW_COUNTER = 0xFFFFFFFEu;  // no noise element uses it (the importance draw takes 0xFFFFFFFF)
+constexpr uint32_t ROW_COUNTER = 0xFFFFFFFEu;  // no noise block uses it (the importance draw takes 0xFFFFFFFF)
 
 inline uint64_t mul_hi64(uint64_t a, uint64_t b) {
     const uint64_t a0 = uint32_t(a), a1 = a >> 32, b0 = uint32_t(b), b1 = b >> 32;

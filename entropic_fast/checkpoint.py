@@ -15,7 +15,7 @@ from . import files
 from .errors import InputError
 from .units import n_units, unit_rows
 
-VERSION = 3  # 3: a data tensor's rows are drawn per row id (units.data_rows)
+VERSION = 4  # 3: a data tensor's rows drawn per row id (units.data_rows); 4: four normals per Philox block
 
 
 class CheckpointMismatch(InputError):

@@ -269,4 +269,4 @@ def test_checkpoint_read_accepts_its_own_writes(tmp_path):
     run(ck)
     with np.load(ck) as z:
         assert "finished" in z.files and z["finished"].size == GRID.size * 2
-    assert ckpt.VERSION == 3
+    assert ckpt.VERSION == 4

@@ -1,8 +1,9 @@
 """Plain-torch twins of every kernel launcher, same signatures: the CPU path and the tests' oracle.
 
 Noise is Philox4x32-10 (Salmon et al. 2011, Random123) in int64 tensor arithmetic, with Triton's
-``tl.randn`` transform computed with Cephes' log and cos: the C++ CPU path draws the same bits, the Triton
-kernels the same numbers to an ulp or two (their log and cos round differently).
+Box-Muller transform of ``tl.pair_uniform_to_normal`` computed with Cephes' log, sin and cos (four normals per
+Philox block): the C++ CPU path draws the same bits, the Triton kernels the same numbers to an ulp or two (their
+log, sin and cos round differently).
 """
 import math
 
@@ -60,8 +61,9 @@ def cephes_log(x):
     return (m + y) + fe * 0.693359375
 
 
-def cephes_cos(x):
-    """Cephes' single-precision cos of float32 ``x`` in [0, 2 pi), op for op as ``csrc/noise.cpp``."""
+def cephes_sincos(x):
+    """Cephes' single-precision sin and cos of float32 ``x`` in [0, 2 pi), one shared reduction, op for op as
+    ``csrc/noise.cpp``."""
     j = (x * 1.27323954473516).to(torch.int32)  # x >= 0: truncation is floor
     j = j + (j & 1)
     y = j.to(torch.float32)
@@ -69,32 +71,45 @@ def cephes_cos(x):
     z = r * r
     sin = ((z * -1.9515295891e-4 + 8.3321608736e-3) * z - 1.6666654611e-1) * z * r + r
     cos = ((z * 2.443315711809948e-5 - 1.388731625493765e-3) * z + 4.166664568298827e-2) * z * z - z * 0.5 + 1.0
-    v = torch.where(((j & 3) + 1) & 2 != 0, sin, cos)  # quadrants 1 and 2: the sine polynomial
-    return torch.where(((j & 7) + 2) & 4 != 0, -v, v)
+    swap = (j & 2) != 0  # octants 2 and 6 (near pi/2, 3 pi/2): each takes the other's polynomial
+    s, c = torch.where(swap, cos, sin), torch.where(swap, sin, cos)
+    return torch.where((j & 4) != 0, -s, s), torch.where(((j + 2) & 4) != 0, -c, c)
 
 
 def box_muller(u1, theta):
-    """``tl.randn``'s transform of the clamped first uniform and ``2 pi`` times the second, with Cephes' log and
-    cos: bit for bit the C++ CPU path's (Triton's own log and cos round differently, by an ulp or two)."""
+    """``tl.pair_uniform_to_normal`` of the clamped first uniform and ``2 pi`` times the second, with Cephes'
+    log, sin and cos: ``(r cos theta, r sin theta)``, bit for bit the C++ CPU path's (Triton's own log, sin and
+    cos round differently, by an ulp or two)."""
     # torch's vectorised float32 sqrt is not correctly rounded (0.6% of values an ulp off); the float64 root of a
     # float32, rounded to float32, is (a root is never a float32 midpoint)
-    return torch.sqrt((cephes_log(u1) * -2.0).double()).float() * cephes_cos(theta)
+    r = torch.sqrt((cephes_log(u1) * -2.0).double()).float()
+    sin, cos = cephes_sincos(theta)
+    return r * cos, r * sin
 
 
-def noise(seed, row_ids, dim, chunk=1 << 16):
-    """Standard normal float32 noise ``(rows, dim)`` keyed by ``(seed, row id, element index)``.
+def normals(words):
+    """The four normals of one Philox block ``(w0, w1, w2, w3)``: Box-Muller of ``(w0, w1)`` and of ``(w2, w3)``."""
+    two_pi = torch.tensor(6.283185307179586, dtype=torch.float32)
+    out = []
+    for a, b in (words[:2], words[2:]):
+        out += box_muller(torch.clamp_min(_uniform(a), 1.0e-7), two_pi * _uniform(b))
+    return out
 
-    Drawn ``chunk`` elements at a time, so that the int64 temporaries of Philox stay small."""
+
+def noise(seed, row_ids, dim, chunk=1 << 14):
+    """Standard normal float32 noise ``(rows, dim)`` keyed by ``(seed, row id, element index)``: element ``j`` is
+    normal ``j % 4`` of the Philox block at counters ``(j // 4, row id low, row id high, 0)``.
+
+    Drawn ``chunk`` blocks at a time, so that the int64 temporaries of Philox stay small."""
     rid = row_ids.to(torch.int64).reshape(-1)
-    out = torch.empty(rid.shape[0] * dim, dtype=torch.float32, device=rid.device)
-    for lo in range(0, out.numel(), chunk):
-        flat = torch.arange(lo, min(lo + chunk, out.numel()), dtype=torch.int64, device=rid.device)
-        r = rid[flat // dim]
-        w0, w1, _, _ = philox(int(seed), flat % dim, r & MASK32, r >> 32, torch.zeros_like(flat))
-        u1 = torch.clamp_min(_uniform(w0), 1.0e-7)
-        th = torch.tensor(6.283185307179586, dtype=torch.float32) * _uniform(w1)
-        out[lo:lo + flat.numel()] = box_muller(u1, th)
-    return out.reshape(-1, dim)
+    groups = -(-dim // 4)
+    out = torch.empty(rid.shape[0] * groups, 4, dtype=torch.float32, device=rid.device)
+    for lo in range(0, out.shape[0], chunk):
+        flat = torch.arange(lo, min(lo + chunk, out.shape[0]), dtype=torch.int64, device=rid.device)
+        r = rid[flat // groups]
+        out[lo:lo + flat.numel()] = torch.stack(normals(philox(int(seed), flat % groups, r & MASK32, r >> 32,
+                                                               torch.zeros_like(flat))), 1)
+    return out.reshape(-1, groups * 4)[:, :dim].contiguous()
 
 
 def _compute_dtype(*tensors):
@@ -182,7 +197,7 @@ def importance(dim):
 
 def noise_scale(seed, row_ids):
     """Each row's factor on sigma for its noise (1 or a ``tau`` of ``IS_WIDE``), chosen by a Philox word of the
-    row's own (element counter ``2**32 - 1``, which no element uses)."""
+    row's own (block counter ``2**32 - 1``, which no noise block uses: element ``j`` takes block ``j // 4``)."""
     rid = row_ids.to(torch.int64)
     word = philox(int(seed), torch.full_like(rid, MASK32), rid & MASK32, rid >> 32, torch.zeros_like(rid))[2]
     scale, edge = torch.ones(rid.shape, dtype=torch.float64, device=rid.device), 0.0
