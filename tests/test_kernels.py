@@ -99,8 +99,9 @@ def test_twin_noise_is_standard_normal_and_row_keyed():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16, torch.float64])
-@pytest.mark.parametrize("rows, shape", [(1, (3,)), (7, (2, 5, 7)), (33, (1, 17, 19))])
+@pytest.mark.parametrize("rows, shape", [(1, (3,)), (7, (2, 5, 7)), (33, (1, 17, 19)), (2, (3, 29, 31))])
 def test_perturb_matches_twin(rows, shape, dtype):
+    """In the interpreter; the last shape spans three blocks of 1024, the last partial and not a multiple of 4."""
     x0 = rand(rows, *shape, dtype=dtype)
     sigma = torch.logspace(-2, 1.5, rows)
     rid = torch.arange(rows, dtype=torch.int64) * 977 + 2**33
