@@ -17,6 +17,20 @@ def rand(*shape, dtype=torch.float32, seed=0):
 # ---------------------------------------------------------------- noise
 
 
+@pytest.mark.parametrize("rows, dim", [(5, 10007), (3, 16389), (40, 1031)])
+def test_cpu_noise_split_over_threads_is_the_same(rows, dim):
+    """Threads take flat element ranges that start mid-row and mid-block (dim not a multiple of 4): the same bits as
+    one thread and as the twin."""
+    from entropic_fast import _noise
+    rid = np.arange(rows, dtype=np.int64) * 7 + 2**35
+    one = _noise.normal(99, rid, dim, 1)
+    for threads in (2, 3):
+        np.testing.assert_array_equal(_noise.normal(99, rid, dim, threads), one)
+    np.testing.assert_array_equal(one, reference.noise(99, torch.from_numpy(rid), dim).numpy())
+    x0, s = np.random.default_rng(0).standard_normal((rows, dim)), np.linspace(0.1, 3, rows)
+    np.testing.assert_array_equal(_noise.perturb(99, rid, x0, s, 3), _noise.perturb(99, rid, x0, s, 1))
+
+
 @pytest.mark.parametrize("key, counters, expected", [  # Random123 known-answer vectors, Philox4x32-10
     (0, (0, 0, 0, 0), (0x6627E8D5, 0xE169C58D, 0xBC57AC4C, 0x9B00DBD8)),
     (2**64 - 1, (2**32 - 1,) * 4, (0x408F276D, 0x41C83B0E, 0xA20BC7C6, 0x6D5451FD)),
