@@ -86,7 +86,7 @@ __attribute__((target("avx2"))) inline __m256 to_uniform8(__m256i w) {
     return _mm256_mul_ps(_mm256_cvtepi32_ps(_mm256_xor_si256(w, neg)), _mm256_set1_ps(4.6566127342e-10f));
 }
 
-// U x 8 elements at a time (U independent vectors keep the multipliers busy): the same integer and float32
+// U x 8 Philox blocks at a time (U independent vectors keep the multipliers busy): the same integer and float32
 // operations as fill_scalar, so the same bits.
 template <int U>
 __attribute__((target("avx2"))) void fill_avx2(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t g0,
@@ -285,7 +285,7 @@ void fill_row(uint32_t k0, uint32_t k1, uint32_t c1, uint32_t c2, int64_t g0, in
     fill_scalar(k0, k1, c1, c2, g0, g1, p);
 }
 
-void transform_block(const float* u1, const float* theta, float* c, float* s, int64_t n) {
+void box_muller_block(const float* u1, const float* theta, float* c, float* s, int64_t n) {
 #ifdef EF_HAVE_AVX2
     static const int level = simd_level();
     if (level == 2) return box_muller_avx512(u1, theta, c, s, n);
@@ -305,7 +305,7 @@ void draw_block(uint32_t k0, uint32_t k1, uint64_t rid, int64_t a, int64_t j0, i
     const int64_t groups = (j1 - a + 3) / 4;
     fill_row(k0, k1, uint32_t(rid), uint32_t(rid >> 32), a / 4, a / 4 + groups,
              {u, u + 2 * Q, u + groups, u + 2 * Q + groups});
-    transform_block(u, u + 2 * Q, n, n + 2 * Q, 2 * groups);
+    box_muller_block(u, u + 2 * Q, n, n + 2 * Q, 2 * groups);
     float v[BLOCK];
     for (int64_t g = 0; g < groups; ++g) {
         v[4 * g] = n[g];

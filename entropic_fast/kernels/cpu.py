@@ -3,8 +3,9 @@
 ``entropic_fast._noise`` draws the noise and the noisy rows in one pass over blocks that stay in L1: the
 Philox4x32-10 words (four normals per block), Triton's word-to-uniform conversion and the Box-Muller
 transform with Cephes' log, sin and cos (AVX-512, AVX2 or scalar code, the same bits), then
-``x0 + sigma * n``; threaded for big requests, GIL released. The twin computes the same operations in torch, so the noise and the noisy rows are bit for bit
-:func:`reference.noise` and :func:`reference.perturb` (the oracles of the tests). ``entropic_fast._stats``
+``x0 + sigma * n``; threaded for big requests, GIL released. The twin computes the same operations in
+torch, so the noise and the noisy rows are bit for bit :func:`reference.noise` and :func:`reference.perturb`
+(the oracles of the tests). ``entropic_fast._stats``
 accumulates the rows' squared errors in one pass (float32 or float64 inputs without a spectrum; the twin
 otherwise): the same sums as the twin to rounding (it adds the squares in float64, the twin in the inputs'
 precision).
