@@ -7,7 +7,8 @@ raises at once (Ctrl-C twice for a denoiser that hangs). ``held()`` marks a crit
 (a commit, a file write): every signal that lands inside waits until it ends. Handlers are
 installed only while one of these is active and only from the main thread (Python delivers
 signals there); elsewhere both are no-ops. SIGTERM, whose default is to kill the process, is
-raised as ``Interrupted(SIGTERM)`` so that SLURM, Kubernetes and torchrun stops checkpoint too.
+raised as ``Interrupted(SIGTERM)`` so that SLURM, Kubernetes and torchrun stops checkpoint too. A signal the
+process ignores (a script's background job starts with SIGINT ignored; ``nohup``) stays ignored.
 """
 import contextlib
 import signal
@@ -57,7 +58,7 @@ def _swap(handlers):
 def _install():
     if _State.previous is None:
         previous = {s: signal.getsignal(s) for s in SIGNALS}
-        _swap({s: _handler for s in SIGNALS})
+        _swap({s: _handler for s, h in previous.items() if h is not signal.SIG_IGN})  # ignored stays ignored
         _State.previous = previous
 
 

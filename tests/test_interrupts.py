@@ -25,6 +25,15 @@ def plain(x, sigma):
     return MODEL(x, sigma)
 
 
+@pytest.fixture(autouse=True)
+def python_sigint():
+    """Python's own SIGINT handler for each test, however pytest was started (a background job of a script
+    starts with SIGINT ignored, and its children inherit that); children of the test get the default."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 def run(path, **kw):
     args = dict(samples=40, batch_size=24, checkpoint=path, checkpoint_every=2, progress=False)
     return ef.profile(plain, DATA, GRID, **{**args, **kw})
@@ -117,6 +126,23 @@ def test_sigint_and_sigterm_in_a_real_process_checkpoint_and_resume(tmp_path):
         if whole is None:
             whole = ef.profile(ef.analytic.Gaussian(1.0, (3,)), DATA, ef.sigma_grid(12), samples=64, progress=False)
         same(prof, whole)
+
+
+def test_a_signal_the_process_ignores_stays_ignored():
+    """A job started with SIGINT ignored (a script's background job, ``nohup``) is not stopped by one: the profile
+    finishes as if none had come, and SIGINT is still ignored afterwards."""
+    calls = [0]
+
+    def net(x, sigma):
+        calls[0] += 1
+        if calls[0] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return plain(x, sigma)
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the fixture puts Python's handler back
+    got = ef.profile(net, DATA, GRID, samples=40, batch_size=24, progress=False)
+    assert calls[0] > 2 and signal.getsignal(signal.SIGINT) is signal.SIG_IGN
+    same(got, run(None))
 
 
 def test_signals_are_held_back_inside_a_critical_section():
