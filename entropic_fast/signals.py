@@ -8,7 +8,7 @@ raises at once (Ctrl-C twice for a denoiser that hangs). ``held()`` marks a crit
 installed only while one of these is active and only from the main thread (Python delivers
 signals there); elsewhere both are no-ops. SIGTERM, whose default is to kill the process, is
 raised as ``Interrupted(SIGTERM)`` so that SLURM, Kubernetes and torchrun stops checkpoint too. A signal the
-process ignores (a script's background job starts with SIGINT ignored; ``nohup``) stays ignored.
+process ignores (a background job of a non-interactive shell starts with SIGINT ignored) stays ignored.
 """
 import contextlib
 import signal

@@ -129,7 +129,7 @@ def test_sigint_and_sigterm_in_a_real_process_checkpoint_and_resume(tmp_path):
 
 
 def test_a_signal_the_process_ignores_stays_ignored():
-    """A job started with SIGINT ignored (a script's background job, ``nohup``) is not stopped by one: the profile
+    """A job started with SIGINT ignored (a script's background job) is not stopped by one: the profile
     finishes as if none had come, and SIGINT is still ignored afterwards."""
     calls = [0]
 
