@@ -5,10 +5,9 @@ Philox4x32-10 words (four normals per block), Triton's word-to-uniform conversio
 transform with Cephes' log, sin and cos (AVX-512, AVX2 or scalar code, the same bits), then
 ``x0 + sigma * n``; threaded for big requests, GIL released. The twin computes the same operations in
 torch, so the noise and the noisy rows are bit for bit :func:`reference.noise` and :func:`reference.perturb`
-(the oracles of the tests). ``entropic_fast._stats``
-accumulates the rows' squared errors in one pass (float32 or float64 inputs without a spectrum; the twin
-otherwise): the same sums as the twin to rounding (it adds the squares in float64, the twin in the inputs'
-precision).
+(the oracles of the tests). ``entropic_fast._stats`` accumulates the rows' squared errors in one pass
+(float32 or float64 inputs without a spectrum; the twin otherwise): the same sums as the twin to rounding (it
+adds the squares in float64, the twin in the inputs' precision).
 """
 import os
 
