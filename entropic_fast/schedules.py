@@ -91,8 +91,8 @@ def las_rate(prof, smooth=None):
     smoothing chosen by Stein's unbiased risk estimate, ``curves.smooth``; then ``ADAPTIVE_PASSES`` passes
     with the penalty made local by the previous fit's roughness, ``curves.adaptive_penalty``), then
     differentiated the same way; ``floor`` is the largest error among unresolved sigmas (relative stderr >
-    1/3), so that rare-event estimates at small errors do not steer the fit. Negative slopes are clipped (the exact MMSE is
-    non-decreasing)."""
+    1/3), so that rare-event estimates at small errors do not steer the fit. Negative slopes are clipped (the
+    exact MMSE is non-decreasing)."""
     e, top = _checked_mse(prof)
     u, x = np.log(prof.sigmas), e / top
     if not _smoothing(prof, smooth):

@@ -4,9 +4,8 @@ Work is cut into units of at most ``UNIT`` samples, one sigma each, with work id
 ``w = unit index * n_sigmas + sigma index``; every row has the id ``w * UNIT + row``, from which the
 kernels draw its noise and :func:`data_rows` its row of a data tensor (Philox, keyed like the noise). A
 sampler object's unit draws its rows with a generator of its own, seeded from ``(seed, sigma index, unit
-index)``. A share of the work is the residue class ``w = index (mod count)``;
-a profile records its units as a list of such classes (``[[0, 1]]`` is everything), which is what
-``Profile.merge`` checks for overlap.
+index)``. A share of the work is the residue class ``w = index (mod count)``; a profile records its units as
+a list of such classes (``[[0, 1]]`` is everything), which is what ``Profile.merge`` checks for overlap.
 """
 import math
 
