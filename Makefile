@@ -19,7 +19,7 @@ $(PY):
 # a CUDA build (and torchvision); the tests load only its sampling and external modules, which need these.
 KDIFFUSION := k-diffusion==0.1.1 torchsde==0.2.6 torchdiffeq==0.2.5 trampoline==0.1.2
 
-$(STAMP): $(PY) setup.py pyproject.toml $(wildcard csrc/*.cpp)
+$(STAMP): $(PY) setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h)
 	$(if $(TORCH),$(PY) -m pip install "$(TORCH)")
 	$(PY) -m pip install -e ".[test,demo,plots]"
 	$(PY) -m pip install --no-deps $(KDIFFUSION)

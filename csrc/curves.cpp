@@ -17,6 +17,8 @@
 #include <string>
 #include <vector>
 
+#include "cephes.h"
+
 namespace py = pybind11;
 using Array = py::array_t<double, py::array::c_style | py::array::forcecast>;
 
@@ -318,6 +320,15 @@ Array isotonic(const Array& y, const Array& w) {
     return out;
 }
 
+// Element-wise Cephes exp or log of any array: the same bits on every CPU (cephes.h).
+Array elementwise(const Array& x, bool log) {
+    Array out(std::vector<ssize_t>(x.shape(), x.shape() + x.ndim()));
+    const double* px = x.data();
+    double* po = out.mutable_data();
+    for (ssize_t i = 0; i < x.size(); ++i) po[i] = log ? ef_cephes::det_log(px[i]) : ef_cephes::det_exp(px[i]);
+    return out;
+}
+
 }  // namespace
 
 PYBIND11_MODULE(_curves, m) {
@@ -331,4 +342,8 @@ PYBIND11_MODULE(_curves, m) {
           "Points where each curve's cumulative integral reaches its targets (m, q).");
     m.def("isotonic", &isotonic, py::arg("y"), py::arg("w"),
           "Weighted non-decreasing least-squares fit of each curve y (m, n) with weights w (m, n).");
+    m.def("exp", [](const Array& x) { return elementwise(x, false); }, py::arg("x"),
+          "exp of every element, the same bits on every CPU (Cephes).");
+    m.def("log", [](const Array& x) { return elementwise(x, true); }, py::arg("x"),
+          "log of every element, the same bits on every CPU (Cephes).");
 }

@@ -9,6 +9,18 @@ from . import _curves
 from .errors import InputError
 
 
+def exp(x):
+    """``exp`` of every element in float64, the same bits on every CPU (Cephes; numpy's differs by CPU)."""
+    out = _curves.exp(np.asarray(x, dtype=np.float64))
+    return out[()] if out.ndim == 0 else out
+
+
+def log(x):
+    """``log`` of every element in float64, the same bits on every CPU (Cephes; numpy's differs by CPU)."""
+    out = _curves.log(np.asarray(x, dtype=np.float64))
+    return out[()] if out.ndim == 0 else out
+
+
 def _call(fn, *args):
     try:
         return fn(*args)

@@ -147,6 +147,8 @@ def checksum(t):
     b = b.to(torch.uint8) if b.dtype == torch.bool else b.view(torch.uint8)
     if b.numel() % 8:
         b = torch.cat([b, b.new_zeros(8 - b.numel() % 8)])
+    elif b.storage_offset() % 8:  # a view that starts between words (data[1:] of float32 rows) is read from a copy
+        b = b.clone()
     w = b.view(torch.int64)
     weights = _weights(w.device)
     total = torch.zeros(2, dtype=torch.int64, device=w.device)

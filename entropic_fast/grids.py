@@ -2,6 +2,7 @@
 import numpy as np
 
 from . import checks
+from .curves import exp, log  # the same bits on every CPU: a grid is the Monte-Carlo run's input
 from .errors import InputError
 
 
@@ -35,12 +36,14 @@ def sigma_grid(n=128, sigma_min=0.002, sigma_max=80.0, rho=7.0):
     sigma_min, sigma_max = _check_range(sigma_min, sigma_max)
     rho = checks.real(rho, "rho", positive=True)
     r = np.linspace(0.0, 1.0, n)
-    sigma_min, sigma_max = np.float64(sigma_min), np.float64(sigma_max)  # overflow gives inf, not an error
+    a, b = log(sigma_min) / rho, log(sigma_max) / rho  # the ends' logs of sigma^(1/rho)
     with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
-        s = (sigma_min ** (1 / rho) + r * (sigma_max ** (1 / rho) - sigma_min ** (1 / rho))) ** rho
+        lo, hi = exp(a), exp(b)
+        s = exp(rho * log(lo + r * (hi - lo)))
         if not np.all(np.isfinite(s)):  # tiny rho: the same ramp in log space
-            a, b = np.log(sigma_min) / rho, np.log(sigma_max) / rho
-            s = np.exp(rho * np.logaddexp(np.log1p(-r) + a, np.log(r) + b))
+            u, v = log(1.0 - r) + a, log(r) + b
+            top = np.maximum(u, v)
+            s = exp(rho * (top + log(exp(u - top) + exp(v - top))))
     s[0], s[-1] = sigma_min, sigma_max
     return _ascending(s, f"a grid of {n} sigmas from {float(sigma_min)!r} to {float(sigma_max)!r} with rho={rho!r}")
 
@@ -58,7 +61,7 @@ def exponential(steps, sigma_min=0.002, sigma_max=80.0):
     """Log-linear schedule: sigmas equally spaced in log sigma, then 0."""
     steps = _check_count(steps, "steps", 2)
     sigma_min, sigma_max = _check_range(sigma_min, sigma_max)
-    s = np.exp(np.linspace(np.log(sigma_max), np.log(sigma_min), steps))
+    s = exp(np.linspace(log(sigma_max), log(sigma_min), steps))
     s[0], s[-1] = sigma_max, sigma_min
     return _with_zero(s)
 
@@ -86,6 +89,6 @@ def loglinear_interp(sigmas, steps):
         raise InputError(f"sigmas must be >= 2 positive, strictly descending values (a trailing 0 allowed), got {s}")
     old = np.linspace(0, 1, s.size)
     new = np.linspace(0, 1, steps)
-    out = np.exp(np.interp(new, old, np.log(s)))
+    out = exp(np.interp(new, old, log(s)))
     out[0], out[-1] = s[0], s[-1]
     return _with_zero(out)

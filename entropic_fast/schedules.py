@@ -94,9 +94,9 @@ def las_rate(prof, smooth=None):
     1/3), so that rare-event estimates at small errors do not steer the fit. Negative slopes are clipped (the
     exact MMSE is non-decreasing)."""
     e, top = _checked_mse(prof)
-    u, x = np.log(prof.sigmas), e / top
+    u, x = curves.log(prof.sigmas), e / top
     if not _smoothing(prof, smooth):
-        z = np.log(np.maximum(x, 1e-300))
+        z = curves.log(np.maximum(x, 1e-300))
     else:
         sx = prof.stderr / top
         unresolved = ~(sx <= UNRESOLVED * x)
@@ -104,12 +104,12 @@ def las_rate(prof, smooth=None):
         # relative stderr floored at 1e-4: below that it is rounding (one sample whose square underflows)
         var = (sx / (x + floor)) ** 2
         w = np.where(np.isfinite(var), 1.0 / np.maximum(var, 1e-8), 0.0)
-        y = np.log(x + floor)
+        y = curves.log(x + floor)
         z, _ = curves.smooth(u, y, w)
         for _ in range(ADAPTIVE_PASSES):  # more smoothing where it bends less, the bends read off the last fit
             z, _ = curves.smooth(u, y, w, penalty=curves.adaptive_penalty(u, z))
     slope = np.maximum(curves.derivative_matrix(u) @ z, 0.0)
-    return top * np.exp(z) * slope
+    return top * curves.exp(z) * slope
 
 
 def _spectral_integrand(prof, smooth, smin, smax):
@@ -118,14 +118,14 @@ def _spectral_integrand(prof, smooth, smin, smax):
     its data amplitude ``A_k``: the root of the centred power, the covariance spectrum (Stancevic et al.)."""
     if not prof.spectral:
         raise InputError("kind 'spectral' needs a spectral profile: profile(..., spectral=True)")
-    s, u = prof.sigmas, np.log(prof.sigmas)
+    s, u = prof.sigmas, curves.log(prof.sigmas)
     e = prof.spectra.reshape(s.size, -1).T  # (directions, sigmas)
     if not np.all(np.isfinite(e)):
         raise InputError("profile has sigmas with no samples")
     if _smoothing(prof, smooth):  # isotonic per direction, weighted by sample count
         e = curves.isotonic(e, np.broadcast_to(prof.count, e.shape))
     f = np.maximum(e, 0.0) / s
-    ends = curves.integral_at(u, f, [np.log(smin), np.log(smax)])  # every direction in one batched call
+    ends = curves.integral_at(u, f, [curves.log(smin), curves.log(smax)])  # every direction in one batched call
     total = ends[:, 1] - ends[:, 0]
     amp = np.sqrt(prof.data_covariance.reshape(-1))
     w = np.divide(amp, total, out=np.zeros_like(amp), where=total > 0)
@@ -267,12 +267,12 @@ def gaussian_optimal(steps, smin, smax, eigenvalues, iters=500, sampler="ddim", 
         return sampler_kl(s, e, sampler, wts)
 
     start = grids.tangent(steps, smin, smax, _best_tangent_scale(steps, smin, smax, lam, kl_of))[:-1]
-    theta = torch.tensor(np.log(-np.diff(np.log(start))), requires_grad=True)
-    span = np.log(smax) - np.log(smin)
+    theta = torch.tensor(curves.log(-np.diff(curves.log(start))), requires_grad=True)
+    span = curves.log(smax) - curves.log(smin)
 
     def sigmas(t):
         frac = torch.cumsum(torch.softmax(t, 0), 0)
-        return torch.exp(np.log(smax) - span * torch.cat([torch.zeros(1, dtype=t.dtype), frac]))
+        return torch.exp(curves.log(smax) - span * torch.cat([torch.zeros(1, dtype=t.dtype), frac]))
 
     opt = torch.optim.LBFGS([theta], lr=1, max_iter=iters, history_size=50, tolerance_grad=1e-12,
                             tolerance_change=1e-14, line_search_fn="strong_wolfe")
@@ -294,7 +294,7 @@ def gaussian_optimal(steps, smin, smax, eigenvalues, iters=500, sampler="ddim", 
 def entropic_time(prof, kind="rescaled", smooth=None):
     """Cumulative time change on ``prof.sigmas``, starting at 0 (entropic: nats)."""
     _check_profile(prof)
-    return curves.cumulative(np.log(prof.sigmas), integrand(prof, kind, smooth))
+    return curves.cumulative(curves.log(prof.sigmas), integrand(prof, kind, smooth))
 
 
 def _tangent_scale(prof):
@@ -390,14 +390,14 @@ def schedule(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smoot
     if options:
         raise InputError(f"kind {kind!r} takes no options, got {sorted(options)}")
     prof = _guard(prof, data, cap)
-    u = np.log(prof.sigmas)
+    u = curves.log(prof.sigmas)
     f = integrand(prof, kind, smooth, smin, smax)
-    lo, hi = curves.integral_at(u, f, [np.log(smin), np.log(smax)])
+    lo, hi = curves.integral_at(u, f, [curves.log(smin), curves.log(smax)])
     if not hi > lo:
         raise InputError(f"the {kind} time does not increase between sigma {smin:.6g} and {smax:.6g}: "
                          "the profile's error is zero there")
     targets = hi - np.arange(steps) / (steps - 1) * (hi - lo)
-    s = np.exp(curves.invert(u, f, targets[1:-1]))
+    s = curves.exp(curves.invert(u, f, targets[1:-1]))
     out = np.concatenate([[smax], s, [smin, 0.0]])
     if np.any(np.diff(out[:-1]) >= 0):
         raise InputError(f"{kind} schedule is not strictly descending (the time is too flat to resolve "
@@ -434,7 +434,7 @@ def schedule_band(prof, steps, kind="rescaled", level=0.95, sigma_min=None, sigm
     mid, grad, se = log_sigma_gradient(prof, steps, kind, sigma_min, sigma_max, smooth)
     var = np.zeros(len(mid))
     var[1:len(mid) - 2] = (grad**2) @ (se**2)
-    width = np.exp(normal_quantile(level) * np.sqrt(var))
+    width = curves.exp(normal_quantile(level) * np.sqrt(var))
     lower, upper = mid / width, mid * width
     lower[-1] = upper[-1] = 0.0
     return lower, upper
@@ -468,5 +468,5 @@ def log_sigma_gradient(prof, steps, kind="rescaled", sigma_min=None, sigma_max=N
             step = min(se[j], mse[j])
             up = schedule(_shifted(prof, mse, se, j, se[j]), steps, kind, sigma_min, sigma_max, smooth)
             down = schedule(_shifted(prof, mse, se, j, -step), steps, kind, sigma_min, sigma_max, smooth)
-            grad[:, j] = (np.log(up[inner]) - np.log(down[inner])) / (se[j] + step)
+            grad[:, j] = (curves.log(up[inner]) - curves.log(down[inner])) / (se[j] + step)
     return mid, grad, se

@@ -486,3 +486,15 @@ def test_checksum_matches_an_independent_reference_and_sees_one_bit():
     y.view(torch.int32)[777] ^= 1  # one bit
     assert fp.checksum(y) != fp.checksum(x)
     assert fp.fingerprint(x)[0] != fp.fingerprint(y)[0]
+
+
+def test_checksum_of_a_view_that_starts_between_words():
+    """``data[1:]`` of float32 rows of even length starts 4 bytes into a word: read from a copy, same sums."""
+    from entropic_fast import fingerprint as fp
+    x = torch.arange(2 * 1000, dtype=torch.float32).reshape(1000, 2)
+    view = x.reshape(-1)[1:1999]  # 1998 floats: a whole number of words, offset by one float
+    assert view.storage_offset() * 4 % 8 == 4
+    assert fp.checksum(view) == fp.checksum(view.clone())
+    p = ef.profile(ef.analytic.Gaussian(1.0, (2,)), x.reshape(-1)[1:1997].reshape(998, 2), GRID[:4],
+                   samples=4, progress=False)
+    assert p.count.sum() == 16

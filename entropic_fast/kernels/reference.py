@@ -135,16 +135,21 @@ def accumulate_error(d, x0, sigma_index, acc, spectral=None, weight=None):
     ct = _compute_dtype(d, x0)
     diff = (d.to(ct) - x0.to(ct)).flatten(1)
     err = torch.linalg.vecdot(diff, diff).double()  # one fused pass: no squared copy
-    if weight is not None:
-        err = err * weight
-    bad = ~torch.isfinite(err)
-    ok = (~bad).double()
-    err = err.nan_to_num(0.0, 0.0, 0.0) * ok
-    acc.index_add_(1, sigma_index, torch.stack([err, err * err, ok, 1.0 - ok]))
+    bad = add_row_errors(err if weight is None else err * weight, sigma_index, acc)
     if spectral is not None:  # rows with a non-finite error are left out here too
         power = torch.fft.fft2(diff.reshape(d.shape[0], *spectral.shape[1:]), norm="ortho").abs().square()
         power = power.reshape(d.shape[0], -1).masked_fill(bad[:, None], 0.0)
         bin_power(power, sigma_index, spectral)
+
+
+def add_row_errors(err, sigma_index, acc):
+    """Add the float64 row errors ``err`` to ``acc`` (4, sigmas: sum, sumsq, count, non-finite) at ``sigma_index``;
+    returns the rows whose error is not finite (counted in the last row, left out of the others)."""
+    bad = ~torch.isfinite(err)
+    ok = (~bad).double()
+    err = err.nan_to_num(0.0, 0.0, 0.0) * ok
+    acc.index_add_(1, sigma_index, torch.stack([err, err * err, ok, 1.0 - ok]))
+    return bad
 
 
 def bin_power(power, sigma_index, spectral):
@@ -218,13 +223,19 @@ def importance_weight(x, x0, sigma):
     return 1.0 / q
 
 
-def importance_perturb(perturb, x0, sigma, seed, row_ids):
-    """``(x, weight or None)``: the model-free path's noisy rows, drawn by ``perturb`` (any back-end's), under
-    defensive importance sampling in dimensions up to ``IS_MAX_DIM``; plain draws (no weight) above."""
+def importance_draw(perturb, x0, sigma, seed, row_ids):
+    """The model-free path's noisy rows, drawn by ``perturb`` (any back-end's): at ``tau * sigma`` for the rows
+    :func:`noise_scale` picks, in dimensions up to ``IS_MAX_DIM``; plainly above."""
     if not importance(x0[0].numel()):
-        return perturb(x0, sigma, seed, row_ids), None
-    x = perturb(x0, sigma * noise_scale(seed, row_ids.to(sigma.device)).to(sigma.dtype), seed, row_ids)
-    return x, importance_weight(x, x0, sigma)
+        return perturb(x0, sigma, seed, row_ids)
+    return perturb(x0, sigma * noise_scale(seed, row_ids.to(sigma.device)).to(sigma.dtype), seed, row_ids)
+
+
+def importance_perturb(perturb, x0, sigma, seed, row_ids):
+    """``(x, weight or None)``: :func:`importance_draw`'s rows and their :func:`importance_weight` (None for plain
+    draws)."""
+    x = importance_draw(perturb, x0, sigma, seed, row_ids)
+    return x, (importance_weight(x, x0, sigma) if importance(x0[0].numel()) else None)
 
 
 def ideal_error(means, var, logw, x0, sigma, seed, row_ids, sigma_index, acc):
