@@ -12,6 +12,9 @@
    the digits architecture scaled to 4x64x64 inputs and about 300M parameters, random weights, run in
    bfloat16 autocast through ``adapters.edm``, at batch 64 and 256. Targets (issue 13): every kernel correct, ``accumulate_error`` >= 60% of the
    bandwidth, estimator overhead <= 2%.
+4. What users meet beyond the kernels (issue 32; ``benchmarks/gpu_acceptance.py``): a DiT-class transformer
+   (``dit``), SIGTERM and resume, a real out-of-memory error and the adaptive mode on the device (``longrun``),
+   the same seed on the device and the CPU (``devices``).
 """
 import argparse
 import cProfile
@@ -34,6 +37,8 @@ from entropic_fast import digits  # noqa: E402
 from entropic_fast.adapters import edm  # noqa: E402
 from entropic_fast.fingerprint import fingerprint  # noqa: E402
 from entropic_fast.kernels import ideal, noise, reference, stats  # noqa: E402
+
+import gpu_acceptance as acceptance  # noqa: E402  (this folder is on sys.path when the script runs)
 
 # datasheet figures (dense): memory bandwidth in bytes/s, FP32 and BF16 tensor FLOP/s
 DATASHEET = {"H200": (4.8e12, 67e12, 989e12), "H100 PCIe": (2.0e12, 51e12, 756e12), "H100": (3.35e12, 67e12, 989e12),
@@ -287,7 +292,7 @@ def section(lines, title, fn, render):
     return out
 
 
-SECTIONS = ("correctness", "resources", "speed", "crossover", "overhead", "compile")
+SECTIONS = ("correctness", "resources", "speed", "crossover", "overhead", "compile", "dit", "longrun", "devices")
 
 
 def main():
@@ -369,6 +374,16 @@ def main():
         section(lines, "profile(compile=True)", lambda: compile_option(device, args.smoke), lambda r: [
             f"Max relative difference from the eager profile {r[0]:.1e}; eager {r[1]:.1f} s, compiled {r[2]:.1f} s "
             "(compilation included)."])
+    for key, title, fn, render in (
+            ("dit", "DiT-class transformers in bfloat16: ef.profile against bare calls and the plain torch loop",
+             lambda: acceptance.dit(device, args.smoke, timed), acceptance.dit_table),
+            ("longrun", "Long runs on the device: SIGTERM and resume, out of memory, the adaptive mode",
+             lambda: acceptance.longrun(device, args.smoke), acceptance.longrun_table),
+            ("devices", "The same seed on the device and the CPU (the digits model)",
+             lambda: acceptance.devices(device, args.smoke), acceptance.devices_table)):
+        if key in wanted:
+            section(lines, title, fn, render)
+            write()
     lines += ["", f"Total {time.time() - t0:.0f} s."]
     write()
     print("\n".join(lines))

@@ -516,24 +516,31 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
                                   scratch["power"])
             scratch["mean"] += x0.reshape(-1, *image).sum(0, dtype=torch.float64)
 
+    def computed(rows):
+        """True once the rows are computed; False on out-of-memory (of more than one row). The retry happens after
+        this returns: inside the ``except`` the traceback keeps the failed call's tensors alive."""
+        try:
+            compute(*rows)
+            return True
+        except Exception as e:
+            if not _is_oom(e) or len(rows[0]) == 1:
+                raise
+        return False
+
     def run_rows(*rows):
         """Rows into ``pending``, all or nothing; on out-of-memory halve the batch and retry from clean scratch."""
         for v in scratch.values():
             v.zero_()
-        try:
-            compute(*rows)
-        except Exception as e:
-            if not _is_oom(e) or len(rows[0]) == 1:
-                raise
-            if device.type == "cuda":
-                torch.cuda.empty_cache()
-            step = limit[0] = max(1, len(rows[0]) // 2)
-            warnings.warn(f"out of memory at batch size {len(rows[0])}: going on with {step}", stacklevel=3)
-            for lo in range(0, len(rows[0]), step):
-                run_rows(*(None if t is None else t[lo:lo + step] for t in rows))
+        if computed(rows):
+            for k in pending:
+                pending[k] += scratch[k]
             return
-        for k in pending:
-            pending[k] += scratch[k]
+        if device.type == "cuda":
+            torch.cuda.empty_cache()
+        step = limit[0] = max(1, len(rows[0]) // 2)
+        warnings.warn(f"out of memory at batch size {len(rows[0])}: going on with {step}", stacklevel=3)
+        for lo in range(0, len(rows[0]), step):
+            run_rows(*(None if t is None else t[lo:lo + step] for t in rows))
 
     def save():
         ckpt.write(checkpoint, signature, acc, finished, plan, rounds)

@@ -48,6 +48,10 @@ def test_gpu_suite_smoke_run(tmp_path):
     assert run.returncode == 0, run.stderr[-3000:]
     text = out.read_text()
     assert "| NO |" not in text and "## Estimator overhead" in text and text.count("| yes |") >= 10
+    # issue 32's sections: a DiT, SIGTERM and resume, OOM halving, adaptive and the same seed across backends
+    assert "| DiT-S/2 | 4x8x8 |" in text and "exit 143" in text, text[-3000:]
+    assert "counts equal: yes" in text and "at 16: yes" in text and "same plan: yes" in text and "Traceback" not in text
+    assert "| torch | off | 0.0e+00 |" in text  # the CPU path against itself: the same bits
 
 
 def test_gaussian_kl_quick(tmp_path):

@@ -144,3 +144,24 @@ def test_out_of_memory_halves_the_batch_and_goes_on():
 def test_bad_input_messages(call, match):
     with pytest.raises(InputError, match=match):
         call()
+
+
+def test_out_of_memory_retry_runs_after_the_failed_call_is_freed():
+    """A real OOM leaves the failed call's activations in its traceback: retrying inside the ``except`` kept them
+    alive, so a capped CUDA process halved down to one row and failed (seen on an H200). The retry must see them
+    freed."""
+    import weakref
+    oom = getattr(torch, "OutOfMemoryError", None) or torch.cuda.OutOfMemoryError
+    failed = []
+
+    def net(x, sigma):
+        assert all(r() is None for r in failed), "the failed call's tensors are still alive at the retry"
+        if len(x) > 16:
+            activations = torch.empty(len(x), 1000)
+            failed.append(weakref.ref(activations))
+            raise oom("CUDA out of memory (simulated, with activations in the failed frame)")
+        return x * 0.5
+
+    with pytest.warns(UserWarning, match="out of memory at batch size"):
+        p = ef.profile(net, torch.randn(50, 3), GRID, samples=32, batch_size=64, progress=False)
+    assert failed and p.meta["batch_size_used"] == 16 and (p.count == 32).all()
