@@ -25,16 +25,36 @@ def is_flow(sampling):
     return sampling is not None and any(c.__name__ == "CONST" for c in type(sampling).__mro__)
 
 
+def _edm_range(sampling, flow_t_max=0.995):
+    lo, hi = float(sampling.sigma_min), float(sampling.sigma_max)
+    if is_flow(sampling):
+        lo, hi = t_to_sigma(max(lo, 1e-4)), t_to_sigma(min(hi, flow_t_max))
+    return lo, hi
+
+
 def sigma_range(model, flow_t_max=0.995):
     """The model's sigma range in the EDM convention; a flow model's times are capped at ``flow_t_max``
     (``t = 1`` is ``sigma = inf``)."""
     sampling = model_sampling(model)
     if sampling is None:
         raise InputError(f"{type(model).__name__} is not a ComfyUI MODEL (it has no model_sampling)")
-    lo, hi = float(sampling.sigma_min), float(sampling.sigma_max)
-    if is_flow(sampling):
-        lo, hi = t_to_sigma(max(lo, 1e-4)), t_to_sigma(min(hi, flow_t_max))
-    return lo, hi
+    return _edm_range(sampling, flow_t_max)
+
+
+def model_record(model):
+    """What a profile records of a ComfyUI MODEL (or of its model sampling): the sampling class (ComfyUI's
+    ``model_base.model_sampling`` builds ``class ModelSampling(s, c)``, so the named base ``s``), the prediction
+    mixin ``c`` (EPS, V_PREDICTION, EDM, CONST, ...: ComfyUI names them in capitals) and the EDM-convention
+    range; None where there is no range to read."""
+    sampling = model_sampling(model) or model
+    if getattr(sampling, "sigma_min", None) is None or getattr(sampling, "sigma_max", None) is None:
+        return None
+    names = [c.__name__ for c in type(sampling).__mro__]
+    kind = next((n for n in names if n.startswith("ModelSampling") and n not in ("ModelSampling",
+                                                                                 "ModelSamplingAdvanced")), names[0])
+    prediction = next((n for n in names if n.isupper()), "unknown")
+    lo, hi = _edm_range(sampling)
+    return {"sampling": kind, "prediction": prediction, "sigma_min": lo, "sigma_max": hi}
 
 
 class ComfyDenoiser(Adapter):

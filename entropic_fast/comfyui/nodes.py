@@ -1,14 +1,24 @@
 """The node classes; importing them needs no ComfyUI (a MODEL is read through duck typing, and
-ComfyUI's own modules are imported only where a node runs inside it)."""
-import importlib
-import os
+ComfyUI's own modules are imported only where a node runs inside it).
 
+Imports are absolute: ComfyUI loads a node folder's ``__init__.py`` as a top-level module named after its
+path, so relative imports above the folder cannot resolve there."""
+import importlib
+import logging
+import os
+import warnings
+
+import numpy as np
 import torch
 
-from ..adapters.comfyui import ComfyDenoiser, grid_for, is_flow, model_sampling
-from ..errors import InputError
-from ..profile import Profile
-from ..schedules import KINDS, schedule
+from entropic_fast.adapters.comfyui import ComfyDenoiser, grid_for, is_flow, model_record, model_sampling, \
+    sigma_range
+from entropic_fast.errors import InputError
+from entropic_fast.profile import Profile
+from entropic_fast.schedules import KINDS, schedule
+
+NODE_KINDS = tuple(k for k in KINDS if k != "spectral")  # EntropicProfile records no spectra
+KSAMPLER_NAME = "entropic"  # the entry in KSampler's scheduler list: rescaled entropic time
 
 
 def _comfy(name):
@@ -32,6 +42,35 @@ def _input_path(path):
     return path if os.path.exists(path) else _output_path(path)
 
 
+def _span(lo, hi):
+    return f"sigma {lo:.4g} .. {hi:.4g}"
+
+
+def _near(a, b, rtol=0.02):
+    return abs(a - b) <= rtol * max(abs(a), abs(b))
+
+
+def check_fits(prof, model, where="the profile"):
+    """Refuse a profile measured on another kind of model: by the model record EntropicProfile writes (sampling
+    class, prediction and range), else by the grid's ends against the model's range (EDM convention, 2%)."""
+    have = model_record(model)
+    if have is None:
+        return
+    rec = prof.meta.get("comfyui")
+    if rec:
+        same = (rec.get("sampling"), rec.get("prediction")) == (have["sampling"], have["prediction"])
+        if not (same and _near(rec["sigma_min"], have["sigma_min"]) and _near(rec["sigma_max"], have["sigma_max"])):
+            raise InputError(f"{where} was measured on a {rec.get('sampling')} ({rec.get('prediction')}) model, "
+                             f"{_span(rec['sigma_min'], rec['sigma_max'])}; this model is {have['sampling']} "
+                             f"({have['prediction']}), {_span(have['sigma_min'], have['sigma_max'])}: run "
+                             "EntropicProfile on this model")
+        return
+    lo, hi = float(prof.sigmas[0]), float(prof.sigmas[-1])
+    if not (_near(lo, have["sigma_min"]) and _near(hi, have["sigma_max"])):
+        raise InputError(f"{where} covers {_span(lo, hi)}, this model {_span(have['sigma_min'], have['sigma_max'])} "
+                         "(EDM convention): it was measured on another model; run EntropicProfile on this one")
+
+
 def entropic_sigmas(prof, steps, kind="rescaled", denoise=1.0, flow=False):
     """What ``EntropicScheduler`` returns: ``steps`` sigmas (+ 0) of the schedule, the last ``steps`` of a
     longer one when ``denoise < 1`` (as ComfyUI's BasicScheduler does), as flow times for flow models."""
@@ -48,7 +87,7 @@ def profile_latents(model, latent, path, *, samples=256, points=128, seed=0, con
     applied, as its samplers do) over the model's sigma range (or ``sigma_min``/``sigma_max`` where > 0),
     checkpointed beside ``path`` (a cancelled run resumes), with ComfyUI's progress bar; saves and
     returns the Profile."""
-    from ..estimate import profile
+    from entropic_fast.estimate import profile
 
     samples_ = latent.get("samples") if isinstance(latent, dict) else None
     if not torch.is_tensor(samples_) or samples_.ndim < 3:
@@ -67,6 +106,7 @@ def profile_latents(model, latent, path, *, samples=256, points=128, seed=0, con
     checkpoint = f"{path}.ckpt"
     prof = profile(den, data.float(), grid, samples=samples, seed=seed, batch_size=batch_size, device=device,
                    progress=bar, checkpoint=checkpoint)
+    prof.meta["comfyui"] = model_record(model)  # what EntropicScheduler and the KSampler entry check against
     prof.save(path)
     if os.path.exists(checkpoint):
         os.remove(checkpoint)
@@ -86,12 +126,16 @@ class EntropicScheduler:
             "profile": ("STRING", {"default": "entropic_profile.npz",
                                    "tooltip": "a profile saved by entropic_fast or EntropicProfile"}),
             "steps": ("INT", {"default": 20, "min": 2, "max": 10000}),
-            "kind": (list(KINDS), {"default": "rescaled"}),
+            "kind": (list(NODE_KINDS), {"default": "rescaled",
+                                        "tooltip": "spectral needs a spectral profile (ef.profile(spectral=True))"}),
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
         }}
 
     def get_sigmas(self, model, profile, steps, kind, denoise):
+        if model_sampling(model) is None:
+            raise InputError(f"model must be a ComfyUI MODEL, got {type(model).__name__}")
         prof = Profile.load(_input_path(profile))
+        check_fits(prof, model, f"profile {profile!r}")
         return (entropic_sigmas(prof, steps, kind, denoise, is_flow(model_sampling(model))),)
 
 
@@ -114,8 +158,9 @@ class EntropicProfile:
                                 "tooltip": "Monte-Carlo samples per sigma (the paper: 1024)"}),
             "points": ("INT", {"default": 128, "min": 8, "max": 1024, "tooltip": "sigmas in the grid"}),
             "seed": ("INT", {"default": 0, "min": 0, "max": 2**63 - 1}),
+            "positive": ("CONDITIONING", {"tooltip": "the prompt the error is measured under (CLIP Text Encode; an "
+                                                     "empty prompt will do): SD and SDXL models need one"}),
         }, "optional": {
-            "positive": ("CONDITIONING",),
             "sigma_min": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1e4, "step": 0.001,
                                     "tooltip": "0: the model's own"}),
             "sigma_max": ("FLOAT", {"default": 0.0, "min": 0.0, "max": 1e4, "step": 0.01,
@@ -124,7 +169,7 @@ class EntropicProfile:
         }}
 
     def run(self, model, latent, filename, samples, points, seed, positive=None, sigma_min=0.0, sigma_max=0.0,
-            batch_size=64):
+            batch_size=64):  # positive has a default for callers from Python; the node requires it
         path = _output_path(filename)
         profile_latents(model, latent, path, samples=samples, points=points, seed=seed, conditioning=positive,
                         sigma_min=sigma_min, sigma_max=sigma_max, batch_size=batch_size)
@@ -134,3 +179,50 @@ class EntropicProfile:
 NODE_CLASS_MAPPINGS = {"EntropicScheduler": EntropicScheduler, "EntropicProfile": EntropicProfile}
 NODE_DISPLAY_NAME_MAPPINGS = {"EntropicScheduler": "Entropic Scheduler (entropic_fast)",
                               "EntropicProfile": "Entropic Profile (entropic_fast)"}
+
+
+# ---- an entry in KSampler's scheduler list (comfy.samplers.SCHEDULER_HANDLERS, ComfyUI 0.3.x and later)
+
+def _newest_fitting_profile(model_sampling_obj):
+    """The newest profile in ComfyUI's output folder recorded on a model of this sampling type and range."""
+    folders = _comfy("folder_paths")
+    if folders is None:
+        return None, "ComfyUI's output folder is unknown"
+    out = folders.get_output_directory()
+    have = model_record(model_sampling_obj)
+    names = sorted((f for f in os.listdir(out) if f.endswith(".npz")), key=lambda f: -os.path.getmtime(os.path.join(out, f)))
+    for name in names:
+        try:
+            prof = Profile.load(os.path.join(out, name))
+            check_fits(prof, model_sampling_obj)
+        except (InputError, OSError, ValueError):
+            continue
+        if prof.meta.get("comfyui"):
+            return prof, name
+    return None, f"no profile of a {have['sampling']} ({have['prediction']}) model in {out}"
+
+
+def ksampler_sigmas(model_sampling_obj, steps):
+    """KSampler's ``entropic`` scheduler: rescaled entropic time from the newest fitting EntropicProfile output;
+    without one, ComfyUI's ``normal`` schedule and a warning (never an error in the middle of a generation)."""
+    prof, why = _newest_fitting_profile(model_sampling_obj)
+    if prof is None:
+        msg = f"entropic scheduler: {why}; run EntropicProfile on this model first. Using 'normal' for now."
+        logging.warning(msg)
+        warnings.warn(msg, stacklevel=2)
+        return _comfy("comfy.samplers").normal_scheduler(model_sampling_obj, steps)
+    return entropic_sigmas(prof, steps, "rescaled", 1.0, is_flow(model_sampling_obj))
+
+
+def register_ksampler_scheduler():
+    """Add ``entropic`` to KSampler's scheduler list where ComfyUI lets packs add one (its SCHEDULER_HANDLERS
+    table); True when added now, False inside ComfyUI versions without the table, outside ComfyUI, or if present."""
+    samplers = _comfy("comfy.samplers")
+    handlers = getattr(samplers, "SCHEDULER_HANDLERS", None)
+    if handlers is None or KSAMPLER_NAME in handlers:
+        return False
+    handlers[KSAMPLER_NAME] = samplers.SchedulerHandler(ksampler_sigmas, use_ms=True)
+    for names in (samplers.SCHEDULER_NAMES, samplers.KSampler.SCHEDULERS):  # KSampler's list is SCHEDULER_NAMES
+        if KSAMPLER_NAME not in names:
+            names.append(KSAMPLER_NAME)
+    return True
