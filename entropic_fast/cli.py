@@ -80,13 +80,14 @@ def _sd_timesteps(sigmas):
 
 
 def _a1111_snippet(path, kind):
-    return (f"# A1111 / Forge: register an entropic_fast scheduler (e.g. in an extension's script)\n"
+    return (f"# A1111 / Forge: register an entropic_fast scheduler (or install integrations/webui as an extension)\n"
             f"from modules import sd_schedulers\n"
             f"from entropic_fast import Profile\n"
             f"from entropic_fast.adapters.kdiffusion import scheduler\n"
-            f"sd_schedulers.schedulers.append(sd_schedulers.Scheduler(\"entropic_{kind}\", \"Entropic ({kind})\", "
-            f"scheduler(Profile.load({path!r}), {kind!r})))\n"
-            f"sd_schedulers.schedulers_map.update({{x.name: x for x in sd_schedulers.schedulers}})")
+            f"entry = sd_schedulers.Scheduler(\"entropic_{kind}\", \"Entropic ({kind})\", "
+            f"scheduler(Profile.load({path!r}), {kind!r}))\n"
+            f"sd_schedulers.schedulers.append(entry)  # the dropdown lists labels and passes them back\n"
+            f"sd_schedulers.schedulers_map[entry.name] = sd_schedulers.schedulers_map[entry.label] = entry")
 
 
 def _load_factory(spec):

@@ -1,4 +1,5 @@
 """diffusers VP models as EDM denoisers, and our sigmas as the keyword arguments a diffusers scheduler takes."""
+import copy
 import inspect
 import warnings
 
@@ -73,7 +74,12 @@ class VPDenoiser(Adapter):
                 "encoder_hidden_states": self.encoder_hidden_states, "added_cond_kwargs": self.added_cond_kwargs}
 
     def timestep(self, sigma):
-        """Continuous timestep of each sigma (see :func:`continuous_timesteps`)."""
+        """What the scheduler feeds the network at each sigma: ``0.25 log sigma`` where it is configured with
+        ``timestep_type="continuous"`` and v-prediction (EulerDiscreteScheduler does so), else the continuous
+        training timestep (see :func:`continuous_timesteps`)."""
+        cfg = self.scheduler.config
+        if cfg.get("timestep_type") == "continuous" and cfg.get("prediction_type") == "v_prediction":
+            return 0.25 * sigma.to(torch.float64).clamp_min(1e-30).log()
         return continuous_timesteps(sigma, self.log_sigmas)
 
     def forward(self, x, sigma, labels=None):
@@ -222,29 +228,47 @@ def _vp_timesteps(s, scheduler, name, params):
     return {"timesteps": t.tolist()}
 
 
-def to_diffusers(sigmas, scheduler):
-    """Keyword arguments for ``scheduler.set_timesteps`` that make it use our descending ``sigmas`` (trailing 0).
+def _native_flow(scheduler):
+    """True for a scheduler whose own sigmas are flow times (rectified flow: none above 1, no alphas_cumprod)."""
+    if hasattr(scheduler, "alphas_cumprod"):
+        return False
+    trial = copy.deepcopy(scheduler)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            trial.set_timesteps(8)
+        own = np.asarray(torch.as_tensor(trial.sigmas, dtype=torch.float64))
+    except Exception:  # noqa: BLE001 (a scheduler that cannot say is not taken for a flow one)
+        return False
+    return own.size > 1 and float(own.max()) <= 1.0 + 1e-6
 
-    ``sigmas=`` for schedulers that take EDM-form sigmas (EulerDiscreteScheduler and the like); the
-    inverted Karras ramp for EDMEulerScheduler; flow sigmas ``t = s / (1 + s)`` for
-    FlowMatchEulerDiscreteScheduler and UniPC with ``use_flow_sigmas``, their shift neutralised;
-    ``timesteps=`` nearest in log sigma for VP schedulers that take only timesteps (fractional for
-    Heun, which keeps them; the warning gives the sigma error reached). A schedule outside a VP
-    scheduler's trained range warns (the timestep clamps there); configurations that refuse custom
-    timesteps (``use_karras_sigmas`` and the like) are named in the error.
-    """
-    s = np.asarray(sigmas, np.float64)
-    if s.ndim != 1 or s.size < 3 or s[-1] != 0 or np.any(np.diff(s) >= 0):
-        raise InputError(f"sigmas must be descending and end in 0, got {s}")
-    name = type(scheduler).__name__
-    params = inspect.signature(scheduler.set_timesteps).parameters
-    if "FlowMatch" in name:
-        return _flow_kwargs(s[:-1] / (1 + s[:-1]), scheduler)
-    if scheduler.config.get("use_flow_sigmas"):
-        if "sigmas" in params:
-            return _flow_kwargs(s[:-1] / (1 + s[:-1]), scheduler, "flow_shift")
-        return _vp_timesteps(s, scheduler, name, params)  # raises: no way to give flow sigmas
+
+def _flow_candidates(t, scheduler, key):
+    """Flow-time keyword arguments to try, in order: through the configured shift and without the terminal 0
+    (FlowMatchEulerDiscreteScheduler appends it), then with it, then plain times (schedulers that use custom
+    sigmas as given: the LTX and MiniMax rectified-flow ones want the terminal 0)."""
+    shifted = _flow_kwargs(t, scheduler, key)
+    out = [shifted, {**shifted, "sigmas": np.append(shifted["sigmas"], 0.0)}]
+    plain = [{"sigmas": t.tolist()}, {"sigmas": t.tolist() + [0.0]}]
+    for kw in out + plain:
+        if isinstance(kw["sigmas"], np.ndarray) and key == "shift":
+            kw["sigmas"] = kw["sigmas"].tolist()
+    return out + plain
+
+
+def _kwargs(s, scheduler, name, params):
+    """The keyword arguments to try for each kind of scheduler, best first (see :func:`to_diffusers`)."""
+    flow = "FlowMatch" in name or _native_flow(scheduler)
+    if flow or scheduler.config.get("use_flow_sigmas"):
+        key = "shift" if flow else "flow_shift"
+        if "sigmas" not in params:
+            if flow:
+                raise InputError(f"{name} takes no custom sigmas (diffusers): use FlowMatchEulerDiscreteScheduler")
+            return _vp_timesteps(s, scheduler, name, params)  # raises: no way to give flow sigmas
+        return _flow_candidates(s[:-1] / (1 + s[:-1]), scheduler, key)
     if name.startswith("EDM"):
+        if "sigmas" not in params:
+            raise InputError(f"{name} takes no custom sigmas (diffusers): use EDMEulerScheduler")
         return _edm_ramp_kwargs(s, scheduler)
     if "sigmas" in params and "UniPC" not in name:  # UniPC takes sigmas= only as flow sigmas
         if hasattr(scheduler, "alphas_cumprod"):
@@ -252,6 +276,59 @@ def to_diffusers(sigmas, scheduler):
             _check_range(s, np.exp(log_sigmas[0]), np.exp(log_sigmas[-1]), name)
         return {"sigmas": s.tolist()}
     if "timesteps" in params:
+        if not hasattr(scheduler, "alphas_cumprod"):
+            raise InputError(f"{name} takes only timesteps of its own convention (no alphas_cumprod to place our "
+                             "sigmas on): use EulerDiscreteScheduler, or EDMEulerScheduler for EDM models")
         return _vp_timesteps(s, scheduler, name, params)
     raise InputError(f"{name}.set_timesteps accepts neither sigmas= nor timesteps= here; use a scheduler that does "
                      "(e.g. EulerDiscreteScheduler, DPMSolverMultistepScheduler, FlowMatchEulerDiscreteScheduler)")
+
+
+def _verify(s, scheduler, name, kwargs):
+    """``set_timesteps(**kwargs)`` on a copy: a refusal becomes our InputError; sigmas= that the scheduler turns
+    into other sigmas than ours (EDM form, or flow times for a flow scheduler) are refused with the error."""
+    trial = copy.deepcopy(scheduler)
+    try:
+        with warnings.catch_warnings():  # the trial's own warnings are the user's call's to give
+            warnings.simplefilter("ignore")
+            trial.set_timesteps(**kwargs)
+    except Exception as e:  # noqa: BLE001 (diffusers' own TypeError / ValueError for what it does not take)
+        raise InputError(f"{name} refuses custom {', '.join(kwargs)} ({type(e).__name__}: {e}); use a scheduler that "
+                         "takes sigmas= (EulerDiscreteScheduler; FlowMatchEulerDiscreteScheduler for flow models)") from None
+    got = getattr(trial, "sigmas", None)
+    if got is None or "timesteps" in kwargs:  # the timestep path warned with the error it reaches
+        return
+    got = np.asarray(torch.as_tensor(got, dtype=torch.float64).cpu())
+    want = s / (1 + s) if float(np.max(got)) <= 1.0 + 1e-6 < s[0] else s
+    ok = got.shape == want.shape and bool(np.all(np.abs(got - want) <= 2e-6 * np.abs(want) + 1e-12))
+    if not ok:
+        raise InputError(f"{name} turns these sigmas into {np.round(got[:6], 5).tolist()}... (wanted "
+                         f"{np.round(want[:6], 5).tolist()}..., {got.size} values for {want.size}): use "
+                         "EulerDiscreteScheduler, or FlowMatchEulerDiscreteScheduler for flow models")
+
+
+def to_diffusers(sigmas, scheduler):
+    """Keyword arguments for ``scheduler.set_timesteps`` that make it use our descending ``sigmas`` (trailing 0).
+
+    ``sigmas=`` for schedulers that take EDM-form sigmas (EulerDiscreteScheduler and the like); the
+    inverted Karras ramp for EDMEulerScheduler; flow sigmas ``t = s / (1 + s)`` for flow schedulers
+    (FlowMatch*, and every scheduler whose own sigmas are flow times, such as the rectified-flow LTX, MiniMax
+    and FlowMap ones) and UniPC with ``use_flow_sigmas``, their shift neutralised; ``timesteps=`` nearest in
+    log sigma for VP schedulers that take only timesteps (fractional for Heun, which keeps them; the warning
+    gives the sigma error reached). A schedule outside a VP scheduler's trained range warns (the timestep
+    clamps there). Every answer is tried on a copy of the scheduler: what it refuses, or turns into other
+    sigmas than ours, is refused here with an InputError naming a scheduler to use instead.
+    """
+    s = np.asarray(sigmas, np.float64)
+    if s.ndim != 1 or s.size < 3 or s[-1] != 0 or np.any(np.diff(s) >= 0):
+        raise InputError(f"sigmas must be descending and end in 0, got {s}")
+    name = type(scheduler).__name__
+    candidates = _kwargs(s, scheduler, name, inspect.signature(scheduler.set_timesteps).parameters)
+    first = None
+    for kwargs in candidates if isinstance(candidates, list) else [candidates]:
+        try:
+            _verify(s, scheduler, name, kwargs)
+            return kwargs
+        except InputError as e:
+            first = first or e
+    raise first

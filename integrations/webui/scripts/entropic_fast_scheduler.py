@@ -1,0 +1,65 @@
+"""A1111 / Forge extension: schedules from an entropic_fast profile in the "Schedule type" dropdown.
+
+Install: link or copy ``integrations/webui`` into the webui's ``extensions/`` folder (e.g. as
+``extensions/entropic_fast``); its ``install.py`` installs entropic_fast into the webui's Python from this
+repository. Settings > Entropic schedules: the profile file (``entropic-fast profile ...`` or
+``ef.profile(...).save``). Adds "Entropic (rescaled)", "Entropic (entropic)" and "Entropic (las)" to the
+dropdown, each registered under its name and its label (the dropdown passes labels). Forge's Flux gets flow
+times. Without a usable profile a generation still runs: Karras' schedule and a warning.
+"""
+import os
+import warnings
+
+from modules import script_callbacks, sd_schedulers, shared
+
+from entropic_fast import Profile
+from entropic_fast.adapters.kdiffusion import fallback, scheduler
+
+KINDS = ("rescaled", "entropic", "las")  # what a profile without spectra supports
+OPTION = "entropic_fast_profile"
+_cache = {}
+
+
+def _profile():
+    """The profile named in the settings, loaded once per file version; None (with a warning) if unusable."""
+    path = os.path.expanduser(str(getattr(shared.opts, OPTION, "") or ""))
+    try:
+        key = (path, os.path.getmtime(path))
+        if key not in _cache:
+            _cache.clear()
+            _cache[key] = Profile.load(path)
+        return _cache[key]
+    except (OSError, ValueError) as e:
+        warnings.warn(f"entropic_fast: no usable profile ({e}); set Settings > Entropic schedules > profile file. "
+                      "Using Karras' schedule for now.")
+        return None
+
+
+def function(kind):
+    """The scheduler function Forge calls: ``function(n=steps, sigma_min=..., sigma_max=..., device=...)``."""
+    def sigmas(n, sigma_min, sigma_max, device="cpu", **_):
+        prof = _profile()
+        if prof is None:
+            return fallback(n, sigma_min, sigma_max, device)
+        return scheduler(prof, kind)(n, sigma_min, sigma_max, device)
+    sigmas.__name__ = f"entropic_{kind}"
+    return sigmas
+
+
+def register():
+    """Append the schedulers to the dropdown's list and map their names and labels to them (once)."""
+    for kind in KINDS:
+        entry = sd_schedulers.Scheduler(f"entropic_{kind}", f"Entropic ({kind})", function(kind))
+        if entry.name in sd_schedulers.schedulers_map:
+            continue
+        sd_schedulers.schedulers.append(entry)
+        sd_schedulers.schedulers_map[entry.name] = sd_schedulers.schedulers_map[entry.label] = entry
+
+
+def on_ui_settings():
+    shared.opts.add_option(OPTION, shared.OptionInfo("", "Profile file (.npz) for the Entropic schedules",
+                                                     section=("entropic_fast", "Entropic schedules")))
+
+
+register()
+script_callbacks.on_ui_settings(on_ui_settings)
