@@ -8,11 +8,9 @@ import logging
 import os
 import warnings
 
-import numpy as np
 import torch
 
-from entropic_fast.adapters.comfyui import ComfyDenoiser, grid_for, is_flow, model_record, model_sampling, \
-    sigma_range
+from entropic_fast.adapters.comfyui import ComfyDenoiser, grid_for, is_flow, model_record, model_sampling
 from entropic_fast.errors import InputError
 from entropic_fast.profile import Profile
 from entropic_fast.schedules import KINDS, schedule
@@ -188,9 +186,11 @@ def _newest_fitting_profile(model_sampling_obj):
     folders = _comfy("folder_paths")
     if folders is None:
         return None, "ComfyUI's output folder is unknown"
-    out = folders.get_output_directory()
-    have = model_record(model_sampling_obj)
-    names = sorted((f for f in os.listdir(out) if f.endswith(".npz")), key=lambda f: -os.path.getmtime(os.path.join(out, f)))
+    out, have = folders.get_output_directory(), model_record(model_sampling_obj)
+    if have is None:
+        return None, "the model has no sigma range to match a profile by"
+    names = sorted((f for f in os.listdir(out) if f.endswith(".npz")),
+                   key=lambda f: -os.path.getmtime(os.path.join(out, f)))
     for name in names:
         try:
             prof = Profile.load(os.path.join(out, name))
