@@ -176,9 +176,15 @@ def _profile(args):
 
     grid = _grid(args.grid)
     check_writable(args.out, "--out")
+    adaptive_only = {"--steps": args.steps, "--kind": args.kind, "--max-evaluations": args.max_evaluations}
+    given = [flag for flag, v in adaptive_only.items() if v is not None]
+    if args.samples is not None and given:
+        raise _Usage(f"{', '.join(given)} set{'s' if len(given) == 1 else ''} the adaptive run, which --samples "
+                     "replaces by a fixed count: drop one or the other")
     count = {"samples": args.samples, "tolerance": args.tolerance}
     if args.samples is None:
-        count.update(steps=args.steps, kind=args.kind, max_evaluations=args.max_evaluations)
+        count.update(steps=args.steps or [16], kind=args.kind or ["rescaled"],
+                     max_evaluations=131072 if args.max_evaluations is None else args.max_evaluations)
     prof = profile(_load_model(args), _load_data(args.data, not args.no_labels), grid, **count,
                    batch_size=args.batch_size, seed=args.seed, spectral=args.spectral, device=args.device,
                    progress=not args.quiet, checkpoint=args.checkpoint,
@@ -249,9 +255,11 @@ def build_parser():
     pr.add_argument("--tolerance", type=float, default=None,
                     help="adaptive: stop when every inner sigma's 95%% band is within +-TOLERANCE relative (default "
                          "0.01) for the --steps/--kind schedule")
-    pr.add_argument("--steps", type=int, nargs="+", default=[16], help="adaptive: the schedule(s) the band must hold for")
-    pr.add_argument("--kind", nargs="+", default=["rescaled"], help="adaptive: the schedule kind(s) (default rescaled)")
-    pr.add_argument("--max-evaluations", type=int, default=131072, help="adaptive: the budget of denoiser rows")
+    pr.add_argument("--steps", type=int, nargs="+", default=None,
+                    help="adaptive: the schedule(s) the band must hold for (default 16)")
+    pr.add_argument("--kind", nargs="+", default=None, help="adaptive: the schedule kind(s) (default rescaled)")
+    pr.add_argument("--max-evaluations", type=int, default=None,
+                    help="adaptive: the budget of denoiser rows (default 131072)")
     pr.add_argument("--control", choices=("auto", "wiener", "local", "both", "none"), default="auto",
                     help="control variates: the data's Wiener denoiser, per-cluster ones, or both (auto: both, for "
                          "data rows of at most 4096 values)")

@@ -12,8 +12,9 @@
 Labels come from ``dataset.json`` (``{"labels": [[name, class], ...]}``) and travel with their
 rows: ``sample(n, generator)`` returns ``(rows, labels)`` for a labelled dataset read with
 ``labels=True`` (the default), else the rows alone. Only the files drawn are read. Each reader has
-a ``fingerprint()`` for checkpoint identity: the file names and sizes (and, in a zip, each
-member's CRC-32), ``dataset.json`` and the reader's parameters.
+a ``fingerprint()`` for checkpoint identity: the file names and sizes, each file's modification time in
+a folder (a file edited in place shows; it costs nothing, the listing stats every file anyway) or each
+member's CRC-32 in a zip, ``dataset.json`` and the reader's parameters.
 """
 import hashlib
 import io
@@ -46,18 +47,15 @@ class _Archive:
         self.lock = threading.Lock()
         self.zip = None
         if os.path.isdir(self.path):
-            found = {}
-            for root, _, files in os.walk(self.path):
-                for f in files:
-                    full = os.path.join(root, f)
-                    found[os.path.relpath(full, self.path).replace(os.sep, "/")] = os.path.getsize(full)
-            self.sizes = found
-            self.crcs = {}
+            self.sizes, self.stamps = self._listing(self.path)  # stamps: modification times
         elif os.path.isfile(self.path) and zipfile.is_zipfile(self.path):
-            self.zip = zipfile.ZipFile(self.path)
+            try:
+                self.zip = zipfile.ZipFile(self.path)
+            except (zipfile.BadZipFile, OSError, ValueError) as e:  # a damaged central directory
+                raise InputError(f"dataset {self.path!r} is a damaged zip archive ({e})") from None
             infos = [i for i in self.zip.infolist() if not i.is_dir()]
             self.sizes = {i.filename: i.file_size for i in infos}
-            self.crcs = {i.filename: i.CRC for i in infos}
+            self.stamps = {i.filename: i.CRC for i in infos}  # stamps: CRC-32s
         elif os.path.exists(self.path):
             raise InputError(f"dataset {self.path!r} is neither a folder nor a zip archive")
         else:
@@ -65,6 +63,22 @@ class _Archive:
         self.names = sorted(n for n in self.sizes if n.lower().endswith(extensions))
         if not self.names:
             raise InputError(f"dataset {self.path!r} holds no {'/'.join(extensions)} files")
+
+    @staticmethod
+    def _listing(path):
+        """Sizes and modification times (ns) of a folder's files by relative name: one ``stat`` each, so a file
+        edited in place changes the fingerprint at no extra cost (a zip's members carry CRC-32s instead)."""
+        sizes, times = {}, {}
+        for root, _, files in os.walk(path):
+            for f in files:
+                full = os.path.join(root, f)
+                name = os.path.relpath(full, path).replace(os.sep, "/")
+                try:
+                    st = os.stat(full)
+                except OSError as e:  # a dangling symbolic link, a file gone while listing
+                    raise InputError(f"dataset {path!r}: cannot read {name} ({type(e).__name__}: {e})") from None
+                sizes[name], times[name] = st.st_size, st.st_mtime_ns
+        return sizes, times
 
     def read(self, name):
         try:
@@ -86,18 +100,43 @@ class _Archive:
             raise InputError(f"{self.path}/dataset.json is not an EDM dataset.json ({e})") from None
         if table is None:
             return None
-        table = dict(table)
+        table = self._pairs(table)
         missing = [n for n in self.names if n not in table]
         if missing:
             raise InputError(f"{self.path}/dataset.json has no label for {missing[0]!r} "
                              f"({len(missing)} files unlabelled)")
-        a = np.array([table[n] for n in self.names])
-        return torch.from_numpy(a.astype(np.int64) if a.ndim == 1 else a.astype(np.float32))
+        return self._label_array([table[n] for n in self.names])
+
+    def _pairs(self, table):
+        """``{name: label}`` from dataset.json's ``[[name, label], ...]``, every entry checked."""
+        where = f"{self.path}/dataset.json"
+        if not isinstance(table, list):
+            raise InputError(f"{where}: 'labels' must be a list of [name, label] pairs, got {type(table).__name__}")
+        for entry in table:
+            if not (isinstance(entry, list) and len(entry) == 2 and isinstance(entry[0], str)):
+                raise InputError(f"{where}: each label entry must be [file name, label], got {entry!r}")
+        return dict(table)
+
+    def _label_array(self, values):
+        """Integer classes (N,), or numeric vectors (N, k) of one length; anything else is refused by value."""
+        where = f"{self.path}/dataset.json"
+        for v in values:
+            ok = isinstance(v, int) and not isinstance(v, bool) if not isinstance(v, list) else \
+                all(isinstance(u, (int, float)) and not isinstance(u, bool) for u in v)
+            if not ok:
+                raise InputError(f"{where}: a label must be an integer class or a list of numbers, got {v!r}")
+        if all(isinstance(v, int) for v in values):
+            return torch.tensor(values, dtype=torch.int64)
+        if not all(isinstance(v, list) for v in values) or len({len(v) for v in values}) != 1:
+            bad = next(v for v in values if not isinstance(v, list) or len(v) != len(values[0]))
+            raise InputError(f"{where}: labels must be all integer classes or all vectors of one length, got {bad!r} "
+                             f"beside {values[0]!r}")
+        return torch.tensor(values, dtype=torch.float32)
 
     def fingerprint(self):
         h = hashlib.blake2b(digest_size=12)
         for n in self.names:
-            h.update(f"{n}\x1f{self.sizes[n]}\x1f{self.crcs.get(n, '')}\x1e".encode())
+            h.update(f"{n}\x1f{self.sizes[n]}\x1f{self.stamps.get(n, '')}\x1e".encode())  # zip CRC or mtime
         if "dataset.json" in self.sizes:
             h.update(self.read("dataset.json"))
         return h.hexdigest()
@@ -156,6 +195,23 @@ class _Reader:
         return ""
 
 
+_TO_RGB = ("P", "CMYK", "YCbCr", "LAB", "HSV", "RGBX")  # converted as EDM's dataset_tool would see them: colour
+_FULL = {"L": 255.0, "RGB": 255.0, "I;16": 65535.0, "I;16L": 65535.0, "I;16B": 65535.0, "I;16N": 65535.0}
+
+
+def _pixels(img, where):
+    """An image's pixels in [-1, 1], (H, W) or (H, W, 3): 8-bit grey and colour as ``x / 127.5 - 1``, 16-bit
+    grey by its own full scale, 1-bit as black and white, palette and other colour modes converted to RGB;
+    modes with alpha or of unknown scale (32-bit integer, float) refused by name."""
+    mode = img.mode
+    if mode == "1" or mode in _TO_RGB:
+        img, mode = img.convert("L" if mode == "1" else "RGB"), "L" if mode == "1" else "RGB"
+    if mode not in _FULL:
+        raise InputError(f"{where} has image mode {mode!r}, which the reader does not take: 8- or 16-bit grey, "
+                         "RGB, 1-bit or palette images (convert alpha and 32-bit images first)")
+    return np.asarray(img).astype(np.float32) / (_FULL[mode] / 2) - 1  # 8-bit: x / 127.5 - 1, as before
+
+
 class Images(_Reader):
     """Images of a ``dataset_tool.py`` folder or zip as ``(C, H, W)`` rows in [-1, 1] (``x / 127.5 - 1``)."""
 
@@ -167,11 +223,12 @@ class Images(_Reader):
         import PIL.Image
 
         try:
-            img = np.asarray(PIL.Image.open(io.BytesIO(self.archive.read(name))))
+            img = PIL.Image.open(io.BytesIO(self.archive.read(name)))
+            img.load()
         except Exception as e:  # noqa: BLE001  (PIL raises many kinds)
             raise InputError(f"{self.archive.path}: cannot decode {name} ({e})") from None
-        img = img[:, :, None] if img.ndim == 2 else img
-        return img.transpose(2, 0, 1).astype(np.float32) / 127.5 - 1
+        a = _pixels(img, f"{self.archive.path}: {name}")
+        return (a[:, :, None] if a.ndim == 2 else a).transpose(2, 0, 1)
 
 
 class Latents(_Reader):
@@ -194,9 +251,13 @@ class Latents(_Reader):
 
     def _decode(self, name):
         try:
-            return np.load(io.BytesIO(self.archive.read(name)), allow_pickle=False)
-        except (ValueError, OSError) as e:
-            raise InputError(f"{self.archive.path}: {name} is not a numeric .npy array ({e})") from None
+            a = np.load(io.BytesIO(self.archive.read(name)), allow_pickle=False)
+        except (ValueError, OSError, EOFError) as e:  # EOFError: an empty file
+            raise InputError(f"{self.archive.path}: {name} is not a numeric .npy array ({type(e).__name__}: "
+                             f"{e or 'empty'})") from None
+        if a.dtype.kind not in "fiu":  # complex latents would lose their imaginary part
+            raise InputError(f"{self.archive.path}: {name} holds {a.dtype} values; latents must be real numbers")
+        return a
 
     def _finish(self, raw, generator):
         mean, std = raw.chunk(2, dim=1)

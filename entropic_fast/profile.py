@@ -67,6 +67,28 @@ def _json_default(v):
     raise TypeError(f"meta value {v!r} of type {type(v).__name__} cannot be written as JSON")
 
 
+def _check_control_sums(cs, count, names):
+    """The control sums' own invariants (``control.sums_size``'s rows: sum c, sum c_i c_j for i <= j, sum E c): one
+    control per name in ``meta["control"]``, squares summed to >= 0 with Cauchy-Schwarz against the sums, and all
+    zero where a sigma has no samples."""
+    from .control import controls_of
+    k = controls_of(cs.shape[0])
+    if names is not None and (not isinstance(names, list) or len(names) != k):
+        raise InputError(f"control_sum holds the sums of {k} controls, meta['control'] names {names!r}")
+    i, j = np.triu_indices(k)
+    squares = cs[k:k + i.size][i == j]  # (k, sigmas): sum c_i^2
+    if np.any(squares < 0):
+        r, c = np.argwhere(squares < 0)[0]
+        raise InputError(f"control_sum's sum of squares of control {r} is negative ({squares[r, c]}) at sigma index {c}")
+    short = count * squares < cs[:k] ** 2 * (1 - 1e-9) - 1e-300
+    if np.any(short):
+        r, c = np.argwhere(short)[0]
+        raise InputError(f"control_sum breaks Cauchy-Schwarz for control {r} at sigma index {c}: sum of squares "
+                         f"{squares[r, c]}, sum {cs[r, c]}, count {count[c]}")
+    if np.any(cs[:, count == 0] != 0):
+        raise InputError("control_sum must be 0 where count is 0")
+
+
 class Profile:
     """Per-sigma sum, sum of squares and count of the per-sample squared error ``||D - x0||^2``.
 
@@ -138,6 +160,7 @@ class Profile:
             if cs.ndim != 2 or cs.shape[1] != n or controls_of(cs.shape[0]) is None:
                 raise InputError(f"control_sum must have shape (q, {n}) with q = 2k + k(k+1)/2 for k controls, "
                                  f"got {cs.shape}")
+            _check_control_sums(cs, self.count, self.meta.get("control"))
             self.control_sum = cs
 
     @classmethod
@@ -312,14 +335,20 @@ class Profile:
         def bad(what):
             return ProfileFormatError(f"{path} is not a readable entropic_fast profile: {what}")
 
+        if os.path.exists(path) and not os.path.isfile(path):  # a FIFO would block the read forever
+            raise bad("it is not a regular file")
         try:
+            with open(path, "rb") as f:  # a profile is an .npz (zip) archive; a .npy header could claim gigabytes
+                magic = f.read(6)
+            if magic == b"\x93NUMPY":
+                raise bad("it holds a single array (a .npy file), not the arrays of a profile")
+            if magic[:2] != b"PK":
+                raise bad("it is not an .npz archive")
             z = np.load(path, allow_pickle=False)
-        except FileNotFoundError:
+        except (FileNotFoundError, ProfileFormatError):
             raise
         except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
             raise bad(f"{type(e).__name__}: {e}") from None
-        if not isinstance(z, np.lib.npyio.NpzFile):
-            raise bad(f"it holds a single {type(z).__name__} (a .npy file), not the arrays of a profile")
         try:
             with z:
                 missing = [k for k in ("meta", "sigmas") + ACCUMULATORS if k not in z.files]
@@ -334,15 +363,15 @@ class Profile:
                 meta = json.loads(str(text))
         except ProfileFormatError:
             raise
-        except (OSError, ValueError, KeyError, EOFError, RecursionError, zipfile.BadZipFile) as e:
-            raise bad(f"{type(e).__name__}: {str(e)[:200]}") from None
+        except (OSError, ValueError, KeyError, EOFError, RecursionError, MemoryError, zipfile.BadZipFile) as e:
+            raise bad(f"{type(e).__name__}: {str(e)[:200]}") from None  # MemoryError: a member claiming gigabytes
         if not isinstance(meta, dict):
             raise bad(f"meta is a JSON {type(meta).__name__}, not an object")
         for k, a in {**arrays, **spec}.items():
             if a.dtype.kind not in "fiu":
                 raise bad(f"array {k!r} holds {a.dtype}, not numbers")
         version = meta.pop("format_version", None)
-        if version not in READS:
+        if isinstance(version, bool) or version not in READS:  # true == 1 in Python, not a version
             raise ProfileFormatError(f"{path} has profile format version {version!r}; this library reads "
                                      f"versions {', '.join(map(str, READS))}")
         if "dim" not in meta:

@@ -12,6 +12,7 @@ import torch
 
 from entropic_fast.adapters.comfyui import ComfyDenoiser, grid_for, is_flow, model_record, model_sampling
 from entropic_fast.errors import InputError
+from entropic_fast.files import check_writable
 from entropic_fast.profile import Profile
 from entropic_fast.schedules import KINDS, schedule
 
@@ -91,6 +92,7 @@ def profile_latents(model, latent, path, *, samples=256, points=128, seed=0, con
     if not torch.is_tensor(samples_) or samples_.ndim < 3:
         raise InputError("latent must be a ComfyUI LATENT (a dict with a 'samples' tensor), got "
                          f"{type(latent).__name__}")
+    check_writable(path, "the profile file")  # before the run, not after it
     den = ComfyDenoiser(model, conditioning)
     grid = grid_for(model, points, sigma_min or None, sigma_max or None)
     latent_in = getattr(den.net, "process_latent_in", None)
