@@ -28,11 +28,13 @@ ADAPTIVE_POINTS = 64  # the default grid of an adaptive run: its pilot costs 64 
 def targets(steps, kind):
     """``[(kind, steps), ...]``: every requested schedule (``steps`` and ``kind`` may be lists)."""
     steps = [steps] if np.ndim(steps) == 0 else list(steps)
+    if not isinstance(kind, (str, list, tuple)):
+        raise InputError(f"kind must be a schedule kind or a list of them, got {kind!r}")
     kinds = [kind] if isinstance(kind, str) else list(kind)
     if not steps or not kinds:
         raise InputError(f"steps and kind must be non-empty, got {steps!r} and {kinds!r}")
     for k in kinds:
-        if k not in KINDS or k in ("spectral", "gaussian-optimal"):
+        if not isinstance(k, str) or k not in KINDS or k in ("spectral", "gaussian-optimal"):
             raise InputError(f"adaptive profiling targets the kinds whose band is known (entropic, rescaled, las, "
                              f"tangent, ...), got {k!r}")
     return [(k, checks.integer(s, "steps", 2)) for k in kinds for s in steps]

@@ -36,6 +36,31 @@ def _refuse(path, what):
     raise CheckpointMismatch(f"checkpoint {path} {what}; remove it to start afresh or use another path")
 
 
+def _budget_raised(saved, signature):
+    """True when two signatures differ only in an adaptive run's budget, raised: its finished units stay valid (a
+    row's draws do not depend on the budget, and the larger id space holds the smaller)."""
+    a, b = saved.get("adaptive"), signature.get("adaptive")
+    if not (isinstance(a, dict) and isinstance(b, dict)):
+        return False
+
+    def rest(d, drop):
+        return {k: v for k, v in d.items() if k not in drop}
+    return rest(saved, ("samples", "adaptive")) == rest(signature, ("samples", "adaptive")) \
+        and rest(a, ("max_evaluations",)) == rest(b, ("max_evaluations",)) \
+        and isinstance(a.get("max_evaluations"), int) and b["max_evaluations"] >= a["max_evaluations"]
+
+
+def _check_signature(path, saved, signature):
+    """Refuse a checkpoint written with other arguments (a raised adaptive budget excepted: the run goes on)."""
+    if not isinstance(saved, dict):
+        _refuse(path, "has no signature record")
+    differ = [k for k in sorted(set(saved) | set(signature)) if saved.get(k) != signature.get(k)]
+    if differ and not _budget_raised(saved, signature):
+        what = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, this run {signature.get(k)!r}" for k in differ)
+        raise CheckpointMismatch(f"checkpoint {path} was written with other arguments ({what}); "
+                                 "use another checkpoint path or remove it")
+
+
 def read(path, signature, acc):
     """The finished work ids, accumulator arrays, and plan and rounds (None and [] unless adaptive) of a
     checkpoint written by this very run.
@@ -50,13 +75,7 @@ def read(path, signature, acc):
     except (OSError, ValueError, KeyError, EOFError, RecursionError, zipfile.BadZipFile, AttributeError) as e:
         raise CheckpointMismatch(f"checkpoint {path} is not readable ({type(e).__name__}: {e}); "
                                  "remove it to start afresh") from None
-    if not isinstance(saved, dict):
-        _refuse(path, "has no signature record")
-    differ = [k for k in sorted(set(saved) | set(signature)) if saved.get(k) != signature.get(k)]
-    if differ:
-        what = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, this run {signature.get(k)!r}" for k in differ)
-        raise CheckpointMismatch(f"checkpoint {path} was written with other arguments ({what}); "
-                                 "use another checkpoint path or remove it")
+    _check_signature(path, saved, signature)
     adaptive = signature.get("adaptive") is not None
     expected = set(acc) | {"finished"} | ({"plan", "rounds"} if adaptive else set())
     if set(arrays) != expected:

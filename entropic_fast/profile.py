@@ -168,7 +168,10 @@ class Profile:
         """An exact profile from a known error curve ``e(sigma)`` (no sampling, zero stderr);
         optionally with exact per-frequency errors ``spectra`` (sigmas, C, H, W), ``data_power`` and
         ``data_mean`` (zero when not given)."""
-        mse = np.array(mse, dtype=np.float64)
+        try:
+            mse = np.array(mse, dtype=np.float64)
+        except (TypeError, ValueError):
+            raise InputError(f"mse must be numbers, got {mse!r}") from None
         if mse.ndim != 1 or not np.all(np.isfinite(mse)) or np.any(mse < 0):
             raise InputError(f"mse must be a 1-D array of finite values >= 0, got {mse}")
         if (spectra is None) != (data_power is None):

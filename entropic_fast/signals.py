@@ -41,15 +41,31 @@ def _flush():
     """A Python-level call: the interpreter runs the handlers of signals already caught here."""
 
 
+def _set_all(handlers):
+    """``signal.signal`` for every one of ``handlers``, all of them even when a Python handler runs in between and
+    raises (another thread, where the signals are not blocked, caught one): that error is raised after the last."""
+    todo, error = list(handlers.items()), None
+    while todo:
+        try:
+            while todo:
+                s, h = todo[0]
+                signal.signal(s, h if h is not None else signal.SIG_DFL)
+                todo.pop(0)
+        except BaseException as e:  # noqa: BLE001 (whatever a handler raised: finish the swap first)
+            error = error or e
+    if error is not None:
+        raise error
+
+
 def _swap(handlers):
-    """Install ``handlers`` with SIGINT/SIGTERM blocked at the OS level: a signal caught before the
-    block runs the outgoing handler at ``_flush``; one arriving during the swap reaches the new one."""
+    """Install ``handlers`` with SIGINT/SIGTERM blocked at the OS level in this thread: a signal caught before the
+    block runs the outgoing handler at ``_flush``; one arriving during the swap reaches the new one, or, caught by
+    another thread, runs whichever handler is in place at the next check, the swap completing all the same."""
     mask = getattr(signal, "pthread_sigmask", None)
     old = mask(signal.SIG_BLOCK, SIGNALS) if mask else None
     try:
         _flush()
-        for s, h in handlers.items():
-            signal.signal(s, h if h is not None else signal.SIG_DFL)
+        _set_all(handlers)
     finally:
         if mask:
             mask(signal.SIG_SETMASK, old)
@@ -58,8 +74,8 @@ def _swap(handlers):
 def _install():
     if _State.previous is None:
         previous = {s: signal.getsignal(s) for s in SIGNALS}
+        _State.previous = previous  # first: whatever happens during the swap, _restore can put these back
         _swap({s: _handler for s, h in previous.items() if h is not signal.SIG_IGN})  # ignored stays ignored
-        _State.previous = previous
 
 
 def _restore():
@@ -67,8 +83,10 @@ def _restore():
     previous = _State.previous
     if previous is None:
         return
-    _swap(previous)
-    _State.previous = None
+    try:
+        _swap(previous)
+    finally:
+        _State.previous = None
     pending, _State.pending = _State.pending, []
     for s in pending[:1]:
         h = previous.get(s)
@@ -92,7 +110,13 @@ def _section(counter):
     if not _main_thread():
         yield
         return
-    _install()  # first: from here on a signal is held while the counter is > 0
+    try:
+        _install()  # first: from here on a signal is held while the counter is > 0
+    except BaseException:  # a handler of the caller's ran during the swap and raised: theirs go back
+        if _State.depth == 0 and _State.defer == 0:
+            _State.pending.clear()
+            _restore()
+        raise
     setattr(_State, counter, getattr(_State, counter) + 1)
     ok = False
     try:

@@ -191,3 +191,32 @@ def test_profile_load_does_not_hang_on_a_fifo_or_allocate_a_claimed_header(tmp_p
     (tmp_path / "text.npz").write_text("not a profile")
     with pytest.raises(ProfileFormatError, match="not an .npz archive"):
         ef.Profile.load(tmp_path / "text.npz")
+
+
+@pytest.mark.parametrize("call, match", [
+    (lambda m, d, g: ef.profile(m, d, g, tolerance=0.1, kind=None, progress=False), "kind must be a schedule kind"),
+    (lambda m, d, g: ef.profile(m, d, g, tolerance=0.1, kind=5, progress=False), "got 5"),
+    (lambda m, d, g: ef.profile(m, d, g, tolerance=0.1, kind=["rescaled", 5], progress=False), "got 5"),
+    (lambda m, d, g: ef.Profile.from_curve(g, "abc", 3), "mse must be numbers"),
+])
+def test_plain_errors_from_deep_inside_are_input_errors(call, match):
+    m = ef.analytic.Gaussian(1.0, (3,))
+    with pytest.raises(InputError, match=match):
+        call(m, m.sample(20, torch.Generator().manual_seed(0)), ef.sigma_grid(8))
+
+
+def test_a_raised_budget_goes_on_from_the_checkpoint(tmp_path):
+    """The budget warning says to raise max_evaluations to go on; the rerun with the same checkpoint raised
+    CheckpointMismatch. A lowered budget, or any other change, is still refused."""
+    from entropic_fast.checkpoint import CheckpointMismatch
+    m = ef.analytic.GMM(torch.randn(6, 2, generator=torch.Generator().manual_seed(0)), 0.05)
+    kw = dict(tolerance=0.002, steps=8, control=None, progress=False, checkpoint=tmp_path / "c.ckpt")
+    grid = ef.sigma_grid(8)
+    with pytest.warns(UserWarning, match="max_evaluations=1024"):
+        small = ef.profile(m, m, grid, max_evaluations=1024, **kw)
+    assert (tmp_path / "c.ckpt").exists()
+    with pytest.warns(UserWarning, match="max_evaluations=4096"):
+        more = ef.profile(m, m, grid, max_evaluations=4096, **kw)
+    assert more.meta["evaluations"] > small.meta["evaluations"] and np.all(more.count >= small.count)
+    with pytest.raises(CheckpointMismatch, match="max_evaluations"):
+        ef.profile(m, m, grid, max_evaluations=1024, **kw)

@@ -296,3 +296,39 @@ def test_checkpoint_read_accepts_its_own_writes(tmp_path):
     with np.load(ck) as z:
         assert "finished" in z.files and z["finished"].size == GRID.size * 2
     assert ckpt.VERSION == 4
+
+
+@pytest.mark.parametrize("when", ["install", "restore"])
+def test_a_handler_that_raises_during_the_swap_leaves_the_callers_handlers(monkeypatch, when):
+    """Another thread catches a SIGTERM while the library swaps handlers; the handler in place then runs between
+    two ``signal.signal`` calls in the main thread and raises (simulated at the second call). Afterwards the
+    caller's SIGINT and SIGTERM handlers are back: the library's stayed installed, swallowing the next Ctrl-C."""
+    import entropic_fast.signals as sig
+    mine = {s: (lambda *a: None) for s in sig.SIGNALS}
+    for s, h in mine.items():
+        signal.signal(s, h)
+    real, calls = signal.signal, []
+
+    def flaky(s, h):
+        calls.append(s)
+        out = real(s, h)
+        going_in = h is sig._handler
+        if len(calls) == 1 and going_in == (when == "install"):
+            raise RuntimeError("the caller's SIGTERM handler ran mid-swap and raised")
+        return out
+
+    monkeypatch.setattr(sig.signal, "signal", flaky)
+    try:
+        if when == "install":
+            with pytest.raises(RuntimeError, match="mid-swap"):
+                with sig.deferring():
+                    pass
+        else:
+            with sig.deferring():
+                calls.clear()
+            pytest.fail("the error raised during the swap was lost")
+    except RuntimeError:
+        pass
+    finally:
+        monkeypatch.setattr(sig.signal, "signal", real)
+    assert {s: signal.getsignal(s) for s in sig.SIGNALS} == mine and sig._State.previous is None
