@@ -262,6 +262,31 @@ def _pick_device(denoiser, data, device):
     return data.device if torch.is_tensor(data) else torch.device("cpu")
 
 
+def _fit_controls(controls, data, example, grid, control):
+    """The controls that fit the rows and whose assumptions hold: the noise at the smallest sigma must survive
+    the rows' rounding (at 1e18, float32 or float64 rows lose noise of sigma 80, and a control's known mean no
+    longer holds); ``"auto"`` drops them where it does not, an explicit request is refused naming the range."""
+    if not controls:
+        return controls
+    rows = data if torch.is_tensor(data) else example
+    top = float(rows.detach().abs().max())  # once, before the loop
+    ulp = top * torch.finfo(torch.float64 if example.dtype == torch.float64 else torch.float32).eps
+    if ulp > 1e-3 * float(grid[0]):
+        if control == "auto":
+            return []
+        raise InputError(f"control variates need the noise to survive the rows' rounding: the rows reach {top:.3g}, "
+                         f"where {example.dtype} resolves {ulp:.3g}, and the grid starts at sigma {float(grid[0]):.3g}; "
+                         f"use control=None, or a grid from sigma {1e3 * ulp:.3g}")
+    x = example[:1].expand(2, *example.shape[1:]).contiguous()  # two rows: a control that does not fit fails here
+    for c in controls:
+        try:
+            c.centred(x, x, torch.full((2,), float(grid[0]), dtype=torch.float64, device=x.device))
+        except (RuntimeError, ValueError, IndexError) as e:
+            raise InputError(f"control {getattr(c, 'name', c)!r} does not fit rows of shape "
+                             f"{tuple(example.shape[1:])}: {e}") from None
+    return controls
+
+
 def _check_data(data, labels):
     """Validate ``data`` / ``labels``; return one example row (shape and dtype)."""
     if torch.is_tensor(data):
@@ -448,7 +473,8 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
             checkpoint = f"{os.fspath(checkpoint)}.rank{shard[0]}-of-{shard[1]}"
         files.check_writable(checkpoint, "checkpoint")
     mixture = getattr(denoiser, "mixture", None) if not labelled and not spectral else None
-    controls = [c.to(device) for c in _controls(control, data, mixture is not None)]
+    controls = _fit_controls([c.to(device) for c in _controls(control, data, mixture is not None)], data,
+                             example.to(device), grid, control)
     if controls:
         mixture = None  # the fused path gives no per-row errors to pair with the controls
     network = _network(denoiser, compile, channels_last and example.dim() == 4, labels_kwarg)

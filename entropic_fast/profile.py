@@ -89,6 +89,16 @@ def _check_control_sums(cs, count, names):
         raise InputError("control_sum must be 0 where count is 0")
 
 
+def _adaptive_line(a):
+    """The summary line of an adaptive run's record (a file's meta may hold anything: then it says so)."""
+    try:
+        goals = ", ".join(f"{k} {n} steps" for k, n in a.get("targets", []))
+        return (f"adaptive  {a.get('level', 0.95):.0%} band +-{a['rounds'][-1]['band']:.2%} of every inner sigma "
+                f"({goals}; asked +-{a.get('tolerance', float('nan')):.2%}) after {len(a['rounds'])} rounds")
+    except (TypeError, KeyError, ValueError, IndexError, AttributeError) as e:
+        return f"adaptive  (a record this library did not write: {type(e).__name__}: {e})"
+
+
 class Profile:
     """Per-sigma sum, sum of squares and count of the per-sample squared error ``||D - x0||^2``.
 
@@ -282,6 +292,9 @@ class Profile:
         if self.dim != other.dim or self.exact or other.exact or self.spectral != other.spectral:
             raise InputError(f"cannot merge: dims {self.dim} and {other.dim}, exact {self.exact} and {other.exact}, "
                              f"spectral {self.spectral} and {other.spectral}")
+        if "adaptive" in self.meta or "adaptive" in other.meta:
+            raise InputError("cannot merge an adaptive profile: its plan was decided from its own sums; split a run "
+                             "with torch.distributed (ranks share one plan), or merge fixed-samples shards")
         units = [_units_record(p) for p in (self, other)]
         for k in _MERGE_KEYS:
             if self.meta.get(k) != other.meta.get(k):
@@ -408,14 +421,12 @@ class Profile:
             lines.append(f"stderr    at most {rel:.2%} of mse")
         if self.control_sum is not None:
             r = self.variance_ratio
-            lines.append(f"control   {'+'.join(self.meta.get('control') or ['?'])} control variates: variance cut "
+            lines.append(f"control   {'+'.join(map(str, self.meta.get('control') or ['?']))} control variates: variance cut "
                          f"{np.nanmedian(r):.3g}x (median over sigmas; "
                          f"{np.nanmin(r):.3g}x to {np.nanmax(r):.3g}x)")
         a = self.meta.get("adaptive")
         if isinstance(a, dict) and a.get("rounds"):
-            goals = ", ".join(f"{k} {n} steps" for k, n in a.get("targets", []))
-            lines.append(f"adaptive  {a.get('level', 0.95):.0%} band +-{a['rounds'][-1]['band']:.2%} of every inner sigma "
-                         f"({goals}; asked +-{a.get('tolerance', float('nan')):.2%}) after {len(a['rounds'])} rounds")
+            lines.append(_adaptive_line(a))
         lines += [f"{k:<9} {v}" for k, v in self.meta.items() if k not in ("exact", "adaptive", "control")]
         return "\n".join(lines)
 
