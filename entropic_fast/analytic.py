@@ -18,7 +18,7 @@ class Gaussian:
     """Zero-mean Gaussian data ``N(0, diag(var))`` and its exact (Wiener) denoiser."""
 
     def __init__(self, var, shape=None):
-        var = torch.as_tensor(var, dtype=torch.float64)
+        var = checks.numbers64(var, "var")
         if shape is None:
             shape = tuple(var.shape)
         shape = tuple(checks.integer(n, "shape", 1) for n in shape)
@@ -57,7 +57,7 @@ class GMM:
     """Mixture of isotropic Gaussians ``sum_k w_k N(mu_k, v_k I)`` and its exact denoiser."""
 
     def __init__(self, means, var, weights=None, chunk=4096):
-        means = torch.as_tensor(means, dtype=torch.float64)
+        means = checks.numbers64(means, "means")
         if means.ndim < 2 or means.shape[0] < 1 or means[0].numel() < 1:
             raise InputError(f"means must have shape (components, *shape) with a non-empty shape, got "
                              f"{tuple(means.shape)}")

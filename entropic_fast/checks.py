@@ -2,6 +2,7 @@
 anything else wrong raises an InputError naming the argument and its value."""
 import numbers
 import operator
+import os
 
 import numpy as np
 import torch
@@ -23,6 +24,22 @@ def integer(value, name, least=None):
     if least is not None and out < least:
         raise InputError(f"{name} must be an integer >= {least}, got {value!r}")
     return out
+
+
+def path(value, name):
+    """``value`` as a file system path (str, bytes or os.PathLike), else an InputError naming it."""
+    try:
+        return os.fspath(value)
+    except TypeError:
+        raise InputError(f"{name} must be a file path, got {value!r}") from None
+
+
+def numbers64(value, name):
+    """``value`` as a float64 tensor (numbers, arrays, tensors), else an InputError naming it."""
+    try:
+        return torch.as_tensor(value, dtype=torch.float64)
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"{name} must be numbers (a number, an array or a tensor), got {value!r}") from None
 
 
 def flag(value, name):

@@ -237,7 +237,7 @@ def _progress_bar(progress, total, done, quiet):
     if isinstance(progress, (bool, np.bool_)):
         return tqdm(total=total, initial=done, desc="profile", unit="sample", leave=False,
                     disable=not progress or quiet)
-    if not callable(getattr(progress, "update", None)):
+    if isinstance(progress, dict) or not callable(getattr(progress, "update", None)):
         raise InputError(f"progress must be True, False or an object with an update(rows) method, got {progress!r}")
     if done:
         progress.update(done)
@@ -468,7 +468,9 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     dtype = torch.float64 if example.dtype == torch.float64 else torch.float32
     net_dtype = _module_dtype(denoiser) or dtype
     _check_range(grid, example, net_dtype)
+    spectral = checks.flag(spectral, "spectral")
     if checkpoint is not None:
+        checkpoint = checks.path(checkpoint, "checkpoint")
         if dist is not None:
             checkpoint = f"{os.fspath(checkpoint)}.rank{shard[0]}-of-{shard[1]}"
         files.check_writable(checkpoint, "checkpoint")

@@ -133,7 +133,7 @@ class Profile:
             raise InputError(f"sumsq must be >= sum^2 / count, got sumsq {self.sumsq[i]} with sum {self.sum[i]} "
                              f"and count {self.count[i]} at sigma index {i}")
         if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer, float, np.floating)) \
-                or not dim >= 1 or int(dim) != dim:
+                or not (np.isfinite(dim) and dim >= 1) or int(dim) != dim:
             raise InputError(f"dim must be a positive integer, got {dim!r}")
         self.dim = int(dim)
         if meta is not None and not isinstance(meta, dict):
@@ -331,7 +331,7 @@ class Profile:
         """Write an ``.npz`` file (arrays plus a JSON metadata record) atomically; returns ``path``.
 
         The file gets the mode a plain ``open`` would give it; a symbolic link is followed."""
-        path = os.fspath(path)
+        path = checks.path(path, "path")
         meta = json.dumps({**self.meta, "format_version": FORMAT_VERSION, "dim": self.dim,
                            "power_count": self.power_count}, default=_json_default)
         spec = {} if not self.spectral else dict(spectral_sum=self.spectral_sum, power_sum=self.power_sum)
@@ -346,7 +346,7 @@ class Profile:
     @classmethod
     def load(cls, path):
         """Read a file written by :meth:`save`; damaged or foreign files raise ProfileFormatError."""
-        path = os.fspath(path)
+        path = checks.path(path, "path")
 
         def bad(what):
             return ProfileFormatError(f"{path} is not a readable entropic_fast profile: {what}")

@@ -18,7 +18,7 @@ KINDS = TIME_KINDS + CLASSIC_KINDS + ("gaussian-optimal",)
 
 
 def _check_kind(kind, allowed):
-    if kind not in allowed:
+    if not isinstance(kind, str) or kind not in allowed:
         raise InputError(f"unknown schedule kind {kind!r}; known kinds: {', '.join(allowed)}")
 
 
@@ -426,7 +426,7 @@ def schedule_band(prof, steps, kind="rescaled", level=0.95, sigma_min=None, sigm
     and the classic kinds (tangent takes its scale from the profile); spectral and gaussian-optimal depend
     on more than the error curve and are refused."""
     _check_profile(prof)
-    if kind not in BAND_KINDS:
+    if not isinstance(kind, str) or kind not in BAND_KINDS:
         raise InputError(f"schedule_band supports kinds {', '.join(BAND_KINDS)}; got {kind!r}")
     level = checks.real(level, "level")
     if not 0 < level < 1:

@@ -275,3 +275,24 @@ def test_adaptive_profiles_say_why_they_do_not_merge():
     for x, y in ((a, a), (a, b), (b, a)):
         with pytest.raises(InputError, match="cannot merge an adaptive profile"):
             x.merge(y)  # "the profile's record of its work units is malformed"
+
+
+@pytest.mark.parametrize("value", [None, 3, 1.5, [1, 2], {"a": 1}, True, np.array([1, 2]), torch.tensor(3)])
+def test_arguments_of_the_wrong_type_are_input_errors(tmp_path, value):
+    """A class of plain TypeError / ValueError / OverflowError from deep inside: paths, kinds, flags and
+    tensors given something else."""
+    g = ef.sigma_grid(8)
+    m = ef.analytic.Gaussian(1.0, (3,))
+    prof = ef.profile(m, m, g, samples=8, progress=False)
+    calls = [lambda: ef.schedule(prof, 8, kind=value), lambda: ef.schedule_band(prof, 8, kind=value),
+             lambda: ef.entropic_time(prof, kind=value), lambda: ef.Profile.load(value), lambda: prof.save(value),
+             lambda: ef.profile(m, m, g, samples=4, spectral=value, progress=False)]
+    if value is not None:  # checkpoint=None is no checkpoint
+        calls.append(lambda: ef.profile(m, m, g, samples=4, checkpoint=value, progress=False))
+    if not isinstance(value, (list, np.ndarray, torch.Tensor, int, float)):
+        calls += [lambda: ef.analytic.Gaussian(value, (3,)), lambda: ef.analytic.PointSet(value)]
+    for call in calls:
+        with pytest.raises(InputError):
+            call()
+    with pytest.raises(InputError, match="dim must be a positive integer"):
+        ef.Profile.from_curve(g, g, float("inf"))
