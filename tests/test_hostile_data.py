@@ -296,3 +296,26 @@ def test_arguments_of_the_wrong_type_are_input_errors(tmp_path, value):
             call()
     with pytest.raises(InputError, match="dim must be a positive integer"):
         ef.Profile.from_curve(g, g, float("inf"))
+
+
+@pytest.mark.parametrize("make", ["null label", "short entry", "empty npy", "damaged zip"])
+def test_the_cli_names_bad_datasets_without_a_traceback(tmp_path, capsys, make):
+    from entropic_fast.cli import main
+    if make in ("null label", "short entry"):
+        table = [["a.png", None]] if make == "null label" else [["a.png"]]
+        path = folder(tmp_path, {"a.png": png(PIL.new("L", (2, 2)))}, labels=table)
+    elif make == "empty npy":
+        path = folder(tmp_path, {"a.npy": b""})
+    else:
+        raw = io.BytesIO()
+        with zipfile.ZipFile(raw, "w") as z:
+            z.writestr("a.png", png(PIL.new("L", (2, 2))))
+        b = bytearray(raw.getvalue())
+        at = b.rfind(b"PK\x01\x02")
+        b[at:at + 4] = b"XXXX"
+        path = tmp_path / "d.zip"
+        path.write_bytes(bytes(b))
+    code = main(["profile", "--model", "tests_factory:gaussian", "--data", str(path), "--out",
+                 str(tmp_path / "p.npz"), "--samples", "4", "--grid", "0.1", "1", "4", "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and "Traceback" not in err and str(path.name) in err, err
