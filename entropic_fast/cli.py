@@ -257,9 +257,8 @@ def build_parser():
                          "0.01) for the --steps/--kind schedule")
     pr.add_argument("--steps", type=int, nargs="+", default=None,
                     help="adaptive: the schedule(s) the band must hold for (default 16)")
-    pr.add_argument("--kind", nargs="+", default=None, help="adaptive: the schedule kind(s) (default rescaled)")
-    pr.add_argument("--max-evaluations", type=int, default=None,
-                    help="adaptive: the budget of denoiser rows (default 131072)")
+    pr.add_argument("--kind", nargs="+", help="adaptive: the schedule kind(s) (default rescaled)")
+    pr.add_argument("--max-evaluations", type=int, help="adaptive: the budget of denoiser rows (default 131072)")
     pr.add_argument("--control", choices=("auto", "wiener", "local", "both", "none"), default="auto",
                     help="control variates: the data's Wiener denoiser, per-cluster ones, or both (auto: both, for "
                          "data rows of at most 4096 values)")
