@@ -269,7 +269,7 @@ def _fit_controls(controls, data, example, grid, control):
     if not controls:
         return controls
     rows = data if torch.is_tensor(data) else example
-    top = float(rows.detach().abs().max())  # once, before the loop
+    top = max(abs(float(rows.max())), abs(float(rows.min())))  # once, before the loop; no |rows| copy
     ulp = top * torch.finfo(torch.float64 if example.dtype == torch.float64 else torch.float32).eps
     if ulp > 1e-3 * float(grid[0]):
         if control == "auto":
