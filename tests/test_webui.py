@@ -92,15 +92,26 @@ def save_profile(w, lo, hi, name="p.npz"):
 
 
 def test_registration_reaches_the_dropdown_by_label_and_name(webui):
-    labels = [s.label for s in webui.sd.schedulers]
-    assert labels[-3:] == ["Entropic (rescaled)", "Entropic (entropic)", "Entropic (las)"]
-    for s in webui.sd.schedulers[-3:]:
-        assert webui.sd.schedulers_map[s.label] is s and webui.sd.schedulers_map[s.name] is s
+    entry = webui.sd.schedulers[-1]
+    assert entry.label == "Entropic" and webui.sd.schedulers_map["Entropic"] is entry
+    assert webui.sd.schedulers_map["entropic"] is entry and not entry.need_inner_model
     webui.script.register()  # idempotent
-    assert len(webui.sd.schedulers) == 5
+    assert len(webui.sd.schedulers) == 3
     assert len(webui.callbacks) == 1
     webui.callbacks[0]()
-    assert "entropic_fast_profile" in webui.options
+    assert set(webui.options) == {"entropic_fast_profile", "entropic_fast_kind"}
+    assert webui.options["entropic_fast_kind"].default == "rescaled"
+
+
+def test_the_kind_comes_from_the_settings(webui):
+    prof = save_profile(webui, 0.0291675, 14.614643)
+    webui.shared.opts.entropic_fast_kind = "las"
+    got = get_sigmas(webui.sd, "Entropic", 8, 0.0291675, 14.614643)
+    torch.testing.assert_close(got, torch.tensor(ef.schedule(prof, 8, "las"), dtype=torch.float32))
+    webui.shared.opts.entropic_fast_kind = "spectral"  # a kind this profile cannot give
+    with pytest.warns(UserWarning, match="unknown kind 'spectral'"):
+        got = get_sigmas(webui.sd, "Entropic", 8, 0.0291675, 14.614643)
+    torch.testing.assert_close(got, torch.tensor(ef.schedule(prof, 8, "rescaled"), dtype=torch.float32))
 
 
 def test_webuis_float32_limits_and_the_discarding_samplers(webui):
@@ -108,10 +119,10 @@ def test_webuis_float32_limits_and_the_discarding_samplers(webui):
     float32-derived limits 1.2e-5 apart."""
     prof = save_profile(webui, 0.0291675, 14.614643)
     lo32, hi32 = 0.029167158529162407, float(np.float32(14.614643))
-    got = get_sigmas(webui.sd, "Entropic (rescaled)", 10, torch.tensor(lo32), torch.tensor(hi32))
+    got = get_sigmas(webui.sd, "Entropic", 10, torch.tensor(lo32), torch.tensor(hi32))
     want = torch.tensor(ef.schedule(prof, 10, "rescaled"), dtype=torch.float32)
     torch.testing.assert_close(got, want)
-    dpm2 = get_sigmas(webui.sd, "Entropic (rescaled)", 10, lo32, hi32, discard=True)
+    dpm2 = get_sigmas(webui.sd, "Entropic", 10, lo32, hi32, discard=True)
     assert dpm2.shape == (11,) and float(dpm2[-1]) == 0 and torch.all(dpm2[:-1] > dpm2[1:])
     torch.testing.assert_close(dpm2[:-2], torch.tensor(ef.schedule(prof, 11, "rescaled")[:-3], dtype=torch.float32))
 
@@ -119,14 +130,14 @@ def test_webuis_float32_limits_and_the_discarding_samplers(webui):
 def test_a_range_beyond_the_profile_is_clipped_with_a_warning(webui):
     save_profile(webui, 0.0291675, 14.614643)
     with pytest.warns(UserWarning, match=r"sigma 0.01 .. 14.6146 requested, the profile covers 0.0291675 .. 14.6146"):
-        got = get_sigmas(webui.sd, "Entropic (las)", 8, 0.01, 14.614643)
+        got = get_sigmas(webui.sd, "Entropic", 8, 0.01, 14.614643)
     assert float(got[-2]) == pytest.approx(0.0291675, rel=1e-6) and got.shape == (9,)
 
 
 def test_flux_in_forge_gets_flow_times(webui):
     """Forge passes Flux's flow times (0.000316, 1.0): the schedule comes back in flow time."""
     prof = save_profile(webui, t_to_sigma(0.000316), 199.0)
-    t = get_sigmas(webui.sd, "Entropic (rescaled)", 12, 0.000316, 1.0)
+    t = get_sigmas(webui.sd, "Entropic", 12, 0.000316, 1.0)
     s = ef.schedule(prof, 12, "rescaled")
     torch.testing.assert_close(t, torch.tensor(s / (1 + s), dtype=torch.float32))
     assert float(t[0]) < 1 and float(t[-1]) == 0 and torch.all(t[:-1] > t[1:])
@@ -135,7 +146,7 @@ def test_flux_in_forge_gets_flow_times(webui):
 def test_no_profile_still_generates(webui):
     webui.shared.opts.entropic_fast_profile = str(webui.tmp / "missing.npz")
     with pytest.warns(UserWarning, match="no usable profile"):
-        got = get_sigmas(webui.sd, "Entropic (rescaled)", 6, 0.0292, 14.6)
+        got = get_sigmas(webui.sd, "Entropic", 6, 0.0292, 14.6)
     torch.testing.assert_close(got, torch.tensor(ef.grids.karras(6, 0.0292, 14.6), dtype=torch.float32))
 
 

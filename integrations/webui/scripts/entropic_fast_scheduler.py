@@ -3,9 +3,9 @@
 Install: link or copy ``integrations/webui`` into the webui's ``extensions/`` folder (e.g. as
 ``extensions/entropic_fast``); its ``install.py`` installs entropic_fast into the webui's Python from this
 repository. Settings > Entropic schedules: the profile file (``entropic-fast profile ...`` or
-``ef.profile(...).save``). Adds "Entropic (rescaled)", "Entropic (entropic)" and "Entropic (las)" to the
-dropdown, each registered under its name and its label (the dropdown passes labels). Forge's Flux gets flow
-times. Without a usable profile a generation still runs: Karras' schedule and a warning.
+``ef.profile(...).save``) and the kind (rescaled entropic time by default). Adds "Entropic" to the dropdown,
+registered under its name and its label (the dropdown passes labels). Forge's Flux gets flow times. Without a
+usable profile a generation still runs: Karras' schedule and a warning.
 """
 import os
 import warnings
@@ -15,8 +15,9 @@ from modules import script_callbacks, sd_schedulers, shared
 from entropic_fast import Profile
 from entropic_fast.adapters.kdiffusion import fallback, scheduler
 
-KINDS = ("rescaled", "entropic", "las")  # what a profile without spectra supports
-OPTION = "entropic_fast_profile"
+KINDS = ("rescaled", "entropic", "las", "edm", "tangent")  # what a profile without spectra supports
+OPTION, KIND_OPTION = "entropic_fast_profile", "entropic_fast_kind"
+SECTION = ("entropic_fast", "Entropic schedules")
 _cache = {}
 
 
@@ -35,30 +36,35 @@ def _profile():
         return None
 
 
-def function(kind):
+def _kind():
+    kind = getattr(shared.opts, KIND_OPTION, "rescaled") or "rescaled"
+    if kind not in KINDS:
+        warnings.warn(f"entropic_fast: unknown kind {kind!r} in the settings; using rescaled")
+        return "rescaled"
+    return kind
+
+
+def sigmas(n, sigma_min, sigma_max, device="cpu", **_):
     """The scheduler function Forge calls: ``function(n=steps, sigma_min=..., sigma_max=..., device=...)``."""
-    def sigmas(n, sigma_min, sigma_max, device="cpu", **_):
-        prof = _profile()
-        if prof is None:
-            return fallback(n, sigma_min, sigma_max, device)
-        return scheduler(prof, kind)(n, sigma_min, sigma_max, device)
-    sigmas.__name__ = f"entropic_{kind}"
-    return sigmas
+    prof = _profile()
+    if prof is None:
+        return fallback(n, sigma_min, sigma_max, device)
+    return scheduler(prof, _kind())(n, sigma_min, sigma_max, device)
 
 
 def register():
-    """Append the schedulers to the dropdown's list and map their names and labels to them (once)."""
-    for kind in KINDS:
-        entry = sd_schedulers.Scheduler(f"entropic_{kind}", f"Entropic ({kind})", function(kind))
-        if entry.name in sd_schedulers.schedulers_map:
-            continue
+    """Append the scheduler to the dropdown's list and map its name and label to it (once)."""
+    entry = sd_schedulers.Scheduler("entropic", "Entropic", sigmas)
+    if entry.name not in sd_schedulers.schedulers_map:
         sd_schedulers.schedulers.append(entry)
         sd_schedulers.schedulers_map[entry.name] = sd_schedulers.schedulers_map[entry.label] = entry
 
 
 def on_ui_settings():
-    shared.opts.add_option(OPTION, shared.OptionInfo("", "Profile file (.npz) for the Entropic schedules",
-                                                     section=("entropic_fast", "Entropic schedules")))
+    shared.opts.add_option(OPTION, shared.OptionInfo("", "Profile file (.npz) for the Entropic schedule",
+                                                     section=SECTION))
+    shared.opts.add_option(KIND_OPTION, shared.OptionInfo("rescaled", f"Kind of schedule ({', '.join(KINDS)})",
+                                                          section=SECTION))
 
 
 register()
