@@ -14,7 +14,7 @@ from .schedules import KINDS, entropic_time, schedule, schedule_band
 
 _LAZY = ("analytic", "samplers", "metrics", "adapters", "plots", "schedules", "grids", "curves", "kernels",
          "fingerprint", "units", "checkpoint", "signals", "files", "checks", "estimate", "adaptive", "digits", "demo",
-         "cli")
+         "cli", "data", "control")
 
 __all__ = ["sigma_grid", "profile", "Profile", "entropic_time", "schedule", "schedule_band", "KINDS", "InputError",
            "ProfileFormatError", "Interrupted", *_LAZY]

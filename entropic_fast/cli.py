@@ -49,7 +49,7 @@ def _schedule(args):
     elif fmt == "csv":
         print("step,sigma" + (",lower,upper" if args.band else ""))
         for i, v in enumerate(s.tolist()):
-            print(f"{i},{v!r}" + (f",{lo[i]!r},{hi[i]!r}" if args.band else ""))
+            print(f"{i},{v!r}" + (f",{float(lo[i])!r},{float(hi[i])!r}" if args.band else ""))
     else:
         print(" ".join(f"{v:.6g}" for v in s))
         if args.band:
@@ -97,6 +97,8 @@ def _load_factory(spec):
     module, _, name = spec.partition(":")
     if not module or not name:
         raise _Usage(f"--model must be MODULE:FACTORY, got {spec!r}")
+    if os.getcwd() not in sys.path and "" not in sys.path:
+        sys.path.insert(0, os.getcwd())  # a module in the current folder, as `python -m` would find it
     try:
         factory = getattr(importlib.import_module(module), name)
     except (ImportError, AttributeError) as e:
@@ -187,7 +189,7 @@ def _profile(args):
                      max_evaluations=131072 if args.max_evaluations is None else args.max_evaluations)
     prof = profile(_load_model(args), _load_data(args.data, not args.no_labels), grid, **count,
                    batch_size=args.batch_size, seed=args.seed, spectral=args.spectral, device=args.device,
-                   progress=not args.quiet, checkpoint=args.checkpoint,
+                   progress=not args.quiet, checkpoint=args.checkpoint, nonfinite=args.nonfinite,
                    control=None if args.control == "none" else args.control)
     if (_distributed() or (0, 1))[0] != 0:
         return  # under torchrun every rank holds the reduced profile; rank 0 writes it
@@ -219,15 +221,13 @@ def _demo(args):
     print(f"done in {seconds:.0f}s; wrote to {out}: {', '.join(names)}")
 
 
-def build_parser():
-    p = argparse.ArgumentParser(prog="entropic-fast", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+def _schedule_parser(sub):
     s = sub.add_parser("schedule", help="print the sigmas of a schedule built from a profile")
-    s.add_argument("profile")
-    s.add_argument("--steps", type=int, required=True)
-    s.add_argument("--kind", default="rescaled", choices=KINDS)
-    s.add_argument("--sigma-min", type=float)
-    s.add_argument("--sigma-max", type=float)
+    s.add_argument("profile", help="a profile file (.npz) from `entropic-fast profile` or Profile.save")
+    s.add_argument("--steps", type=int, required=True, help="network evaluations of a first-order sampler (>= 2)")
+    s.add_argument("--kind", default="rescaled", choices=KINDS, help="the time change (default rescaled)")
+    s.add_argument("--sigma-min", type=float, help="the schedule's smallest sigma (default the profile's)")
+    s.add_argument("--sigma-max", type=float, help="the schedule's largest sigma (default the profile's)")
     s.add_argument("--json", action="store_true", help="same as --format json")
     s.add_argument("--format", default="plain",
                    choices=("plain", "json", "csv", "diffusers", "flow", "timesteps", "comfyui", "a1111"),
@@ -238,9 +238,12 @@ def build_parser():
                    help="also the confidence band of each sigma from the profile's sampling error")
     s.add_argument("--level", type=float, default=0.95, help="confidence level of --band (default 0.95)")
     s.set_defaults(run=_schedule)
-    pr = sub.add_parser("profile", help="profile a model on data and save the profile")
+
+
+def _model_arguments(pr):
     pr.add_argument("--model", required=True,
-                    help="MODULE:FACTORY returning a denoiser(x, sigma), or an EDM/EDM2 network pickle (.pkl)")
+                    help="MODULE:FACTORY returning a denoiser(x, sigma) (MODULE may sit in the current folder), or "
+                         "an EDM/EDM2 network pickle (.pkl)")
     pr.add_argument("--code-root", default=None, help="checkout of NVlabs/edm2 (or edm) that a .pkl model needs")
     pr.add_argument("--guide", default=None, help="guiding network pickle (autoguidance) for a .pkl model")
     pr.add_argument("--guidance", type=float, default=1.0,
@@ -249,33 +252,48 @@ def build_parser():
                     help="'digits', a .npy file (N, *shape), or an EDM/EDM2 dataset folder or .zip (images, "
                          "or EDM2 latents)")
     pr.add_argument("--no-labels", action="store_true", help="ignore a dataset's labels (unconditional model)")
-    pr.add_argument("--out", required=True)
+
+
+def _profile_parser(sub):
+    pr = sub.add_parser("profile", help="profile a model on data and save the profile")
+    _model_arguments(pr)
+    pr.add_argument("--out", required=True, help="the profile file to write (.npz)")
     pr.add_argument("--samples", type=int, default=None,
                     help="a fixed number of samples per sigma (the paper: 1024); without it the run is adaptive")
     pr.add_argument("--tolerance", type=float, default=None,
                     help="adaptive: stop when every inner sigma's 95%% band is within +-TOLERANCE relative (default "
                          "0.01) for the --steps/--kind schedule")
-    pr.add_argument("--steps", type=int, nargs="+", default=None,
-                    help="adaptive: the schedule(s) the band must hold for (default 16)")
+    pr.add_argument("--steps", type=int, nargs="+", help="adaptive: the schedule(s) the band must hold for (default 16)")
     pr.add_argument("--kind", nargs="+", help="adaptive: the schedule kind(s) (default rescaled)")
     pr.add_argument("--max-evaluations", type=int, help="adaptive: the budget of denoiser rows (default 131072)")
     pr.add_argument("--control", choices=("auto", "wiener", "local", "both", "none"), default="auto",
                     help="control variates: the data's Wiener denoiser, per-cluster ones, or both (auto: both, for "
-                         "data rows of at most 4096 values)")
-    pr.add_argument("--grid", type=float, nargs=3, default=(0.002, 80.0, 128), metavar=("SIGMA_MIN", "SIGMA_MAX", "N"))
-    pr.add_argument("--spectral", action="store_true")
-    pr.add_argument("--batch-size", type=int, default=256)
-    pr.add_argument("--seed", type=int, default=0)
-    pr.add_argument("--device", default=None)
+                         "data rows of at most 1024 values)")
+    pr.add_argument("--grid", type=float, nargs=3, default=(0.002, 80.0, 128), metavar=("SIGMA_MIN", "SIGMA_MAX", "N"),
+                    help="the sigma grid: N points from SIGMA_MIN to SIGMA_MAX, EDM's rho=7 spacing (default 0.002 "
+                         "80 128)")
+    pr.add_argument("--spectral", action="store_true", help="also the error power per channel and frequency")
+    pr.add_argument("--batch-size", type=int, default=256, help="rows per network call (default 256)")
+    pr.add_argument("--seed", type=int, default=0, help="the seed of every draw (default 0)")
+    pr.add_argument("--nonfinite", choices=("raise", "skip"), default="raise",
+                    help="a non-finite denoiser output stops the run (raise), or is dropped and counted (skip)")
+    pr.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the model's)")
     pr.add_argument("--checkpoint", default=None,
                     help="save progress here (and on Ctrl-C or SIGTERM); a rerun with the same arguments resumes")
     pr.add_argument("--quiet", action="store_true", help="no progress bar")
     pr.set_defaults(run=_profile)
+
+
+def build_parser():
+    p = argparse.ArgumentParser(prog="entropic-fast", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    _schedule_parser(sub)
+    _profile_parser(sub)
     i = sub.add_parser("info", help="summarise a profile file")
-    i.add_argument("profile")
+    i.add_argument("profile", help="a profile file (.npz)")
     i.set_defaults(run=_info)
     d = sub.add_parser("demo", help="profile the shipped digits model: schedules, figures, Frechet distances")
-    d.add_argument("--out", default="demo_out")
+    d.add_argument("--out", default="demo_out", help="the folder for the profile, schedules and figures")
     d.add_argument("--quick", action="store_true", help="a small, fast run (a smoke test)")
     d.set_defaults(run=_demo)
     return p

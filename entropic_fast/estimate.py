@@ -390,7 +390,7 @@ def _check_shard(shard, dist):
 def _nonfinite_message(grid, a):
     i = int(np.flatnonzero(a[3])[0])
     return (f"denoiser output is not finite at sigma={grid[i]:.6g} ({int(a[3, i])} of {int(a[2, i] + a[3, i])} "
-            f"samples so far; {int(a[3].sum())} in all); nonfinite='skip' drops such samples instead")
+            f"samples so far; {int(a[3].sum())} in all); nonfinite='skip' (--nonfinite skip) drops such samples instead")
 
 
 def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0, spectral=False, labels=None,
@@ -445,6 +445,8 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     converts a module denoiser's parameters to it (in place, as ``Module.to`` does).
     """
     grid = sigma_grid() if sigmas is None else _as_grid(sigmas)
+    data, labels = (torch.from_numpy(np.ascontiguousarray(a)) if isinstance(a, np.ndarray) else a
+                    for a in (data, labels))  # numpy arrays are ordinary arguments
     adaptive = plan_rule is not None
     samples = plan_rule.samples if adaptive else checks.integer(samples, "samples", 1)
     batch_size = checks.integer(batch_size, "batch_size", 1)

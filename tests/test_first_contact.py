@@ -1,0 +1,71 @@
+"""What a newcomer meets first (issue 31, item 5): each of these failed as reported."""
+import argparse
+import os
+import subprocess
+import sys
+
+import numpy as np
+import torch
+
+import entropic_fast as ef
+from entropic_fast.cli import build_parser, main
+
+
+def test_a_model_module_in_the_current_folder_loads(tmp_path):
+    """`--model mymodels:factory` said "No module named 'mymodels'" unless the user set PYTHONPATH=."""
+    (tmp_path / "mymodels.py").write_text("import entropic_fast as ef\n\ndef factory():\n"
+                                          "    return ef.analytic.Gaussian(1.0, (3,))\n")
+    np.save(tmp_path / "x.npy", np.zeros((8, 3), np.float32))
+    script = os.path.join(os.path.dirname(sys.executable), "entropic-fast")  # the console script pip installs
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONPATH"}
+    run = subprocess.run([script, "profile", "--model", "mymodels:factory", "--data", "x.npy", "--out", "p.npz",
+                          "--samples", "4", "--grid", "0.1", "1", "4", "--quiet"], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert ef.Profile.load(tmp_path / "p.npz").count.sum() == 16
+
+
+def test_numpy_data_and_the_data_module():
+    m = ef.analytic.Gaussian(1.0, (3,))
+    x = np.random.default_rng(0).normal(size=(20, 3)).astype(np.float32)
+    a = ef.profile(m, x, ef.sigma_grid(4), samples=8, progress=False)
+    b = ef.profile(m, torch.from_numpy(x), ef.sigma_grid(4), samples=8, progress=False)
+    np.testing.assert_array_equal(a.sum, b.sum)
+    assert ef.data.Images.__name__ == "Images"  # listed as a lazy attribute, it raised AttributeError
+
+
+def test_csv_bands_are_plain_numbers(tmp_path, capsys):
+    m = ef.analytic.Gaussian(1.0, (3,))
+    path = ef.profile(m, m, ef.sigma_grid(8), samples=32, progress=False).save(tmp_path / "p.npz")
+    assert main(["schedule", str(path), "--steps", "4", "--format", "csv", "--band"]) == 0
+    rows = capsys.readouterr().out.strip().splitlines()
+    assert rows[0] == "step,sigma,lower,upper" and "np.float64" not in "".join(rows)
+    assert all(len([float(v) for v in r.split(",")]) == 4 for r in rows[1:])
+
+
+def test_the_cli_can_skip_non_finite_outputs(tmp_path, capsys):
+    """The NaN error told CLI users to set nonfinite='skip', which the CLI had no flag for."""
+    (tmp_path / "nanmodel.py").write_text("import torch\n\ndef factory():\n"
+                                          "    return lambda x, s: torch.where(s.view(-1, 1) > 0.5, x * float('nan'), x)\n")
+    np.save(tmp_path / "x.npy", np.zeros((8, 3), np.float32))
+    args = ["profile", "--model", "nanmodel:factory", "--data", str(tmp_path / "x.npy"), "--out",
+            str(tmp_path / "p.npz"), "--samples", "4", "--grid", "0.1", "1", "4", "--quiet"]
+    sys.path.insert(0, str(tmp_path))
+    try:
+        assert main(args) == 2 and "--nonfinite skip" in capsys.readouterr().err
+        assert main(args + ["--nonfinite", "skip"]) == 0
+    finally:
+        sys.path.remove(str(tmp_path))
+    assert ef.Profile.load(tmp_path / "p.npz").meta["dropped"] > 0
+
+
+def test_every_cli_flag_has_help():
+    def actions(parser):
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub in a.choices.values():
+                    yield from actions(sub)
+            elif not isinstance(a, argparse._HelpAction):
+                yield a
+    missing = [a.dest for a in actions(build_parser()) if not a.help]
+    assert not missing, missing
