@@ -120,6 +120,7 @@ class _Archive:
     def _label_array(self, values):
         """Integer classes (N,), or numeric vectors (N, k) of one length; anything else is refused by value."""
         where = f"{self.path}/dataset.json"
+        values = [int(v) if isinstance(v, float) and v.is_integer() else v for v in values]  # 3.0 is class 3
         for v in values:
             ok = isinstance(v, int) and not isinstance(v, bool) if not isinstance(v, list) else \
                 all(isinstance(u, (int, float)) and not isinstance(u, bool) for u in v)

@@ -319,3 +319,9 @@ def test_the_cli_names_bad_datasets_without_a_traceback(tmp_path, capsys, make):
                  str(tmp_path / "p.npz"), "--samples", "4", "--grid", "0.1", "1", "4", "--quiet"])
     err = capsys.readouterr().err
     assert code == 2 and "Traceback" not in err and str(path.name) in err, err
+
+
+def test_whole_float_classes_are_classes(tmp_path):
+    root = folder(tmp_path, {"a.png": png(PIL.new("L", (2, 2))), "b.png": png(PIL.new("L", (2, 2)))},
+                  labels=[["a.png", 3.0], ["b.png", 1]])
+    assert data.Images(root).labels.tolist() == [3, 1]
