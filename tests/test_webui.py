@@ -169,3 +169,10 @@ def test_the_clis_a1111_snippet_registers_name_and_label(webui, capsys):
     entry = webui.sd.schedulers[-1]
     assert webui.sd.schedulers_map["Entropic (rescaled)"] is entry is webui.sd.schedulers_map["entropic_rescaled"]
     assert get_sigmas(webui.sd, "Entropic (rescaled)", 8, 0.029167158529162407, 14.614643).shape == (9,)
+
+
+def test_a_schedule_the_profile_cannot_give_does_not_stop_the_generation(webui):
+    save_profile(webui, 0.0291675, 14.614643)
+    with pytest.warns(UserWarning, match="using Karras' schedule for this generation"):
+        got = get_sigmas(webui.sd, "Entropic", 1, 0.0291675, 14.614643)  # one step: no schedule of ours
+    assert got.shape == (2,) and float(got[-1]) == 0

@@ -62,6 +62,8 @@ def fallback(n, sigma_min, sigma_max, device="cpu"):
     """Karras et al.'s schedule over a client's range (flow times kept as such): what a plugin hands back, with a
     warning, when it has no profile to use."""
     lo, hi = float(sigma_min), float(sigma_max)
+    if int(n) < 2:  # one step: from the top straight to 0
+        return torch.tensor([hi, 0.0], dtype=torch.float32, device=device)
     if hi <= 1.0:
         s = karras(n, t_to_sigma(max(lo, 1e-4)), t_to_sigma(min(hi, 0.999)))
         return torch.tensor(s / (1 + s), dtype=torch.float32, device=device)

@@ -49,7 +49,11 @@ def sigmas(n, sigma_min, sigma_max, device="cpu", **_):
     prof = _profile()
     if prof is None:
         return fallback(n, sigma_min, sigma_max, device)
-    return scheduler(prof, _kind())(n, sigma_min, sigma_max, device)
+    try:
+        return scheduler(prof, _kind())(n, sigma_min, sigma_max, device)
+    except ValueError as e:  # entropic_fast's InputError: say why, and let the generation go on
+        warnings.warn(f"entropic_fast: {e}; using Karras' schedule for this generation")
+        return fallback(n, sigma_min, sigma_max, device)
 
 
 def register():
