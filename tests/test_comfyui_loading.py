@@ -184,3 +184,13 @@ def test_the_node_offers_the_kinds_its_profiles_support():
     assert "spectral" not in kinds and "rescaled" in kinds
     assert "positive" in EntropicProfile.INPUT_TYPES()["required"]  # SD and SDXL models need a conditioning
     assert np.all(np.isin(kinds, ef.KINDS))
+
+
+def test_a_one_step_ksampler_run_falls_back(comfy):
+    samplers, nodes, out = comfy
+    nodes.register_ksampler_scheduler()
+    eps = sampling_of(ModelSamplingDiscrete, EPS)
+    eps_profile(out / "eps.npz", eps)
+    with pytest.warns(UserWarning, match="steps must be an integer >= 2"):
+        got = samplers.calculate_sigmas(eps, "entropic", 1)
+    assert (got == -1).all()  # ComfyUI's normal schedule: the generation goes on

@@ -208,12 +208,17 @@ def ksampler_sigmas(model_sampling_obj, steps):
     """KSampler's ``entropic`` scheduler: rescaled entropic time from the newest fitting EntropicProfile output;
     without one, ComfyUI's ``normal`` schedule and a warning (never an error in the middle of a generation)."""
     prof, why = _newest_fitting_profile(model_sampling_obj)
-    if prof is None:
-        msg = f"entropic scheduler: {why}; run EntropicProfile on this model first. Using 'normal' for now."
-        logging.warning(msg)
-        warnings.warn(msg, stacklevel=2)
-        return _comfy("comfy.samplers").normal_scheduler(model_sampling_obj, steps)
-    return entropic_sigmas(prof, steps, "rescaled", 1.0, is_flow(model_sampling_obj))
+    if prof is not None:
+        try:
+            return entropic_sigmas(prof, steps, "rescaled", 1.0, is_flow(model_sampling_obj))
+        except InputError as e:  # e.g. one step: no schedule of ours
+            why = str(e)
+    else:
+        why += "; run EntropicProfile on this model first"
+    msg = f"entropic scheduler: {why}. Using 'normal' for now."
+    logging.warning(msg)
+    warnings.warn(msg, stacklevel=2)
+    return _comfy("comfy.samplers").normal_scheduler(model_sampling_obj, steps)
 
 
 def register_ksampler_scheduler():
