@@ -287,6 +287,29 @@ def _fit_controls(controls, data, example, grid, control):
     return controls
 
 
+def _check_labelling(denoiser, data, labels, labels_kwarg, labelled):
+    """The keyword labels go by, and a labelled run's denoiser takes them; labels checked once, before the loop
+    (by the denoiser's ``check_labels``, where it has one), so the loop never syncs with the device for them."""
+    if labels_kwarg is not None and (not isinstance(labels_kwarg, str) or not labels_kwarg.isidentifier()):
+        raise InputError(f"labels_kwarg must be a keyword name such as 'cond', got {labels_kwarg!r}")
+    if labelled:
+        _check_takes_labels(denoiser, labels_kwarg)
+        every = labels if labels is not None else getattr(data, "labels", None)
+        if every is not None and callable(getattr(denoiser, "check_labels", None)):
+            denoiser.check_labels(every)
+
+
+def _checkpoint_path(checkpoint, dist, shard):
+    """The checkpoint file of this process (one per rank under torch.distributed), checked writable; or None."""
+    if checkpoint is None:
+        return None
+    checkpoint = checks.path(checkpoint, "checkpoint")
+    if dist is not None:
+        checkpoint = f"{checkpoint}.rank{shard[0]}-of-{shard[1]}"
+    files.check_writable(checkpoint, "checkpoint")
+    return checkpoint
+
+
 def _check_data(data, labels):
     """Validate ``data`` / ``labels``; return one example row (shape and dtype)."""
     if torch.is_tensor(data):
@@ -458,24 +481,14 @@ def profile(denoiser, data, sigmas=None, *, samples=1024, batch_size=256, seed=0
     dist = _distributed()
     shard = _check_shard(shard, dist)
     example, labelled = _check_data(data, labels)
-    if labels_kwarg is not None and (not isinstance(labels_kwarg, str) or not labels_kwarg.isidentifier()):
-        raise InputError(f"labels_kwarg must be a keyword name such as 'cond', got {labels_kwarg!r}")
-    if labelled:
-        _check_takes_labels(denoiser, labels_kwarg)
-        every = labels if labels is not None else getattr(data, "labels", None)
-        if every is not None and callable(getattr(denoiser, "check_labels", None)):
-            denoiser.check_labels(every)  # once, here: the loop never syncs with the device to check them
+    _check_labelling(denoiser, data, labels, labels_kwarg, labelled)
     device = _pick_device(denoiser, data, device)
     kern = launchers(backend, device)
     dtype = torch.float64 if example.dtype == torch.float64 else torch.float32
     net_dtype = _module_dtype(denoiser) or dtype
     _check_range(grid, example, net_dtype)
     spectral = checks.flag(spectral, "spectral")
-    if checkpoint is not None:
-        checkpoint = checks.path(checkpoint, "checkpoint")
-        if dist is not None:
-            checkpoint = f"{os.fspath(checkpoint)}.rank{shard[0]}-of-{shard[1]}"
-        files.check_writable(checkpoint, "checkpoint")
+    checkpoint = _checkpoint_path(checkpoint, dist, shard)
     mixture = getattr(denoiser, "mixture", None) if not labelled and not spectral else None
     controls = _fit_controls([c.to(device) for c in _controls(control, data, mixture is not None)], data,
                              example.to(device), grid, control)
