@@ -7,21 +7,25 @@ stays light.
 import importlib
 
 from .errors import InputError, Interrupted, ProfileFormatError
-from .adaptive import profile
+from .profiling import profile
 from .grids import sigma_grid
 from .profile import Profile
 from .schedules import KINDS, entropic_time, schedule, schedule_band
 
 _LAZY = ("analytic", "samplers", "metrics", "adapters", "plots", "schedules", "grids", "curves", "kernels",
-         "fingerprint", "units", "checkpoint", "signals", "files", "checks", "estimate", "adaptive", "digits", "demo",
+         "fingerprint", "units", "checkpoint", "signals", "files", "checks", "estimate", "adaptive", "profiling", "protocol", "sums", "batches", "times", "kinds", "gaussian", "peers", "comparison", "digits", "demo",
          "cli", "data", "control")
 
-__all__ = ["sigma_grid", "profile", "Profile", "entropic_time", "schedule", "schedule_band", "KINDS", "InputError",
+__all__ = ["sigma_grid", "profile", "compare", "Profile", "entropic_time", "schedule", "schedule_band", "KINDS", "InputError",
            "ProfileFormatError", "Interrupted", *_LAZY]
 __version__ = "0.1.0"
 
 
 def __getattr__(name):
+    if name == "compare":  # the schedule benchmark: loaded on first use, with the samplers it runs
+        from .comparison import compare
+        globals()["compare"] = compare
+        return compare
     if name in _LAZY:
         module = importlib.import_module(f".{name}", __name__)
         globals()[name] = module
@@ -30,4 +34,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY))
+    return sorted(set(globals()) | set(_LAZY) | {"compare"})

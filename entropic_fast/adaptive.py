@@ -16,14 +16,12 @@ import warnings
 
 import numpy as np
 
-from . import checks, estimate
+from . import checks, estimate, signals
+from .checkpoint import CheckpointMismatch
 from .errors import InputError
-from .grids import sigma_grid
-from .schedules import KINDS, log_sigma_gradient, normal_quantile
-from .units import UNIT
-
-ADAPTIVE_POINTS = 64  # the default grid of an adaptive run: its pilot costs 64 x 32 rows
-
+from .kinds import BAND_KINDS
+from .schedules import log_sigma_gradient, normal_quantile
+from .units import UNIT, plan_rows, plan_units
 
 def targets(steps, kind):
     """``[(kind, steps), ...]``: every requested schedule (``steps`` and ``kind`` may be lists)."""
@@ -34,7 +32,7 @@ def targets(steps, kind):
     if not steps or not kinds:
         raise InputError(f"steps and kind must be non-empty, got {steps!r} and {kinds!r}")
     for k in kinds:
-        if not isinstance(k, str) or k not in KINDS or k in ("spectral", "gaussian-optimal"):
+        if not isinstance(k, str) or k not in BAND_KINDS:
             raise InputError(f"adaptive profiling targets the kinds whose band is known (entropic, rescaled, las, "
                              f"tangent, ...), got {k!r}")
     return [(k, checks.integer(s, "steps", 2)) for k in kinds for s in steps]
@@ -113,9 +111,10 @@ def next_plan(prof, plan, goals, tolerance, level=0.95, budget_units=None, growt
     return False, new, half
 
 
-class PlanRule:
-    """The decisions of an adaptive run, for ``estimate.profile(plan_rule=...)``: the pilot plan, the id
-    space (``samples``: no sigma can hold more than the whole budget), and the next plan after a round."""
+class AdaptivePlan:
+    """The plan of an adaptive run (``estimate.Run`` asks it what next): the pilot plan, the id space
+    (``samples``: no sigma can hold more than the whole budget), and after each round the next plan, decided from
+    the profile so far; its rounds (evaluations and band of each) go into checkpoints and the profile's meta."""
 
     def __init__(self, goals, tolerance, level, max_evaluations, pilot, growth=2.0):
         self.goals, self.tolerance, self.level, self.growth = goals, tolerance, level, growth
@@ -123,56 +122,83 @@ class PlanRule:
         self.budget = max_evaluations // UNIT  # whole units in all
         self.pilot_units = -(-pilot // UNIT)
         self.samples = max(self.budget, 1) * UNIT  # the id space: no sigma can hold more
+        self.plan, self.records = None, []
 
-    def signature(self):
+    def decisions(self):
         """What determines the decisions (checked on resume, kept in the profile's meta)."""
         return {"tolerance": self.tolerance, "level": self.level, "targets": [list(g) for g in self.goals],
                 "max_evaluations": self.max_evaluations, "pilot_units": self.pilot_units, "growth": self.growth}
 
-    def pilot(self, n):
+    def signature(self):
+        return {"adaptive": self.decisions()}
+
+    def start(self, n):
         if self.budget < n:
             raise InputError(f"max_evaluations={self.max_evaluations} is less than one unit ({UNIT} samples) per "
                              f"sigma ({n} sigmas): give at least {n * UNIT}")
-        return np.full(n, min(self.pilot_units, self.budget // n), np.int64)
+        self.plan = np.full(n, min(self.pilot_units, self.budget // n), np.int64)
 
-    def next(self, prof, plan):
-        return next_plan(prof, plan, self.goals, self.tolerance, self.level, self.budget, self.growth)
+    def units(self, shard, finished):
+        return plan_units(self.plan, shard, finished)
+
+    def rows(self, shard):
+        return plan_rows(self.plan, shard)
+
+    def next(self, so_far):
+        """True when the band of the profile so far (``so_far()``) is within tolerance or the budget is spent;
+        else the next plan is taken, with this round's record."""
+        done, new, half = next_plan(so_far(), self.plan, self.goals, self.tolerance, self.level, self.budget,
+                                    self.growth)
+        record = {"evaluations": int(self.plan.sum()) * UNIT, "band": half}
+        if done and self.records and self.records[-1]["evaluations"] == record["evaluations"]:
+            return True  # a resumed finished run has its last round already
+        with signals.held():  # the plan and its record together
+            self.records.append(record)
+            self.plan = self.plan if done else new
+        return done
+
+    def state(self):
+        return {"plan": self.plan, "rounds": np.array([[r["evaluations"], r["band"]] for r in self.records],
+                                                      np.float64).reshape(-1, 2)}
+
+    def restore(self, state, finished):
+        """A checkpoint's plan and rounds, checked against the grid and its finished units."""
+        plan, rounds, n = state["plan"], state["rounds"], self.plan.size
+        if plan.dtype.kind not in "iu" or plan.shape != (n,) or plan.min() < 1:
+            raise CheckpointMismatch(f"checkpoint has a plan of {plan.dtype} {plan.shape}, expected one unit count "
+                                     ">= 1 per sigma; remove it to start afresh")
+        if rounds.dtype != np.float64 or rounds.ndim != 2 or rounds.shape[1] != 2 or not np.all(np.isfinite(rounds)):
+            raise CheckpointMismatch(f"checkpoint has rounds of {rounds.dtype} {rounds.shape}, expected finite "
+                                     "float64 (rounds, 2); remove it to start afresh")
+        fin = np.asarray(finished, np.int64)
+        if np.any(fin // n >= plan[fin % n]):
+            raise CheckpointMismatch("checkpoint lists work ids outside its plan; remove it to start afresh")
+        self.plan = plan.astype(np.int64)
+        self.records = [{"evaluations": int(e), "band": float(b)} for e, b in rounds]
+
+    def meta(self):
+        return {"samples": None, "adaptive": {**self.decisions(), "rounds": self.records,
+                                              "plan_units": self.plan.tolist()}}
 
 
-def profile(denoiser, data, sigmas=None, *, samples=None, tolerance=None, steps=16, kind="rescaled",
-            max_evaluations=131072, pilot=32, level=0.95, **options):
-    """Monte-Carlo profile of ``e(s) = E||D(x0 + s n, s) - x0||^2`` on a sigma grid, with as many samples
-    as the schedule needs (Stancevic et al. sec. 4; adaptive allocation of this library).
-
-    ``samples=N`` takes ``N`` samples at every sigma (the paper: 1024) of ``sigmas`` (default:
-    ``sigma_grid()``, 128 points), as ``estimate.profile``. Without it the run is adaptive, on ``sigmas``
-    (default: ``sigma_grid(64)``; 32 points cost less and were as accurate on smooth error curves, see
-    ``benchmarks/results/sample_efficiency.md``): a pilot of ``pilot`` samples per sigma, then rounds that spend samples where
-    they narrow the ``level`` band of the ``kind`` schedule of ``steps`` steps most (both may be lists:
-    the band must hold for each), until every inner sigma's band is within ``+-tolerance`` relative
-    (default 0.01) or ``max_evaluations`` rows have been evaluated (then a warning gives the band
-    reached). ``meta["evaluations"]`` counts every row evaluated, the pilot's included;
-    ``meta["adaptive"]`` holds the band reached per round and the final plan. Deterministic for a seed;
-    checkpoints resume mid-round; under ``torch.distributed`` every rank takes the same decision from
-    the all-reduced sums. Every other argument is ``estimate.profile``'s (see there)."""
+def plan(samples, tolerance, steps, kind, max_evaluations, pilot, level):
+    """The plan of :func:`entropic_fast.profile`'s arguments: fixed (``samples``) or adaptive (``tolerance``)."""
     if samples is not None:
         if tolerance is not None:
             raise InputError("give samples= (a fixed count per sigma) or tolerance= (adaptive), not both")
-        return estimate.profile(denoiser, data, sigmas, samples=samples, **options)
+        return estimate.FixedPlan(checks.integer(samples, "samples", 1))
     tolerance = 0.01 if tolerance is None else checks.real(tolerance, "tolerance", positive=True)
     level = checks.real(level, "level")
     if not (tolerance < 1 and 0 < level < 1):
         raise InputError(f"need 0 < tolerance < 1 and 0 < level < 1, got tolerance={tolerance}, level={level}")
-    if options.get("shard") is not None:
-        raise InputError("an adaptive run decides from the whole run's sums: split it with torch.distributed, or "
-                         "give samples= to run fixed shards")
-    rule = PlanRule(targets(steps, kind), tolerance, level, checks.integer(max_evaluations, "max_evaluations", 1),
-                    checks.integer(pilot, "pilot", 2))
-    prof = estimate.profile(denoiser, data, sigma_grid(ADAPTIVE_POINTS) if sigmas is None else sigmas,
-                            plan_rule=rule, **options)
+    return AdaptivePlan(targets(steps, kind), tolerance, level, checks.integer(max_evaluations, "max_evaluations", 1),
+                        checks.integer(pilot, "pilot", 2))
+
+
+def warn_short(prof, plan):
+    """Warn when an adaptive run stopped at its budget before its band met the tolerance."""
     reached = prof.meta["adaptive"]["rounds"][-1]["band"]
-    if reached > tolerance:
+    if reached > plan.tolerance:
         warnings.warn(f"adaptive profile stopped after {prof.meta['evaluations']} evaluations (max_evaluations="
-                      f"{rule.max_evaluations}) with a {level:.0%} band of +-{reached:.2%} (asked +-{tolerance:.2%}); "
-                      "raise max_evaluations to go on", stacklevel=2)
-    return prof
+                      f"{plan.max_evaluations}) with a {plan.level:.0%} band of +-{reached:.2%} (asked "
+                      f"+-{plan.tolerance:.2%}); raise max_evaluations to go on", stacklevel=3)

@@ -5,7 +5,7 @@ import torch
 
 from . import checks
 from .errors import InputError
-from .kernels.reference import gmm_denoise
+from .kernels.mixture import gmm_denoise
 
 
 def _rowwise(sigma, x):

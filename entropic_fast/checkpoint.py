@@ -11,7 +11,7 @@ import zipfile
 
 import numpy as np
 
-from . import files
+from . import files, sums
 from .errors import InputError
 from .units import n_units, unit_rows
 
@@ -22,14 +22,11 @@ class CheckpointMismatch(InputError):
     """A checkpoint was written by a run with other arguments, or does not fit this run."""
 
 
-def write(path, signature, acc, finished, plan=None, rounds=()):
-    """Accumulators, the finished work ids and (adaptive runs) the plan and the rounds so far (evaluations and
-    band of each), written atomically."""
-    extra = {} if plan is None else {"plan": np.asarray(plan, np.int64),
-                                     "rounds": np.array([[r["evaluations"], r["band"]] for r in rounds],
-                                                        np.float64).reshape(-1, 2)}
+def write(path, signature, arrays, finished, state=None):
+    """Accumulator arrays (``sums.Sums.arrays``), the finished work ids and the plan's state (named arrays: an
+    adaptive plan's units and rounds), written atomically."""
     files.savez(path, finished=np.array(sorted(finished), dtype=np.int64), signature=np.array(json.dumps(signature)),
-                **extra, **{k: v.detach().cpu().numpy() for k, v in acc.items()})
+                **(state or {}), **arrays)
 
 
 def _refuse(path, what):
@@ -61,58 +58,67 @@ def _check_signature(path, saved, signature):
                                  "use another checkpoint path or remove it")
 
 
-def read(path, signature, acc):
-    """The finished work ids, accumulator arrays, and plan and rounds (None and [] unless adaptive) of a
-    checkpoint written by this very run.
-
-    ``acc`` maps each accumulator's name to the run's (zeroed) buffer: names, shapes and dtypes
-    must match. The counts must equal the rows of the finished units, sigma by sigma."""
+def _load(path):
+    """``(signature or None, arrays)`` of a checkpoint file; anything unreadable is a CheckpointMismatch."""
     try:
         with np.load(path, allow_pickle=False) as z:
             names = set(z.files)
             saved = json.loads(str(z["signature"])) if "signature" in names else None
-            arrays = {k: z[k] for k in names if k != "signature"}
+            return saved, {k: z[k] for k in names if k != "signature"}
     except (OSError, ValueError, KeyError, EOFError, RecursionError, zipfile.BadZipFile, AttributeError) as e:
         raise CheckpointMismatch(f"checkpoint {path} is not readable ({type(e).__name__}: {e}); "
                                  "remove it to start afresh") from None
-    _check_signature(path, saved, signature)
-    adaptive = signature.get("adaptive") is not None
-    expected = set(acc) | {"finished"} | ({"plan", "rounds"} if adaptive else set())
-    if set(arrays) != expected:
-        missing, extra = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
-        _refuse(path, f"does not hold this run's arrays (missing {missing}, unexpected {extra})")
-    plan, rounds = arrays.get("plan"), arrays.get("rounds")
-    if adaptive and (plan.dtype.kind not in "iu" or plan.shape != (len(signature["grid"]),) or plan.min() < 1):
-        _refuse(path, f"has a plan of {plan.dtype} {plan.shape}, expected one unit count >= 1 per sigma")
-    if adaptive and (rounds.dtype != np.float64 or rounds.ndim != 2 or rounds.shape[1] != 2
-                     or not np.all(np.isfinite(rounds))):
-        _refuse(path, f"has rounds of {rounds.dtype} {rounds.shape}, expected finite float64 (rounds, 2)")
-    for k, buf in acc.items():
+
+
+def _check_arrays(path, arrays, shapes):
+    """Every accumulator as the run's: float64, its shape, finite."""
+    for k, shape in shapes.items():
         a = arrays[k]
-        if a.dtype != np.float64 or a.shape != tuple(buf.shape):
-            _refuse(path, f"has array {k!r} of {a.dtype} {a.shape}, expected float64 {tuple(buf.shape)}")
+        if a.dtype != np.float64 or a.shape != tuple(shape):
+            _refuse(path, f"has array {k!r} of {a.dtype} {a.shape}, expected float64 {tuple(shape)}")
         if not np.all(np.isfinite(a)):
             _refuse(path, f"has non-finite values in {k!r}")
-    fin = arrays["finished"]
+
+
+def _check_finished(path, fin, signature):
+    """The finished ids: integers of this run's share, in range, each once."""
     n, samples, (index, count) = len(signature["grid"]), signature["samples"], signature["shard"]
-    total = n_units(n, samples)
     if fin.ndim != 1 or fin.dtype.kind not in "iu":
         _refuse(path, f"has finished ids of {fin.dtype} {fin.shape}, expected a 1-D integer array")
     fin = fin.astype(np.int64)
-    bad = fin[(fin < 0) | (fin >= total) | (fin % count != index)]
+    bad = fin[(fin < 0) | (fin >= n_units(n, samples)) | (fin % count != index)]
     if bad.size:
         _refuse(path, f"lists work ids outside this run's share (e.g. {bad[:3].tolist()})")
     if np.unique(fin).size != fin.size:
         _refuse(path, "lists a work id twice")
-    if adaptive and np.any(fin // n >= plan[fin % n]):
-        _refuse(path, "lists work ids outside its plan")
+    return fin
+
+
+def _check_counts(path, fin, arrays, signature):
+    """The accumulators count exactly the rows of the finished units, sigma by sigma."""
+    n, samples = len(signature["grid"]), signature["samples"]
     rows = np.bincount(fin % n, weights=unit_rows(fin, n, samples), minlength=n)
-    got = arrays["acc"][2] + arrays["acc"][3]
+    got, power = sums.rows_per_sigma(arrays)
     if not np.array_equal(got, rows):
         i = int(np.argmax(got != rows))
         _refuse(path, f"counts {got[i]:g} samples at sigma index {i} but its finished units hold {rows[i]:g}")
-    if "power_acc" in arrays and arrays["power_acc"][2, 0] + arrays["power_acc"][3, 0] != rows.sum():
+    if power is not None and power != rows.sum():
         _refuse(path, "has a data-power count that does not match its finished units")
-    return (fin.tolist(), {k: v for k, v in arrays.items() if k not in ("finished", "plan", "rounds")},
-            None if plan is None else plan.astype(np.int64),
-            [] if rounds is None else [{"evaluations": int(e), "band": float(b)} for e, b in rounds])
+
+
+def read(path, signature, shapes, state=()):
+    """``(finished ids, accumulator arrays, the plan's state arrays)`` of a checkpoint written by this very run.
+
+    ``shapes`` maps each accumulator part to its shape (``sums.Sums.shapes``), ``state`` names the plan's arrays
+    (checked by the plan): names, shapes and dtypes must match, and the counts must equal the rows of the
+    finished units, sigma by sigma."""
+    saved, arrays = _load(path)
+    _check_signature(path, saved, signature)
+    expected = set(shapes) | {"finished"} | set(state)
+    if set(arrays) != expected:
+        missing, extra = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
+        _refuse(path, f"does not hold this run's arrays (missing {missing}, unexpected {extra})")
+    _check_arrays(path, arrays, shapes)
+    fin = _check_finished(path, arrays["finished"], signature)
+    _check_counts(path, fin, arrays, signature)
+    return fin.tolist(), {k: arrays[k] for k in shapes}, {k: arrays[k] for k in state}

@@ -67,11 +67,11 @@ def _sd_timesteps(sigmas):
 
     import torch
 
-    from .adapters.diffusers import _vp_log_sigmas, continuous_timesteps
+    from .adapters.diffusers import vp_log_sigmas, continuous_timesteps
 
     lo, hi, n = SD_BETAS
     betas = torch.linspace(lo**0.5, hi**0.5, n, dtype=torch.float64) ** 2
-    ls = _vp_log_sigmas(types.SimpleNamespace(alphas_cumprod=torch.cumprod(1 - betas, 0)))
+    ls = vp_log_sigmas(types.SimpleNamespace(alphas_cumprod=torch.cumprod(1 - betas, 0)))
     s = torch.as_tensor(sigmas, dtype=torch.float64)
     if float(s.min()) < float(ls[0].exp()) * (1 - 1e-6) or float(s.max()) > float(ls[-1].exp()) * (1 + 1e-6):
         raise _Usage(f"--format timesteps is Stable Diffusion's schedule, sigma {float(ls[0].exp()):.4g} to "
@@ -172,9 +172,9 @@ def _grid(values):
 
 
 def _profile(args):
-    from .adaptive import profile
-    from .estimate import _distributed
+    from .estimate import distributed
     from .files import check_writable
+    from .profiling import profile
 
     grid = _grid(args.grid)
     check_writable(args.out, "--out")
@@ -191,9 +191,9 @@ def _profile(args):
                    batch_size=args.batch_size, seed=args.seed, spectral=args.spectral, device=args.device,
                    progress=not args.quiet, checkpoint=args.checkpoint, nonfinite=args.nonfinite,
                    control=None if args.control == "none" else args.control)
-    if (_distributed() or (0, 1))[0] != 0:
+    if (distributed() or (0, 1))[0] != 0:
         return  # under torchrun every rank holds the reduced profile; rank 0 writes it
-    prof.meta["command_model"] = args.model
+    prof = prof.with_meta(command_model=args.model)
     print(f"wrote {prof.save(args.out)}")
     print(prof.summary())
 
@@ -241,6 +241,14 @@ def _schedule_parser(sub):
 
 
 def _model_arguments(pr):
+    _network_arguments(pr)
+    pr.add_argument("--data", required=True,
+                    help="'digits', a .npy file (N, *shape), or an EDM/EDM2 dataset folder or .zip (images, "
+                         "or EDM2 latents)")
+    pr.add_argument("--no-labels", action="store_true", help="ignore a dataset's labels (unconditional model)")
+
+
+def _network_arguments(pr):
     pr.add_argument("--model", required=True,
                     help="MODULE:FACTORY returning a denoiser(x, sigma) (MODULE may sit in the current folder), or "
                          "an EDM/EDM2 network pickle (.pkl)")
@@ -248,10 +256,6 @@ def _model_arguments(pr):
     pr.add_argument("--guide", default=None, help="guiding network pickle (autoguidance) for a .pkl model")
     pr.add_argument("--guidance", type=float, default=1.0,
                     help="guidance weight w of D_g + w (D - D_g); without --guide, the model's unconditional branch")
-    pr.add_argument("--data", required=True,
-                    help="'digits', a .npy file (N, *shape), or an EDM/EDM2 dataset folder or .zip (images, "
-                         "or EDM2 latents)")
-    pr.add_argument("--no-labels", action="store_true", help="ignore a dataset's labels (unconditional model)")
 
 
 def _profile_parser(sub):
@@ -284,11 +288,62 @@ def _profile_parser(sub):
     pr.set_defaults(run=_profile)
 
 
+def _compare(args):
+    from .comparison import compare
+    from .files import check_writable
+
+    check_writable(os.path.join(args.out, "compare.md") if os.path.isdir(args.out) else args.out, "--out")
+    ref = args.reference if args.reference.endswith(".npz") else _load_data(args.reference, False)
+    features = None if args.features is None else _load_factory(args.features)
+    result = compare(_load_model(args), ref, profile=args.profile, kinds=args.kinds, steps=args.steps,
+                     samplers=args.samplers, samples=args.samples, seeds=args.seeds, features=features,
+                     shape=args.shape, out=args.out, checkpoint=args.checkpoint, save_images=args.save_images,
+                     batch_size=args.batch_size, device=args.device, sigma_min=args.sigma_min,
+                     sigma_max=args.sigma_max, progress=not args.quiet)
+    print(result.markdown())
+    print(f"wrote {os.path.abspath(args.out)}: compare.md, compare.json, compare.png"
+          + (", images/" if args.save_images else ""))
+
+
+def _compare_parser(sub):
+    from .comparison import DEFAULT_KINDS
+
+    c = sub.add_parser("compare", help="benchmark schedules on your model: Frechet distance at equal evaluations")
+    _network_arguments(c)
+    c.add_argument("--reference", required=True,
+                   help="what samples are compared with: 'digits', a .npy file, a dataset folder or .zip, or a "
+                        "statistics file (.npz with mu and sigma, as pytorch-fid and clean-fid write)")
+    c.add_argument("--profile", default=None, help="the model's profile (.npz): our kinds need it")
+    c.add_argument("--kinds", nargs="+", default=list(DEFAULT_KINDS), choices=KINDS, metavar="KIND",
+                   help=f"the schedules to compare (default {' '.join(DEFAULT_KINDS)}; any of {', '.join(KINDS)})")
+    c.add_argument("--steps", type=int, nargs="+", default=[8, 16, 32],
+                   help="network-evaluation budgets (default 8 16 32): each sampler takes the steps that fit")
+    c.add_argument("--samplers", nargs="+", default=["ddim", "heun"],
+                   choices=("ddim", "ddim-stochastic", "heun", "dpmpp_2m"), help="the samplers (default ddim heun)")
+    c.add_argument("--samples", type=int, default=10000, help="samples per cell and seed (default 10000)")
+    c.add_argument("--seeds", type=int, default=1, help="seeds per cell: the table gives mean ± std (default 1)")
+    c.add_argument("--features", default=None,
+                   help="MODULE:FACTORY returning a callable from samples to (rows, width) features (default: the "
+                        "digits classifier's, for 8x8 digits)")
+    c.add_argument("--shape", type=int, nargs="+", default=None, help="one sample's shape (needed with a statistics file)")
+    c.add_argument("--out", required=True, help="the folder for compare.md, compare.json, compare.png (and images/)")
+    c.add_argument("--save-images", action="store_true",
+                   help="also write every sample as PNG, one folder per cell and seed, for your own FID tool")
+    c.add_argument("--checkpoint", default=None, help="save progress here; a rerun with the same arguments resumes")
+    c.add_argument("--batch-size", type=int, default=256, help="samples per sampler call (default 256)")
+    c.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the model's)")
+    c.add_argument("--sigma-min", type=float, default=0.002, help="without --profile: the smallest sigma (0.002)")
+    c.add_argument("--sigma-max", type=float, default=80.0, help="without --profile: the largest sigma (80)")
+    c.add_argument("--quiet", action="store_true", help="no progress bar")
+    c.set_defaults(run=_compare)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="entropic-fast", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     _schedule_parser(sub)
     _profile_parser(sub)
+    _compare_parser(sub)
     i = sub.add_parser("info", help="summarise a profile file")
     i.add_argument("profile", help="a profile file (.npz)")
     i.set_defaults(run=_info)

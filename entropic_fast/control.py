@@ -208,3 +208,80 @@ def estimate(sum_e, sumsq_e, count, control_sum):
                          np.maximum(cov_ee, 0.0) / np.maximum(n - 1, 1))
         se = np.where(n > 1, np.sqrt(resid / n), np.inf)
     return mean, se
+
+
+# ---- which controls a run takes ----------------------------------------------------------------------------
+
+CHOICES = ("auto", "wiener", "local", "both")
+
+
+def _named(control):
+    """A request, checked: a name of ``CHOICES``, or a list of control objects (returned as a list)."""
+    if isinstance(control, (list, tuple)) and all(callable(getattr(c, "centred", None)) for c in control):
+        return list(control)
+    if not isinstance(control, str) or control not in CHOICES:
+        raise InputError(f"control must be one of {', '.join(CHOICES)}, None, or a list of control objects; "
+                         f"got {control!r}")
+    return control
+
+
+def _global(control, data):
+    """The data's own Wiener control for a request, or None (``auto`` where it costs too much or has no moments)."""
+    rows = data.source if data.is_tensor else None
+    if rows is not None and (control != "auto" or rows.shape[0] * rows[0].numel() ** 2 <= MAX_WORK):
+        return Wiener.of_rows(rows)
+    if data.moments is not None:
+        return Wiener.of_moments(*data.moments())
+    if control != "auto":
+        raise InputError(f"control={control!r} needs a data tensor, or data with exact moments() (the analytic "
+                         f"models), for the data's Wiener denoiser; {type(data.source).__name__} has neither")
+    return None
+
+
+def choose(control, data, fused):
+    """The control variates of a run (control objects), possibly none, for ``data`` (a ``protocol.Data``).
+
+    ``wiener``: the data's Wiener denoiser (needs a data tensor, or data with exact ``moments()``);
+    ``local``: per-cluster Wiener denoisers (from the data tensor, or ``FIT_ROWS`` of the sampler's own rows);
+    ``both``; ``auto``: both for a data tensor or data with exact moments whose rows have at most ``AUTO_DIM``
+    values (the data's own only where its covariance costs at most ``MAX_WORK``); none on the fused mixture path
+    or for other samplers."""
+    if control is None or (control == "auto" and fused):
+        return []
+    control = _named(control)
+    if isinstance(control, list):
+        return control
+    if control == "auto" and not (data.is_tensor or data.moments is not None):
+        return []  # a sampler of unknown cost: drawing rows for the clusters is the user's call ("local")
+    if control == "auto" and data.dim > AUTO_DIM:
+        return []
+    out = [_global(control, data)] if control in ("wiener", "both", "auto") else []
+    if control in ("local", "both", "auto"):
+        rows = data.source if data.is_tensor else data.draw(FIT_ROWS, torch.Generator().manual_seed(0))[0]
+        out.append(LocalWiener.of_rows(rows))
+    return [c for c in out if c is not None]
+
+
+def fitted(controls, data, example, grid, control):
+    """The controls that fit the rows and whose assumptions hold: the noise at the smallest sigma must survive
+    the rows' rounding (at 1e18, float32 or float64 rows lose noise of sigma 80, and a control's known mean no
+    longer holds); ``"auto"`` drops them where it does not, an explicit request is refused naming the range."""
+    if not controls:
+        return controls
+    rows = data.source if data.is_tensor else example
+    top = max(abs(float(rows.max())), abs(float(rows.min())))  # once, before the loop; no |rows| copy
+    ulp = top * torch.finfo(torch.float64 if example.dtype == torch.float64 else torch.float32).eps
+    if ulp > 1e-3 * float(grid[0]):
+        if control == "auto":
+            return []
+        raise InputError(f"control variates need the noise to survive the rows' rounding: the rows reach {top:.3g}, "
+                         f"where {example.dtype} resolves {ulp:.3g}, and the grid starts at sigma {float(grid[0]):.3g}; "
+                         f"use control=None, or a grid from sigma {1e3 * ulp:.3g}")
+    x = example[:1].expand(2, *example.shape[1:]).contiguous()  # two rows: a control that does not fit fails here
+    for c in controls:
+        try:
+            c.centred(x, x, torch.full((2,), float(grid[0]), dtype=torch.float64, device=x.device))
+        except (RuntimeError, ValueError, IndexError) as e:
+            raise InputError(f"control {getattr(c, 'name', c)!r} does not fit rows of shape "
+                             f"{tuple(example.shape[1:])}: {e}") from None
+    return controls

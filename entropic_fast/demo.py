@@ -8,13 +8,13 @@ import time
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from . import digits, metrics, plots, samplers
-from .estimate import profile
+from . import digits, files, kinds, plots, samplers
+from .comparison import compare
+from .profiling import profile
 from .schedules import entropic_time, schedule
 
-KINDS = ["edm", "tangent", "entropic", "rescaled", "spectral", "las", "gaussian-optimal"]
+KINDS = [k.name for k in kinds.TABLE if k.alias is None and not k.peer]  # ours and the classic ones, once each
 FD_KINDS = ["edm", "entropic", "rescaled", "spectral", "las", "gaussian-optimal"]
 FD_SAMPLERS = ["ddim", "ddim-stochastic", "heun", "dpmpp_2m"]
 
@@ -68,34 +68,6 @@ def samples_figure(grids, path):
     plt.close(fig)
 
 
-def fd_schedule(prof, data, kind, steps, sampler):
-    """A schedule of the Frechet table: ``gaussian-optimal`` is the optimum for ``sampler`` itself."""
-    opts = {"data": data, "sampler": sampler} if kind == "gaussian-optimal" else {}
-    return torch.as_tensor(schedule(prof, steps, kind, **opts), dtype=torch.float32)
-
-
-def frechet_table(net, prof, data, ref_feats, clf, n, seeds, budgets):
-    """Frechet distance (classifier features) of ``n`` samples per cell, for each seed, at equal network
-    evaluations: each sampler takes the most steps that fit the budget (Heun spends two per step)."""
-    out = {}
-    bar = tqdm(total=len(FD_SAMPLERS) * len(budgets) * len(FD_KINDS) * len(seeds), desc="frechet", leave=False)
-    for sname in FD_SAMPLERS:
-        sampler = samplers.SAMPLERS[sname]
-        for budget in budgets:
-            k = samplers.steps_within(sname, budget)
-            for kind in FD_KINDS:
-                sig = fd_schedule(prof, data, kind, k, sname)
-                for seed in seeds:
-                    g = torch.Generator().manual_seed(seed)
-                    x = torch.randn(n, 1, 8, 8, generator=g) * float(sig[0])
-                    x = sampler(net, x, sig, generator=g)
-                    out.setdefault((sname, budget, kind), []).append(
-                        metrics.frechet_distance(digits.features(x, clf), ref_feats))
-                    bar.update()
-    bar.close()
-    return out
-
-
 def run(out="demo_out", samples=256, fd_samples=700, seeds=(0, 1, 2), fd_steps=(4, 8, 16), quick=False):
     """Profile the shipped model, write profile, schedules, figures; return the Frechet table as text."""
     if quick:
@@ -110,7 +82,7 @@ def run(out="demo_out", samples=256, fd_samples=700, seeds=(0, 1, 2), fd_steps=(
     prof = profile(net, data, grid, samples=samples, batch_size=1024, spectral=True, control=None)
     prof.save(os.path.join(out, "profile.npz"))
     steps = sorted({8, 16, 32, *fd_steps})
-    table = {kind: {str(k): schedule(prof, k, kind, **({"data": data} if kind == "gaussian-optimal" else {})).tolist()
+    table = {kind: {str(k): schedule(prof, k, kind, **({"data": data} if kinds.get(kind).needs == "covariance" else {})).tolist()
                     for k in steps} for kind in KINDS}
     with open(os.path.join(out, "schedules.json"), "w") as f:
         json.dump(table, f, indent=1)
@@ -120,27 +92,9 @@ def run(out="demo_out", samples=256, fd_samples=700, seeds=(0, 1, 2), fd_steps=(
     noise = torch.randn(12, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     samples_figure({kind: samplers.ddim(net, noise * table[kind]["8"][0], table[kind]["8"]) for kind in KINDS},
                    os.path.join(out, "samples_8steps.png"))
-    clf = digits.classifier()
-    all_x, _ = digits.load("all")
-    ref = digits.features(all_x, clf)
-    floor = metrics.frechet_distance(digits.features(data, clf), digits.features(digits.load("test")[0], clf))
-    fd = frechet_table(net, prof, data, ref, clf, fd_samples, seeds, fd_steps)
-    lines = [f"Frechet distance of {fd_samples} samples to all 1797 digits (classifier features), mean ± std over "
-             f"{len(seeds)} seeds; best per row in bold. Real train vs real test: {floor:.3f}. Rows compare samplers "
-             "at equal network evaluations (Heun: 2 per step, Euler on the last); gaussian-optimal is the optimum "
-             "for each row's sampler.", "",
-             "| sampler | evaluations | steps | " + " | ".join(FD_KINDS) + " |", "| --- " * (len(FD_KINDS) + 3) + "|"]
-    for sname in FD_SAMPLERS:
-        for budget in fd_steps:
-            k = samplers.steps_within(sname, budget)
-            vals = [fd[(sname, budget, kind)] for kind in FD_KINDS]
-            means = [np.mean(v) for v in vals]
-            cells = [f"{np.mean(v):.3f} ± {np.std(v):.3f}" for v in vals]
-            if len(set(means)) > 1:  # Heun at 2 steps: every kind gives the same schedule, no winner
-                best = int(np.argmin(means))
-                cells[best] = f"**{cells[best]}**"
-            lines.append(f"| {sname} | {samplers.evaluations(sname, k)} | {k} | " + " | ".join(cells) + " |")
-    text = "\n".join(lines) + "\n"
-    with open(os.path.join(out, "frechet.md"), "w") as f:
-        f.write(text)
+    result = compare(net, digits.load("all")[0], profile=prof, kinds=FD_KINDS, steps=fd_steps, samplers=FD_SAMPLERS,
+                     samples=fd_samples, seeds=len(seeds), progress=True)
+    text = result.markdown()
+    files.write_text(os.path.join(out, "frechet.md"), text)
+    result.figure(os.path.join(out, "frechet.png"))
     return text, time.time() - t0

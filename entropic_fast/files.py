@@ -54,8 +54,8 @@ def check_writable(path, what="output"):
     return path
 
 
-def savez(path, **arrays):
-    """Write ``arrays`` to an ``.npz`` file atomically (no pickles); returns the path given."""
+def write(path, fill):
+    """Write a file atomically: ``fill(f)`` writes into a temporary binary file beside it, renamed over ``path``."""
     dest = target(path)
     folder = os.path.dirname(dest)
     with held():
@@ -66,7 +66,7 @@ def savez(path, **arrays):
         fd, tmp = tempfile.mkstemp(prefix=".entropic-fast-", suffix=".tmp", dir=folder)
         try:
             with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
+                fill(f)
                 f.flush()
                 os.fsync(f.fileno())
             os.chmod(tmp, mode)
@@ -76,3 +76,18 @@ def savez(path, **arrays):
                 os.unlink(tmp)
             raise
     return os.fspath(path)
+
+
+def savez(path, **arrays):
+    """Write ``arrays`` to an ``.npz`` file atomically (no pickles); returns the path given."""
+    return write(path, lambda f: np.savez(f, **arrays))
+
+
+def write_bytes(path, data):
+    """Write ``data`` (bytes) atomically; returns the path given."""
+    return write(path, lambda f: f.write(data))
+
+
+def write_text(path, text):
+    """Write ``text`` (UTF-8) atomically; returns the path given."""
+    return write_bytes(path, text.encode())

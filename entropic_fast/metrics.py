@@ -4,7 +4,7 @@ import torch
 
 from . import checks
 from .errors import InputError
-from .schedules import GAUSSIAN_SAMPLERS, sampler_kl
+from .gaussian import GAUSSIAN_SAMPLERS, sampler_kl
 
 
 def gaussian_kl(sigmas, eigenvalues, sampler="ddim"):
@@ -101,15 +101,70 @@ def sliced_wasserstein(x, y, projections=256, generator=None):
     return float(((qx - qy) ** 2).mean().sqrt())
 
 
+def frechet_from_moments(mu_a, cov_a, mu_b, cov_b):
+    """Frechet distance between ``N(mu_a, cov_a)`` and ``N(mu_b, cov_b)`` (as FID, Heusel et al. 2017), in float64:
+    ``|mu_a - mu_b|^2 + tr(A) + tr(B) - 2 tr((A^1/2 B A^1/2)^1/2)``."""
+    ma, mb = (torch.as_tensor(m, dtype=torch.float64).reshape(-1) for m in (mu_a, mu_b))
+    ca, cb = (torch.as_tensor(c, dtype=torch.float64).reshape(ma.numel(), -1) for c in (cov_a, cov_b))
+    ev, vec = torch.linalg.eigh(ca)
+    root = vec @ torch.diag(ev.clamp_min(0).sqrt()) @ vec.T
+    cross = torch.linalg.eigvalsh(root @ cb @ root).clamp_min(0).sqrt().sum()
+    d = (ma - mb).square().sum() + torch.trace(ca) + torch.trace(cb) - 2 * cross
+    return float(d.clamp_min(0))
+
+
 def frechet_distance(feat_a, feat_b):
     """Frechet distance between Gaussians fitted to two feature sets ``(n, f)`` (as FID, Heusel et al. 2017)."""
     a = torch.as_tensor(feat_a, dtype=torch.float64).reshape(len(feat_a), -1)
     b = torch.as_tensor(feat_b, dtype=torch.float64).reshape(len(feat_b), -1)
     if a.shape[1] != b.shape[1] or len(a) < 2 or len(b) < 2:
         raise InputError(f"need two feature sets of >= 2 rows and equal width, got {tuple(a.shape)}, {tuple(b.shape)}")
-    ca, cb = torch.cov(a.T).reshape(a.shape[1], -1), torch.cov(b.T).reshape(a.shape[1], -1)
-    ev, vec = torch.linalg.eigh(ca)
-    root = vec @ torch.diag(ev.clamp_min(0).sqrt()) @ vec.T
-    cross = torch.linalg.eigvalsh(root @ cb @ root).clamp_min(0).sqrt().sum()
-    d = (a.mean(0) - b.mean(0)).square().sum() + torch.trace(ca) + torch.trace(cb) - 2 * cross
-    return float(d.clamp_min(0))
+    return frechet_from_moments(a.mean(0), torch.cov(a.T), b.mean(0), torch.cov(b.T))
+
+
+class Moments:
+    """Running float64 sums of feature rows (count, sum, sum of outer products), on their device: the mean and
+    covariance a Frechet distance needs, merged by adding."""
+
+    def __init__(self, width, device="cpu", groups=1):
+        self.count = torch.zeros(groups, dtype=torch.float64, device=device)
+        self.sum = torch.zeros(groups, width, dtype=torch.float64, device=device)
+        self.outer = torch.zeros(groups, width, width, dtype=torch.float64, device=device)
+
+    def add(self, group, feats):
+        f = feats.to(torch.float64).reshape(feats.shape[0], -1)
+        self.count[group] += f.shape[0]
+        self.sum[group] += f.sum(0)
+        self.outer[group] += f.T @ f
+
+    def tensors(self):
+        return {"count": self.count, "sum": self.sum, "outer": self.outer}
+
+    def mean_cov(self, group):
+        """``(mean, covariance)`` (unbiased) of one group."""
+        n = float(self.count[group])
+        if n < 2:
+            raise InputError(f"need at least 2 samples for a covariance, got {int(n)}")
+        mu = self.sum[group] / n
+        return mu, (self.outer[group] - n * torch.outer(mu, mu)) / (n - 1)
+
+
+def read_statistics(path):
+    """``(mu, sigma)`` of a statistics file in the format FID tools write (``.npz`` with ``mu`` and ``sigma``, as
+    pytorch-fid and clean-fid do), never unpickled; checked: a vector and a symmetric square matrix of its size."""
+    path = checks.path(path, "statistics file")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            missing = [k for k in ("mu", "sigma") if k not in z.files]
+            if missing:
+                raise InputError(f"{path} has no {' or '.join(missing)} (it holds {sorted(z.files)}): a statistics "
+                                 "file is an .npz with mu (features,) and sigma (features, features)")
+            mu, sigma = np.asarray(z["mu"], np.float64), np.asarray(z["sigma"], np.float64)
+    except (OSError, ValueError, EOFError) as e:
+        raise InputError(f"{path} is not a readable statistics file (.npz without pickles): {e}") from None
+    if mu.ndim != 1 or sigma.shape != (mu.size, mu.size) or not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
+        raise InputError(f"{path}: mu must be a finite vector and sigma a finite square matrix of its size, got shapes "
+                         f"{mu.shape} and {sigma.shape}")
+    if not np.allclose(sigma, sigma.T, rtol=1e-6, atol=1e-9 * max(np.abs(sigma).max(), 1e-300)):
+        raise InputError(f"{path}: sigma is not symmetric, so not a covariance")
+    return mu, sigma

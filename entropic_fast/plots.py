@@ -79,3 +79,32 @@ def schedule_band_figure(prof, steps=16, kinds=("rescaled", "entropic", "las"), 
     if path is not None:
         fig.savefig(path, dpi=120)
     return fig
+
+
+def compare_figure(result, path=None):
+    """A comparison (``ef.compare``): Frechet distance against network evaluations, one line per kind (its spread
+    over seeds as error bars), one panel per sampler; the floor of two real halves dashed. Returns the figure."""
+    plt = pyplot()
+    by = {}
+    for c in result.cells:
+        v = result.distances(c)
+        by.setdefault(c.sampler, {}).setdefault(c.kind, []).append((c.evaluations, np.mean(v), np.std(v)))
+    fig, axes = plt.subplots(1, len(by), figsize=(4.2 * len(by) + 1.8, 3.8), squeeze=False, sharey=True,
+                             constrained_layout=True)
+    for ax, (sampler, kinds) in zip(axes[0], by.items()):
+        for kind, pts in kinds.items():
+            e, m, s = map(np.array, zip(*sorted(pts)))
+            ax.errorbar(e, m, yerr=s, marker="o", ms=3, capsize=2, label=kind, linewidth=1.8 if kind in
+                        ("rescaled", "entropic", "las", "spectral") else 1.0)
+        if result.reference.floor is not None:
+            ax.axhline(result.reference.floor, color="k", linestyle="--", linewidth=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_yscale("log")
+        ax.set_xlabel("network evaluations")
+        ax.set_title(sampler)
+    axes[0][0].set_ylabel("Frechet distance")
+    axes[0][-1].legend(fontsize=7, loc="center left", bbox_to_anchor=(1.0, 0.5))
+    if path is not None:
+        fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return fig

@@ -6,7 +6,7 @@ import zipfile
 
 import numpy as np
 
-from . import checks, files
+from . import checks, files, sums
 from .errors import InputError, ProfileFormatError
 from .units import n_units, overlap, union
 
@@ -19,7 +19,7 @@ ACCUMULATORS = ("sum", "sumsq", "count")
 _MERGE_KEYS = ("seed", "samples", "unit", "data_shape", "dtype", "fingerprints")
 
 
-def _as_grid(sigmas):
+def as_grid(sigmas):
     try:
         s = np.array(sigmas, dtype=np.float64)
     except (TypeError, ValueError):
@@ -34,15 +34,21 @@ def _as_grid(sigmas):
     return s
 
 
-def _array(a, name, shape):
-    """A float64 array of finite values >= 0 with the given shape, or an InputError naming it."""
-    a = checks.finite_array(a, name)
-    if shape is not None and a.shape != shape:
-        raise InputError(f"{name} must have shape {shape}, got {a.shape}")
-    if (a < 0).any():
-        i = np.unravel_index(int(np.argmax(a < 0)), a.shape)
-        raise InputError(f"{name} must be finite and >= 0, got {a[i]} at index {tuple(map(int, i))}")
-    return a
+def _check_plain(total, sumsq, count):
+    """The plain sums' invariants: whole counts, nothing where nothing was counted, and Cauchy-Schwarz."""
+    if np.any(count != np.round(count)):
+        i = int(np.argmax(count != np.round(count)))
+        raise InputError(f"count must hold whole numbers, got {count[i]} at sigma index {i}")
+    empty = (count == 0) & ((total != 0) | (sumsq != 0))
+    if empty.any():
+        i = int(np.argmax(empty))
+        raise InputError(f"sum and sumsq must be 0 where count is 0, got sum {total[i]}, sumsq "
+                         f"{sumsq[i]} at sigma index {i}")
+    short = count * sumsq < total**2 * (1 - 1e-9)  # n sum(x^2) >= (sum x)^2, up to rounding
+    if short.any():
+        i = int(np.argmax(short))
+        raise InputError(f"sumsq must be >= sum^2 / count, got sumsq {sumsq[i]} with sum {total[i]} "
+                         f"and count {count[i]} at sigma index {i}")
 
 
 def _units_record(prof):
@@ -65,28 +71,6 @@ def _json_default(v):
     if isinstance(v, (np.generic, np.ndarray)):
         return v.tolist()
     raise TypeError(f"meta value {v!r} of type {type(v).__name__} cannot be written as JSON")
-
-
-def _check_control_sums(cs, count, names):
-    """The control sums' own invariants (``control.sums_size``'s rows: sum c, sum c_i c_j for i <= j, sum E c): one
-    control per name in ``meta["control"]``, squares summed to >= 0 with Cauchy-Schwarz against the sums, and all
-    zero where a sigma has no samples."""
-    from .control import controls_of
-    k = controls_of(cs.shape[0])
-    if names is not None and (not isinstance(names, list) or len(names) != k):
-        raise InputError(f"control_sum holds the sums of {k} controls, meta['control'] names {names!r}")
-    i, j = np.triu_indices(k)
-    squares = cs[k:k + i.size][i == j]  # (k, sigmas): sum c_i^2
-    if np.any(squares < 0):
-        r, c = np.argwhere(squares < 0)[0]
-        raise InputError(f"control_sum's sum of squares of control {r} is negative ({squares[r, c]}) at sigma index {c}")
-    short = count * squares < cs[:k] ** 2 * (1 - 1e-9) - 1e-300
-    if np.any(short):
-        r, c = np.argwhere(short)[0]
-        raise InputError(f"control_sum breaks Cauchy-Schwarz for control {r} at sigma index {c}: sum of squares "
-                         f"{squares[r, c]}, sum {cs[r, c]}, count {count[c]}")
-    if np.any(cs[:, count == 0] != 0):
-        raise InputError("control_sum must be 0 where count is 0")
 
 
 def _adaptive_line(a):
@@ -113,25 +97,11 @@ class Profile:
     of the control-variate estimator (``control.estimate``), ``sum / count`` stays the plain mean.
     """
 
-    def __init__(self, sigmas, sum, sumsq, count, dim, meta=None, spectral_sum=None, power_sum=None,
-                 power_count=None, mean_sum=None, control_sum=None):
-        self.sigmas = _as_grid(sigmas)
+    def __init__(self, sigmas, sum, sumsq, count, dim, meta=None, **fields):
+        self.sigmas = as_grid(sigmas)
         n = self.sigmas.size
-        self.sum, self.sumsq, self.count = (_array(a, name, (n,)) for name, a in zip(ACCUMULATORS, (sum, sumsq, count)))
-        if np.any(self.count != np.round(self.count)):
-            i = int(np.argmax(self.count != np.round(self.count)))
-            raise InputError(f"count must hold whole numbers, got {self.count[i]} at sigma index {i}")
-        empty = (self.count == 0) & ((self.sum != 0) | (self.sumsq != 0))
-        if empty.any():
-            i = int(np.argmax(empty))
-            raise InputError(f"sum and sumsq must be 0 where count is 0, got sum {self.sum[i]}, sumsq "
-                             f"{self.sumsq[i]} at sigma index {i}")
-        # Cauchy-Schwarz: n sum(x^2) >= (sum x)^2, up to rounding
-        short = self.count * self.sumsq < self.sum**2 * (1 - 1e-9)
-        if short.any():
-            i = int(np.argmax(short))
-            raise InputError(f"sumsq must be >= sum^2 / count, got sumsq {self.sumsq[i]} with sum {self.sum[i]} "
-                             f"and count {self.count[i]} at sigma index {i}")
+        self.sum, self.sumsq, self.count = (sums.array(a, name, (n,)) for name, a in zip(ACCUMULATORS, (sum, sumsq, count)))
+        _check_plain(self.sum, self.sumsq, self.count)
         if isinstance(dim, (bool, np.bool_)) or not isinstance(dim, (int, np.integer, float, np.floating)) \
                 or not (np.isfinite(dim) and dim >= 1) or int(dim) != dim:
             raise InputError(f"dim must be a positive integer, got {dim!r}")
@@ -139,39 +109,9 @@ class Profile:
         if meta is not None and not isinstance(meta, dict):
             raise InputError(f"meta must be a dict, got {type(meta).__name__}")
         self.meta = dict(meta or {})
-        self.spectral_sum = self.power_sum = self.power_count = None
-        if spectral_sum is not None:
-            spec = _array(spectral_sum, "spectral_sum", None)
-            if spec.ndim != 4 or spec.shape[0] != n or int(np.prod(spec.shape[1:])) != self.dim:
-                raise InputError(f"spectral_sum must have shape ({n}, C, H, W) with C*H*W = dim = {self.dim}, "
-                                 f"got {spec.shape}")
-            if power_sum is None:
-                raise InputError("power_sum must be given with spectral_sum")
-            power = _array(power_sum, "power_sum", spec.shape[1:])
-            if isinstance(power_count, (bool, np.bool_)) or not isinstance(power_count, (int, float, np.number)) \
-                    or not (np.isfinite(power_count) and power_count > 0):
-                raise InputError(f"power_count must be a finite number > 0 for a spectral profile, got {power_count!r}")
-            self.spectral_sum, self.power_sum, self.power_count = spec, power, float(power_count)
-        self.mean_sum = None
-        if mean_sum is not None:
-            if self.power_sum is None:
-                raise InputError("mean_sum goes with a spectral profile (spectral_sum, power_sum)")
-            try:
-                mean = np.array(mean_sum, dtype=np.float64)
-            except (TypeError, ValueError):
-                raise InputError("mean_sum must be numbers") from None
-            if mean.shape != self.power_sum.shape or not np.all(np.isfinite(mean)):
-                raise InputError(f"mean_sum must be finite with shape {self.power_sum.shape}, got {mean.shape}")
-            self.mean_sum = mean
-        self.control_sum = None
-        if control_sum is not None:
-            from .control import controls_of
-            cs = checks.finite_array(control_sum, "control_sum")  # centred controls: any sign
-            if cs.ndim != 2 or cs.shape[1] != n or controls_of(cs.shape[0]) is None:
-                raise InputError(f"control_sum must have shape (q, {n}) with q = 2k + k(k+1)/2 for k controls, "
-                                 f"got {cs.shape}")
-            _check_control_sums(cs, self.count, self.meta.get("control"))
-            self.control_sum = cs
+        self._fields = sums.checked(fields, self.count, self.dim, self.meta)
+        for k, v in self._fields.items():  # spectral_sum, power_sum, power_count, mean_sum, control_sum
+            setattr(self, k, v)
 
     @classmethod
     def from_curve(cls, sigmas, mse, dim, meta=None, spectra=None, data_power=None, data_mean=None):
@@ -187,8 +127,9 @@ class Profile:
         if (spectra is None) != (data_power is None):
             raise InputError("spectra and data_power go together")
         mean = None if spectra is None else (np.zeros(np.shape(data_power)) if data_mean is None else data_mean)
-        return cls(sigmas, mse, mse**2, np.ones_like(mse), dim, {**(meta or {}), "exact": True},
-                   spectra, data_power, None if spectra is None else 1.0, mean)
+        spec = {} if spectra is None else dict(spectral_sum=spectra, power_sum=data_power, power_count=1.0,
+                                               mean_sum=mean)
+        return cls(sigmas, mse, mse**2, np.ones_like(mse), dim, {**(meta or {}), "exact": True}, **spec)
 
     @property
     def spectral(self):
@@ -270,15 +211,20 @@ class Profile:
         with np.errstate(invalid="ignore", divide="ignore"):
             return (self.plain_stderr / self.stderr) ** 2
 
-    def with_estimate(self, mse, stderr):
+    def with_estimate(self, mse, stderr, spectra_factor=None):
         """A profile without control variate whose ``mse`` and ``stderr`` are the given ones (same grid,
-        counts, spectra and meta): what the schedules perturb and clip."""
+        counts, spectra and meta; the spectra scaled per sigma by ``spectra_factor``): what the schedules perturb
+        and clip."""
         n = self.count
         mse, stderr = np.maximum(mse, 0.0), np.where(np.isfinite(stderr), stderr, 0.0)
         sumsq = np.where(n > 1, stderr**2 * n * (n - 1), 0.0) + mse**2 * n
-        spec = {} if not self.spectral else dict(spectral_sum=self.spectral_sum, power_sum=self.power_sum,
-                                                  power_count=self.power_count, mean_sum=self.mean_sum)
-        return Profile(self.sigmas, mse * n, sumsq, n, self.dim, self.meta, **spec)
+        fields = sums.scaled(self._fields, np.ones_like(n) if spectra_factor is None else spectra_factor)
+        return Profile(self.sigmas, mse * n, sumsq, n, self.dim, self.meta, **fields)
+
+    def with_meta(self, **entries):
+        """The same profile with these entries added to (or replacing those of) its meta."""
+        return Profile(self.sigmas, self.sum, self.sumsq, self.count, self.dim, {**self.meta, **entries},
+                       **self._fields)
 
     def merge(self, other):
         """The profile of both runs' work together: accumulators add exactly.
@@ -312,33 +258,21 @@ class Profile:
         if "dropped" in self.meta or "dropped" in other.meta:
             per = [np.array(p.meta.get("dropped_per_sigma", np.zeros(self.sigmas.size)), int) for p in (self, other)]
             meta.update(dropped=int(per[0].sum() + per[1].sum()), dropped_per_sigma=(per[0] + per[1]).tolist())
-        spec = {}
-        if self.spectral:
-            spec = dict(spectral_sum=self.spectral_sum + other.spectral_sum, power_sum=self.power_sum + other.power_sum,
-                        power_count=self.power_count + other.power_count,
-                        mean_sum=None if self.mean_sum is None or other.mean_sum is None
-                        else self.mean_sum + other.mean_sum)
         if self.meta.get("control") != other.meta.get("control") or (self.control_sum is None) != (
                 other.control_sum is None):
             raise InputError(f"cannot merge: control variates {self.meta.get('control')!r} and "
                              f"{other.meta.get('control')!r}")
-        if self.control_sum is not None:
-            spec["control_sum"] = self.control_sum + other.control_sum
         return Profile(self.sigmas, self.sum + other.sum, self.sumsq + other.sumsq, self.count + other.count,
-                       self.dim, meta, **spec)
+                       self.dim, meta, **sums.added(self._fields, other._fields))
 
     def save(self, path):
         """Write an ``.npz`` file (arrays plus a JSON metadata record) atomically; returns ``path``.
 
         The file gets the mode a plain ``open`` would give it; a symbolic link is followed."""
         path = checks.path(path, "path")
-        meta = json.dumps({**self.meta, "format_version": FORMAT_VERSION, "dim": self.dim,
-                           "power_count": self.power_count}, default=_json_default)
-        spec = {} if not self.spectral else dict(spectral_sum=self.spectral_sum, power_sum=self.power_sum)
-        if self.mean_sum is not None:
-            spec["mean_sum"] = self.mean_sum
-        if self.control_sum is not None:
-            spec["control_sum"] = self.control_sum
+        spec, entries = sums.to_file(self._fields)
+        meta = json.dumps({**self.meta, "format_version": FORMAT_VERSION, "dim": self.dim, **entries},
+                          default=_json_default)
         files.savez(path, sigmas=self.sigmas, sum=self.sum, sumsq=self.sumsq, count=self.count,
                     meta=np.array(meta), **spec)
         return path
@@ -372,8 +306,7 @@ class Profile:
                     raise bad(f"arrays {missing} are missing")
                 text = z["meta"]
                 arrays = {k: z[k] for k in ("sigmas",) + ACCUMULATORS}
-                spec = {k: z[k] for k in ("spectral_sum", "power_sum", "mean_sum", "control_sum")
-                        if k in z.files}
+                spec = {k: z[k] for k in sums.FIELDS if k in z.files}
                 if text.dtype.kind != "U" or text.ndim != 0:
                     raise bad(f"meta is {text.dtype} {text.shape}, not a JSON string")
                 meta = json.loads(str(text))
@@ -392,10 +325,9 @@ class Profile:
                                      f"versions {', '.join(map(str, READS))}")
         if "dim" not in meta:
             raise bad("meta has no 'dim'")
-        dim, power_count = meta.pop("dim"), meta.pop("power_count", None)
+        dim, fields = meta.pop("dim"), sums.from_file(spec, meta)
         try:
-            return cls(arrays["sigmas"], arrays["sum"], arrays["sumsq"], arrays["count"], dim, meta,
-                       power_count=power_count, **spec)
+            return cls(arrays["sigmas"], arrays["sum"], arrays["sumsq"], arrays["count"], dim, meta, **fields)
         except InputError as e:
             raise ProfileFormatError(f"{path} holds an inconsistent profile: {e}") from None
 

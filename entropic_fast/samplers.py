@@ -33,6 +33,15 @@ def _denoise(denoiser, x, s, labels, dtype):
     return out.to(torch.float64)
 
 
+def _normal(x, generator):
+    """Standard normal noise shaped like ``x`` (float64): ``generator.normal(x)`` where the generator draws per row
+    (``compare.RowNoise``: the same draws whatever the batch), else ``torch.randn`` with ``generator``."""
+    draw = getattr(generator, "normal", None)
+    if callable(draw):
+        return draw(x).to(torch.float64)
+    return torch.randn(x.shape, generator=generator, dtype=torch.float64, device=x.device)
+
+
 @torch.no_grad()
 def ddim(denoiser, x, sigmas, generator=None, labels=None, eta=0.0):
     """DDIM in sigma form (Song et al. 2021): ``eta=0`` deterministic (Euler on the probability-flow ODE),
@@ -47,7 +56,7 @@ def ddim(denoiser, x, sigmas, generator=None, labels=None, eta=0.0):
         c = eta * nxt * math.sqrt(max(1.0 - nxt**2 / cur**2, 0.0))
         x = den + math.sqrt(max(nxt**2 - c**2, 0.0)) / cur * (x - den)
         if c > 0:
-            x = x + c * torch.randn(x.shape, generator=generator, dtype=torch.float64, device=x.device)
+            x = x + c * _normal(x, generator)
     return x.to(dtype)
 
 
@@ -67,25 +76,31 @@ def heun(denoiser, x, sigmas, generator=None, labels=None):
     return x.to(dtype)
 
 
+def dpmpp_2m_update(x, den, old, cur, nxt, h_last, log=math.log, expm1=math.expm1):
+    """One DPM-Solver++(2M) step from ``cur`` to ``nxt`` (Lu et al. 2022, Alg. 2): ``(x', h)``; ``old`` and ``h_last``
+    are the previous step's denoised value and log-step (None on the first step: first order)."""
+    h = log(cur) - log(nxt)
+    if old is None:
+        d = den
+    else:
+        r = h_last / h
+        d = (1 + 1 / (2 * r)) * den - (1 / (2 * r)) * old
+    return (nxt / cur) * x - expm1(-h) * d, h
+
+
 @torch.no_grad()
 def dpmpp_2m(denoiser, x, sigmas, generator=None, labels=None):
     """DPM-Solver++(2M) (Lu et al. 2022), multistep in ``t = -log sigma``; first-order on the first and last step."""
     s = _check(x, sigmas)
     dtype, x = x.dtype, x.to(torch.float64)
     old, h_last = None, None
-    for i, (cur, nxt) in enumerate(zip(s[:-1], s[1:])):
+    for cur, nxt in zip(s[:-1], s[1:]):
         den = _denoise(denoiser, x, cur, labels, dtype)
         if nxt == 0:
             x = den
             break
-        h = math.log(cur) - math.log(nxt)
-        if old is None:
-            d = den
-        else:
-            r = h_last / h
-            d = (1 + 1 / (2 * r)) * den - (1 / (2 * r)) * old
-        x = (nxt / cur) * x - math.expm1(-h) * d
-        old, h_last = den, h
+        x, h_last = dpmpp_2m_update(x, den, old, cur, nxt, h_last)
+        old = den
     return x.to(dtype)
 
 

@@ -180,7 +180,7 @@ def test_bad_input(kwargs, match):
 
 
 def test_padded_calls_see_one_batch_shape():
-    from entropic_fast.estimate import _padded
+    from entropic_fast.protocol import _padded
     shapes = []
 
     def net(x, sigma, lab):

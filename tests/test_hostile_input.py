@@ -204,11 +204,11 @@ def test_non_finite_data_is_blamed_not_the_denoiser():
     # the check sums the data first: a sum that overflows (finite rows, huge values) is looked at row by row,
     # and +inf and -inf do not cancel
     huge = torch.full((20, 3), 3e38)
-    assert ef.estimate._check_data(huge, None)[0].shape == (1, 3)
+    assert ef.protocol.check_data(huge, None)[0].shape == (1, 3)
     both = torch.randn(20, 3)
     both[3, 0], both[9, 2] = float("inf"), float("-inf")
     with pytest.raises(InputError, match=r"first in row 3"):
-        ef.estimate._check_data(both, None)
+        ef.protocol.check_data(both, None)
 
     class Bad:
         def sample(self, n, generator=None):

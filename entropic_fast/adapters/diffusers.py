@@ -10,7 +10,7 @@ from ..errors import InputError
 from .base import Adapter
 
 
-def _vp_log_sigmas(scheduler):
+def vp_log_sigmas(scheduler):
     """``log sqrt((1 - a) / a)`` of the scheduler's ``alphas_cumprod``, one per training timestep (ascending)."""
     a = getattr(scheduler, "alphas_cumprod", None)
     if a is None:
@@ -52,7 +52,7 @@ class VPDenoiser(Adapter):
         super().__init__(model)
         self.added_cond_kwargs = dict(added_cond_kwargs or {})
         self.scheduler = scheduler
-        self.register_buffer("log_sigmas", _vp_log_sigmas(scheduler), persistent=False)
+        self.register_buffer("log_sigmas", vp_log_sigmas(scheduler), persistent=False)
         self.prediction_type = prediction_type or scheduler.config.get("prediction_type", "epsilon")
         if self.prediction_type not in ("epsilon", "v_prediction", "sample"):
             raise InputError(f"prediction_type must be epsilon, v_prediction or sample, got {self.prediction_type!r}")
@@ -136,7 +136,7 @@ def profile_pipeline(pipe, images, prompts, sigmas=None, *, samples=256, seed=0,
     ``profile``. Returns the Profile; ``pipe(prompt, **to_diffusers(schedule(...), pipe.scheduler))``
     then samples with the schedule."""
     from ..data import encode
-    from ..estimate import profile
+    from ..profiling import profile
     from ..grids import sigma_grid
 
     images = torch.as_tensor(images)
@@ -208,7 +208,7 @@ def _vp_timesteps(s, scheduler, name, params):
     if cfg.get("use_flow_sigmas"):
         raise InputError(f"{name} with use_flow_sigmas=True takes no custom flow sigmas, and timesteps would be read "
                          "as VP ones: use FlowMatchEulerDiscreteScheduler or UniPCMultistepScheduler(use_flow_sigmas=True)")
-    log_sigmas = _vp_log_sigmas(scheduler).numpy()
+    log_sigmas = vp_log_sigmas(scheduler).numpy()
     table, index = np.exp(log_sigmas), np.arange(len(log_sigmas), dtype=np.float64)
     _check_range(s, table[0], table[-1], name)
     fractional = "Heun" in name  # HeunDiscreteScheduler keeps float timesteps, its sigma linear in t between them
@@ -272,7 +272,7 @@ def _kwargs(s, scheduler, name, params):
         return _edm_ramp_kwargs(s, scheduler)
     if "sigmas" in params and "UniPC" not in name:  # UniPC takes sigmas= only as flow sigmas
         if hasattr(scheduler, "alphas_cumprod"):
-            log_sigmas = _vp_log_sigmas(scheduler).numpy()
+            log_sigmas = vp_log_sigmas(scheduler).numpy()
             _check_range(s, np.exp(log_sigmas[0]), np.exp(log_sigmas[-1]), name)
         return {"sigmas": s.tolist()}
     if "timesteps" in params:

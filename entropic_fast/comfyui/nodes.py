@@ -14,9 +14,11 @@ from entropic_fast.adapters.comfyui import ComfyDenoiser, grid_for, is_flow, mod
 from entropic_fast.errors import InputError
 from entropic_fast.files import check_writable
 from entropic_fast.profile import Profile
-from entropic_fast.schedules import KINDS, schedule
+from entropic_fast.kinds import TABLE
+from entropic_fast.schedules import schedule
 
-NODE_KINDS = tuple(k for k in KINDS if k != "spectral")  # EntropicProfile records no spectra
+NODE_KINDS = tuple(k.name for k in TABLE if k.needs != "spectra" and not k.peer)  # no spectra recorded; the
+# peers are ComfyUI's own schedulers (or its Align-Your-Steps node)
 KSAMPLER_NAME = "entropic"  # the entry in KSampler's scheduler list: rescaled entropic time
 
 
@@ -86,7 +88,7 @@ def profile_latents(model, latent, path, *, samples=256, points=128, seed=0, con
     applied, as its samplers do) over the model's sigma range (or ``sigma_min``/``sigma_max`` where > 0),
     checkpointed beside ``path`` (a cancelled run resumes), with ComfyUI's progress bar; saves and
     returns the Profile."""
-    from entropic_fast.estimate import profile
+    from entropic_fast.profiling import profile
 
     samples_ = latent.get("samples") if isinstance(latent, dict) else None
     if not torch.is_tensor(samples_) or samples_.ndim < 3:
@@ -106,7 +108,7 @@ def profile_latents(model, latent, path, *, samples=256, points=128, seed=0, con
     checkpoint = f"{path}.ckpt"
     prof = profile(den, data.float(), grid, samples=samples, seed=seed, batch_size=batch_size, device=device,
                    progress=bar, checkpoint=checkpoint)
-    prof.meta["comfyui"] = model_record(model)  # what EntropicScheduler and the KSampler entry check against
+    prof = prof.with_meta(comfyui=model_record(model))  # what EntropicScheduler and the KSampler entry check against
     prof.save(path)
     if os.path.exists(checkpoint):
         os.remove(checkpoint)

@@ -9,6 +9,8 @@ import math
 
 import torch
 
+from .mixture import IS_MAX_DIM, IS_WIDE, gmm_denoise, importance  # noqa: F401  (the twins' own)
+
 PHILOX_A, PHILOX_B = 0xD2511F53, 0xCD9E8D57
 KEY_A, KEY_B = 0x9E3779B9, 0xBB67AE85
 MASK32 = 0xFFFFFFFF
@@ -157,47 +159,7 @@ def bin_power(power, sigma_index, spectral):
     spectral.view(spectral.shape[0], -1).index_add_(0, sigma_index, power.double())
 
 
-def gmm_denoise(means, var, logw, x, sigma, chunk=4096):
-    """Posterior mean of ``sum_k w_k N(mu_k, v_k I)`` at ``x`` (rows), streamed over components."""
-    ct = _compute_dtype(means, x)
-    xf = x.reshape(x.shape[0], -1).to(ct)
-    dim = xf.shape[1]
-    s2 = sigma.to(ct).reshape(-1, 1) ** 2
-    xx = xf.square().sum(1, keepdim=True)
-    run_max = torch.full_like(s2, -math.inf)
-    run_sum, acc_x, acc_mu = torch.zeros_like(s2), torch.zeros_like(s2), torch.zeros_like(xf)
-    for lo in range(0, means.shape[0], chunk):
-        mu = means[lo:lo + chunk].to(ct)
-        v = var[lo:lo + chunk].to(ct)[None, :]
-        tot = v + s2
-        sq = (xx - 2 * xf @ mu.T + mu.square().sum(1)[None, :]).clamp_min(0)
-        logit = logw[lo:lo + chunk].to(ct)[None, :] - sq / (2 * tot) - 0.5 * dim * tot.log()
-        new_max = torch.maximum(run_max, logit.max(1, keepdim=True).values)
-        scale = (run_max - new_max).exp()
-        p = (logit - new_max).exp()
-        run_sum = run_sum * scale + p.sum(1, keepdim=True)
-        acc_mu = acc_mu * scale + (p * s2 / tot) @ mu
-        acc_x = acc_x * scale + (p * v / tot).sum(1, keepdim=True)
-        run_max = new_max
-    return ((acc_mu + acc_x * xf) / run_sum).reshape(x.shape)
-
-
 ROW_BLOCK = 32  # the ideal denoiser always sees blocks of this many rows
-
-
-# Defensive importance sampling of the model-free path's noise (Hesterberg 1995). In low dimensions the error
-# at small sigma is a rare event (noise that reaches a neighbouring point). Each row draws its noise at
-# ``tau * sigma`` for one of IS_WIDE's ``(tau, share)`` with that probability (else at sigma), and its error is
-# weighted by p/q, q the mixture of the draws: unbiased, and the weight is at most 1 / (1 - total share), so
-# the second moment never exceeds that factor times the plain one. Above IS_MAX_DIM the wide draws' weights vanish
-# (p_tau / p ~ tau^-d) and would only cost samples.
-IS_MAX_DIM, IS_WIDE = 8, ((2.0, 0.125), (4.0, 0.125))
-
-
-def importance(dim):
-    """The wide draws ``((tau, share), ...)`` of the model-free path for rows of ``dim`` values; ``()`` above
-    ``IS_MAX_DIM``, where rows are drawn plainly."""
-    return IS_WIDE if dim <= IS_MAX_DIM else ()
 
 
 def noise_scale(seed, row_ids):

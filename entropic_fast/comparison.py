@@ -1,0 +1,498 @@
+"""``ef.compare``: which schedule samples *your* model best, with your sampler, at equal network evaluations.
+
+A *cell* is (sampler, evaluation budget, kind): the sampler takes the most steps that fit the budget
+(``samplers.steps_within``: Heun spends two per step, Euler on the last) on the kind's schedule (``kinds``: ours,
+the classic ones and the peers users pick instead). Every cell starts sample ``i`` of seed ``s`` from the same
+noise (common random numbers: the kinds' differences are not blurred by the noise), drawn per row from Philox
+(:class:`RowNoise`, stochastic samplers' steps too), so a sample depends on (cell, seed, sample index) alone:
+not on the batch it came in, the batch size or the number of ranks. The metric is the Frechet distance of
+features (``features=``; the digits classifier's for 8x8 digits) to the reference's (data, or a statistics file
+as FID tools write it), mean and spread over seeds; the floor is the distance between two real halves of the
+reference. Work is cut into units of ``CHUNK`` samples of one (cell, seed), shared among torch.distributed
+ranks, checkpointed with their feature sums and resumed after SIGINT or SIGTERM, nothing counted twice.
+"""
+import dataclasses
+import json
+import os
+import time
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import checks, files, kinds, metrics, protocol, samplers, signals
+from .checkpoint import CheckpointMismatch
+from .errors import InputError
+from .estimate import distributed, pick_device
+from .fingerprint import fingerprint
+from .grids import sigma_grid
+from .kernels import launchers
+from .profile import Profile
+from .schedules import schedule
+from .units import noise_key
+
+CHUNK = 64  # samples per unit of work
+VERSION = 1
+DEFAULT_KINDS = ("rescaled", "entropic", "las", "edm", "exponential", "normal", "simple", "beta", "kl_optimal",
+                 "ays-sdxl")
+
+
+@dataclasses.dataclass(frozen=True)
+class Cell:
+    """One sampler at one budget of network evaluations with one kind of schedule."""
+    sampler: str
+    budget: int
+    kind: str
+
+    @property
+    def steps(self):
+        return samplers.steps_within(self.sampler, self.budget)
+
+    @property
+    def evaluations(self):
+        return samplers.evaluations(self.sampler, self.steps)
+
+    @property
+    def name(self):
+        return f"{self.sampler}_{self.evaluations}_{self.kind}"
+
+
+class RowNoise:
+    """Standard normal draws per row (Philox, keyed by the seed and the draw's count): a row's draws depend on its
+    sample index alone. A ``generator`` for ``samplers`` (their stochastic steps call :meth:`normal`)."""
+
+    def __init__(self, kern, key, rows):
+        self.kern, self.key, self.rows, self.calls = kern, key, rows, 0
+
+    def normal(self, like):
+        self.calls += 1
+        zeros = torch.zeros(like.shape, dtype=torch.float32, device=like.device)
+        ones = torch.ones(like.shape[0], dtype=torch.float32, device=like.device)
+        return self.kern.perturb(zeros, ones, noise_key(self.key * 1000003 + self.calls), self.rows)
+
+
+# ---- the reference -------------------------------------------------------------------------------------------
+
+@dataclasses.dataclass
+class Reference:
+    """What samples are compared with: the features' mean and covariance, and the floor (the distance between two
+    real halves, where the reference is data)."""
+    mu: torch.Tensor
+    cov: torch.Tensor
+    description: str
+    rows: object = None  # the data (for the kinds that need the data's covariance)
+    floor: float = None
+    floor_rows: int = None
+
+
+def _features_of(rows, features, batch, device):
+    out = []
+    with torch.no_grad():
+        for lo in range(0, rows.shape[0], batch):
+            out.append(_checked_features(features(rows[lo:lo + batch].to(device)), "the reference").double().cpu())
+    return torch.cat(out)
+
+
+def reference_of(reference, features, shape, batch, device, samples):
+    """A :class:`Reference` from data rows (tensor, array, dataset reader) or a statistics file's path."""
+    if isinstance(reference, (str, os.PathLike)):
+        if os.fspath(reference).endswith(".npz"):
+            mu, cov = metrics.read_statistics(reference)
+            return Reference(torch.as_tensor(mu), torch.as_tensor(cov), f"statistics file {os.fspath(reference)}")
+        raise InputError(f"a reference path must be a statistics file (.npz with mu and sigma), got {reference!r}; "
+                         "give data as a tensor or a dataset reader")
+    data = protocol.Data(reference)
+    rows = data.source if data.is_tensor else data.draw(max(2 * samples, 2), torch.Generator().manual_seed(0))[0]
+    if tuple(rows.shape[1:]) != tuple(shape):
+        raise InputError(f"the reference's rows have shape {tuple(rows.shape[1:])}, the model's samples {tuple(shape)}")
+    f = _features_of(rows.float(), features, batch, device)
+    perm = torch.randperm(f.shape[0], generator=torch.Generator().manual_seed(0))
+    half = min(f.shape[0] // 2, samples)
+    floor = metrics.frechet_distance(f[perm[:half]], f[perm[half:2 * half]]) if half >= 2 else None
+    return Reference(f.mean(0), torch.cov(f.T).reshape(f.shape[1], -1), f"{rows.shape[0]} rows of data", rows,
+                     floor, half)
+
+
+def _checked_features(f, what):
+    if not torch.is_tensor(f) or f.ndim != 2:
+        raise InputError(f"features must return a (rows, width) tensor, got {getattr(f, 'shape', type(f).__name__)} "
+                         f"for {what}")
+    if not bool(torch.isfinite(f).all()):
+        raise InputError(f"features returned non-finite values for {what}")
+    return f
+
+
+def default_features(shape, device):
+    """The digits classifier's 128 features for 8x8 digits; anything else needs ``features=``."""
+    if tuple(shape) != (1, 8, 8):
+        raise InputError(f"give features= (a callable from a batch of samples to (rows, width) features): the built-in "
+                         f"one is the digits classifier's, for samples of shape (1, 8, 8), got {tuple(shape)}")
+    from . import digits
+    return _DigitsFeatures(digits.classifier().to(device))
+
+
+class _DigitsFeatures:
+    """The shipped digits classifier's penultimate layer (128 features)."""
+    description = "digits classifier features"
+
+    def __init__(self, clf):
+        self.clf = clf
+
+    def __call__(self, x):
+        return self.clf.features(x)
+
+
+# ---- the result ----------------------------------------------------------------------------------------------
+
+class Comparison:
+    """Frechet distances per (cell, seed): the table (mean ± std over seeds, best per row in bold, the floor), its
+    JSON, and the figure (distance against network evaluations, one line per kind, one panel per sampler)."""
+
+    def __init__(self, cells, seeds, values, reference, meta):
+        self.cells, self.seeds, self.values, self.reference, self.meta = cells, seeds, values, reference, meta
+
+    def distances(self, cell):
+        return [self.values[(cell, s)] for s in self.seeds]
+
+    def rows(self):
+        """``[(sampler, budget, steps, evaluations, {kind: (mean, std)})]`` in the order asked."""
+        out = {}
+        for c in self.cells:
+            v = self.distances(c)
+            out.setdefault((c.sampler, c.budget, c.steps, c.evaluations), {})[c.kind] = (float(np.mean(v)),
+                                                                                         float(np.std(v)))
+        return [(*k, v) for k, v in out.items()]
+
+    def markdown(self):
+        kinds_ = list(dict.fromkeys(c.kind for c in self.cells))
+        floor = self.reference.floor
+        lines = [f"Frechet distance of {self.meta['samples']} samples per cell to {self.reference.description} "
+                 f"({self.meta['features']}), mean ± std over {len(self.seeds)} seed(s); best per row in bold. "
+                 + (f"Two real halves of {self.reference.floor_rows} rows: {floor:.3f}. " if floor is not None else "")
+                 + "Rows compare samplers at equal network evaluations (Heun: 2 per step, Euler on the last).", "",
+                 "| sampler | evaluations | steps | " + " | ".join(kinds_) + " |", "| --- " * (len(kinds_) + 3) + "|"]
+        for sampler, _, steps, evals, cells in self.rows():
+            means = [cells[k][0] for k in kinds_]
+            text = [f"{m:.3f} ± {cells[k][1]:.3f}" for m, k in zip(means, kinds_)]
+            if len(set(means)) > 1:  # Heun at 2 steps: every kind gives the same schedule, no winner
+                best = int(np.argmin(means))
+                text[best] = f"**{text[best]}**"
+            lines.append(f"| {sampler} | {evals} | {steps} | " + " | ".join(text) + " |")
+        return "\n".join(lines) + "\n"
+
+    def to_dict(self):
+        return {"meta": self.meta, "floor": self.reference.floor, "reference": self.reference.description,
+                "cells": [{"sampler": c.sampler, "budget": c.budget, "steps": c.steps, "evaluations": c.evaluations,
+                           "kind": c.kind, "frechet": self.distances(c)} for c in self.cells]}
+
+    def figure(self, path):
+        """Distance against network evaluations, one line per kind, one panel per sampler."""
+        from .plots import compare_figure
+        return compare_figure(self, path)
+
+    def save(self, out):
+        """Write ``compare.md``, ``compare.json`` and ``compare.png`` into the folder ``out``; returns their paths."""
+        os.makedirs(out, exist_ok=True)
+        paths = [os.path.join(out, f"compare.{e}") for e in ("md", "json", "png")]
+        files.write_text(paths[0], self.markdown())
+        files.write_text(paths[1], json.dumps(self.to_dict(), indent=1))
+        self.figure(paths[2])
+        return paths
+
+
+# ---- the run -------------------------------------------------------------------------------------------------
+
+def _png(img):
+    """A PNG file's bytes of a uint8 image (H, W) or (H, W, 3): zlib-compressed rows, no dependency."""
+    import struct
+    import zlib
+    h, w = img.shape[:2]
+    colour = 2 if img.ndim == 3 else 0
+    raw = b"".join(b"\x00" + img[r].tobytes() for r in range(h))
+
+    def chunk(tag, body):
+        return struct.pack(">I", len(body)) + tag + body + struct.pack(">I", zlib.crc32(tag + body) & 0xFFFFFFFF)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", w, h, 8, colour, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw, 6)) + chunk(b"IEND", b""))
+
+
+def _image(x):
+    """A sample in [-1, 1] (C, H, W) with 1 or 3 channels as uint8 (H, W) or (H, W, 3)."""
+    if x.ndim != 3 or x.shape[0] not in (1, 3):
+        raise InputError(f"save_images writes samples of 1 or 3 channels (C, H, W), got shape {tuple(x.shape)}")
+    a = ((x.double().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).cpu().numpy()
+    return a[0] if a.shape[0] == 1 else np.ascontiguousarray(a.transpose(1, 2, 0))
+
+
+@dataclasses.dataclass
+class Job:
+    """A comparison's checked inputs: the cells and seeds, their schedules, the model, where and how."""
+    denoiser: object
+    cells: list
+    seeds: list
+    samples: int
+    schedules: dict
+    shape: tuple
+    dtype: torch.dtype
+    device: torch.device
+    features: object
+    labels: object = None
+    batch_size: int = 256
+    images: str = None
+    checkpoint: str = None
+    checkpoint_seconds: float = 300.0
+    dist: tuple = None
+
+    @property
+    def groups(self):
+        return [(c, s) for c in self.cells for s in self.seeds]
+
+    @property
+    def chunks(self):
+        return -(-self.samples // CHUNK)
+
+
+class Run:
+    """The generation of every (cell, seed, sample): units of ``CHUNK`` samples packed into batches of one cell and
+    seed, sampled, featurised, committed with their ids (signals held), checkpointed, all-reduced."""
+
+    def __init__(self, job, width):
+        self.job, self.kern = job, launchers("auto", job.device)
+        self.moments = metrics.Moments(width, job.device, len(job.groups))
+        self.finished, self.last_save = [], time.monotonic()
+
+    def signature(self):
+        """What the sums depend on (JSON, as a checkpoint holds it): computed once."""
+        if not hasattr(self, "_signature"):
+            self._signature = json.loads(json.dumps(self._describe()))
+        return self._signature
+
+    def _describe(self):
+        j = self.job
+        return {"version": VERSION, "cells": [dataclasses.astuple(c) for c in j.cells], "seeds": j.seeds,
+                "samples": j.samples, "chunk": CHUNK, "shape": list(j.shape), "dtype": str(j.dtype),
+                "schedules": {c.name: j.schedules[c].tolist() for c in j.cells},
+                "model": fingerprint(j.denoiser)[0], "features": _describe(j.features),
+                "labels": None if j.labels is None else fingerprint(j.labels)[0],
+                "share": list(j.dist or (0, 1))}
+
+    def units(self):
+        """``(unit id, group, sample ids)`` of this rank's unfinished units."""
+        j, done = self.job, set(self.finished)
+        rank, world = j.dist or (0, 1)
+        for g in range(len(j.groups)):
+            for c in range(j.chunks):
+                u = g * j.chunks + c
+                if u % world == rank and u not in done:
+                    yield u, g, np.arange(c * CHUNK, min((c + 1) * CHUNK, j.samples))
+
+    def batches(self):
+        """Units of one group packed up to ``batch_size`` rows: ``(group, unit ids, sample ids)``."""
+        group, ids, rows = None, [], []
+        for u, g, r in self.units():
+            if ids and (g != group or sum(map(len, rows)) + len(r) > self.job.batch_size):
+                yield group, ids, np.concatenate(rows)
+                ids, rows = [], []
+            group = g
+            ids.append(u)
+            rows.append(r)
+        if ids:
+            yield group, ids, np.concatenate(rows)
+
+    def generate(self, group, rows):
+        """The samples of sample ids ``rows`` in one group: its cell's sampler on its schedule from Philox noise."""
+        j = self.job
+        cell, seed = j.groups[group]
+        sig = j.schedules[cell]
+        rid = torch.from_numpy(rows).to(j.device)
+        zeros = torch.zeros((len(rows), *j.shape), dtype=torch.float32, device=j.device)
+        x = self.kern.perturb(zeros, torch.full((len(rows),), float(sig[0]), device=j.device), noise_key(seed), rid)
+        lab = None if j.labels is None else j.labels[torch.from_numpy(rows % j.labels.shape[0])].to(j.device)
+        return samplers.SAMPLERS[cell.sampler](j.denoiser, x.to(j.dtype), sig, generator=RowNoise(self.kern, seed, rid),
+                                               labels=lab)
+
+    def step(self, group, ids, rows):
+        """One batch: generate, featurise, write images, commit (all or nothing)."""
+        j = self.job
+        x = self.generate(group, rows)
+        with torch.no_grad():
+            f = _checked_features(j.features(x.float()), f"the samples of {j.groups[group][0].name}")
+        if f.shape[1] != self.moments.sum.shape[1]:
+            raise InputError(f"features give {f.shape[1]} values per sample, the reference's statistics "
+                             f"{self.moments.sum.shape[1]}")
+        if j.images is not None:
+            self.write_images(group, rows, x)
+        with signals.held():
+            self.moments.add(group, f)
+            self.finished.extend(ids)
+
+    def write_images(self, group, rows, x):
+        cell, seed = self.job.groups[group]
+        folder = os.path.join(self.job.images, cell.name, f"seed{seed}")
+        os.makedirs(folder, exist_ok=True)
+        for i, row in zip(rows, x):
+            files.write_bytes(os.path.join(folder, f"{i:06d}.png"), _png(_image(row)))
+
+    def save(self):
+        if self.job.checkpoint is not None:
+            arrays = {k: v.detach().cpu().numpy() for k, v in self.moments.tensors().items()}
+            files.savez(self.job.checkpoint, signature=np.array(json.dumps(self.signature())),
+                        finished=np.array(sorted(self.finished), np.int64), **arrays)
+            self.last_save = time.monotonic()
+
+    def resume(self):
+        """Pick up this very comparison's checkpoint, if there is one."""
+        path = self.job.checkpoint
+        if path is None or not os.path.exists(path):
+            return
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                saved, arrays = json.loads(str(z["signature"])), {k: z[k] for k in z.files if k != "signature"}
+        except (OSError, ValueError, KeyError, EOFError) as e:
+            raise CheckpointMismatch(f"checkpoint {path} is not readable ({type(e).__name__}: {e}); remove it") from None
+        if saved != self.signature():
+            differ = sorted(k for k in set(saved) | set(self.signature()) if saved.get(k) != self.signature().get(k))
+            raise CheckpointMismatch(f"checkpoint {path} was written by another comparison (differs in {differ}); "
+                                     "use another checkpoint path or remove it")
+        for k, v in self.moments.tensors().items():
+            if arrays[k].shape != tuple(v.shape):
+                raise CheckpointMismatch(f"checkpoint {path} has {k} of shape {arrays[k].shape}, expected {tuple(v.shape)}")
+            v.copy_(torch.as_tensor(arrays[k]))
+        self.finished = arrays["finished"].tolist()
+
+    def execute(self, bar):
+        """Resume, generate every unit (signals deferred to batch boundaries; a checkpoint whatever stops it)."""
+        self.resume()
+        j = self.job
+        bar.update(sum(min(CHUNK, j.samples - (u % j.chunks) * CHUNK) for u in self.finished))
+        with signals.deferring():
+            try:
+                for group, ids, rows in self.batches():
+                    self.step(group, ids, rows)
+                    bar.update(len(rows))
+                    if time.monotonic() - self.last_save >= self.job.checkpoint_seconds:
+                        self.save()
+                    signals.poll()
+            except BaseException:
+                self.save()
+                raise
+            self.save()
+        if self.job.dist is not None:
+            for v in self.moments.tensors().values():
+                torch.distributed.all_reduce(v)
+        return self.moments
+
+
+def _describe(features):
+    return getattr(features, "description", None) or getattr(features, "__qualname__", None) or type(features).__name__
+
+
+# ---- the entry point -----------------------------------------------------------------------------------------
+
+def _cells(kinds_, steps, samplers_):
+    """Every (sampler, budget, kind), checked: known names, budgets of at least 2 evaluations."""
+    kinds_ = [kinds_] if isinstance(kinds_, str) else list(kinds_)
+    samplers_ = [samplers_] if isinstance(samplers_, str) else list(samplers_)
+    budgets = [checks.integer(s, "steps", 2) for s in ([steps] if np.ndim(steps) == 0 else steps)]
+    for k in kinds_:
+        kinds.get(k)
+    for s in samplers_:
+        if s not in samplers.SAMPLERS:
+            raise InputError(f"unknown sampler {s!r}; known: {', '.join(samplers.SAMPLERS)}")
+    if not (kinds_ and samplers_ and budgets):
+        raise InputError("compare needs at least one kind, one sampler and one budget (steps)")
+    return [Cell(s, b, k) for s in samplers_ for b in budgets for k in kinds_]
+
+
+def _schedules(cells, prof, ref, dtype, device):
+    """Each cell's sigmas; a kind that needs more than the profile or the reference holds is refused by name."""
+    out = {}
+    for c in cells:
+        entry = kinds.get(c.kind)
+        if prof.meta.get("range_only") and entry.needs != "range":
+            ranged = [k.name for k in kinds.TABLE if k.needs == "range"]
+            raise InputError(f"kind {c.kind!r} needs the model's profile (profile=...); without one only the kinds "
+                             f"of a range: {', '.join(ranged)}")
+        opts = {}
+        if entry.needs == "covariance":
+            opts = {"sampler": c.sampler, **({"data": ref.rows.reshape(ref.rows.shape[0], -1)} if ref.rows is not None
+                                             else {})}
+        try:
+            out[c] = torch.as_tensor(schedule(prof, c.steps, c.kind, **opts), dtype=torch.float64, device=device)
+        except InputError as e:
+            raise InputError(f"kind {c.kind!r} for {c.sampler} at {c.steps} steps: {e}") from None
+    return out
+
+
+def _range_profile(prof, shape, sigma_min, sigma_max):
+    """The profile the schedules come from: the one given (or loaded), else a flat curve on the range, which only
+    the kinds of a range need (``needs == "range"``: the classic ones and the peers)."""
+    if prof is None:
+        grid = sigma_grid(32, sigma_min, sigma_max)
+        return Profile.from_curve(grid, np.ones_like(grid), int(np.prod(shape)), {"range_only": True})
+    return Profile.load(prof) if isinstance(prof, (str, os.PathLike)) else prof
+
+
+def compare(denoiser, reference, *, profile=None, kinds=DEFAULT_KINDS, steps=(8, 16, 32), samplers=("ddim", "heun"),
+            samples=10000, seeds=1, features=None, labels=None, shape=None, out=None, checkpoint=None,
+            save_images=False, batch_size=256, device=None, sigma_min=0.002, sigma_max=80.0, progress=True):
+    """Frechet distance of ``denoiser``'s samples to ``reference`` for every (sampler, budget, kind), at equal
+    network evaluations (this module's documentation says how). ``reference``: data rows (tensor, array or a
+    dataset reader of ``entropic_fast.data``) or a statistics file (``.npz`` with ``mu``, ``sigma``); ``profile``:
+    a Profile or its file (needed by our kinds; without it only the kinds of a range, on ``[sigma_min,
+    sigma_max]``); ``steps``: the evaluation budgets; ``seeds``: how many; ``features``: a callable from a batch
+    of samples to ``(rows, width)`` features (default the digits classifier's, for 8x8 digits); ``labels``: class
+    labels, sample ``i`` taking ``labels[i % len]``; ``shape``: one sample's shape (default the reference's);
+    ``out``: a folder for the table, JSON and figure (and ``save_images``: PNG folders per cell and seed);
+    ``checkpoint``: a file to resume from. Returns a :class:`Comparison`."""
+    job, ref, width = _job(denoiser, reference, profile, kinds, steps, samplers, samples, seeds, features, labels,
+                           shape, out, checkpoint, save_images, batch_size, device, sigma_min, sigma_max)
+    evals = sum(c.evaluations for c in job.cells) * len(job.seeds) * job.samples
+    bar = tqdm(total=len(job.groups) * job.samples, desc="compare", unit="sample", disable=not progress, leave=False)
+    if progress:
+        bar.write(f"compare: {len(job.cells)} cells x {len(job.seeds)} seed(s) x {job.samples} samples; network "
+                  f"evaluations per sample {sorted({c.evaluations for c in job.cells})}, {evals:,} in all")
+    t0 = time.monotonic()
+    try:
+        moments = Run(job, width).execute(bar)
+    finally:
+        bar.close()
+    values = {(c, s): metrics.frechet_from_moments(*moments.mean_cov(g), ref.mu, ref.cov)
+              for g, (c, s) in enumerate(job.groups)}
+    meta = {"samples": job.samples, "seeds": job.seeds, "features": _describe(job.features),
+            "evaluations": evals, "seconds": round(time.monotonic() - t0, 1), "shape": list(job.shape)}
+    result = Comparison(job.cells, job.seeds, values, ref, meta)
+    if out is not None and (job.dist is None or job.dist[0] == 0):
+        result.save(out)
+    return result
+
+
+def _job(denoiser, reference, profile, kinds_, steps, samplers_, samples, seeds, features, labels, shape, out,
+         checkpoint, save_images, batch_size, device, sigma_min, sigma_max):
+    """The checked :class:`Job`, the :class:`Reference` and the features' width."""
+    cells = _cells(kinds_, steps, samplers_)
+    samples, batch_size = checks.integer(samples, "samples", 2), checks.integer(batch_size, "batch_size", 1)
+    seeds = list(range(checks.integer(seeds, "seeds", 1))) if np.ndim(seeds) == 0 else [int(s) for s in seeds]
+    device = pick_device(denoiser, protocol.Data(reference) if not isinstance(reference, (str, os.PathLike))
+                         else protocol.Data(torch.zeros(1, 1)), device)
+    if shape is None:
+        if isinstance(reference, (str, os.PathLike)):
+            raise InputError("give shape= (one sample's shape): a statistics file does not say it")
+        shape = tuple(protocol.Data(reference).example.shape[1:])
+    shape = tuple(checks.integer(v, "shape", 1) for v in shape)
+    features = default_features(shape, device) if features is None else features
+    if not callable(features):
+        raise InputError(f"features must be a callable from samples to (rows, width) features, got {features!r}")
+    ref = reference_of(reference, features, shape, batch_size, device, samples)
+    prof = _range_profile(profile, shape, sigma_min, sigma_max)
+    dtype = protocol.declared_dtype(denoiser) or torch.float32
+    labels = None if labels is None else torch.as_tensor(labels)
+    if checkpoint is not None:
+        files.check_writable(checks.path(checkpoint, "checkpoint"), "checkpoint")
+    dist = distributed()
+    if dist is not None and checkpoint is not None:
+        checkpoint = f"{checkpoint}.rank{dist[0]}-of-{dist[1]}"
+    job = Job(denoiser, cells, seeds, samples, _schedules(cells, prof, ref, dtype, device), shape, dtype, device,
+              features, labels, batch_size, None if not (save_images and out) else os.path.join(out, "images"),
+              checkpoint, dist=dist)
+    return job, ref, ref.mu.numel()

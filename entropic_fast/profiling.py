@@ -1,0 +1,95 @@
+"""``ef.profile``: the one entry point of the Monte-Carlo profile (Stancevic et al. sec. 4).
+
+It reads the inputs (``protocol``), chooses the plan (``estimate.FixedPlan`` for ``samples=N``, the paper's
+1024 per sigma; ``adaptive.AdaptivePlan`` otherwise) and runs it (``estimate.Run``).
+
+Long runs: ``checkpoint=PATH`` saves the accumulators and the finished work units every ``checkpoint_every``
+units or ``checkpoint_seconds`` seconds, and when anything stops the loop: an exception, SIGINT (Ctrl-C) or
+SIGTERM, the signals being held back to the next unit boundary and raised there as
+:class:`~entropic_fast.errors.Interrupted` after the checkpoint is written. A rerun with the same arguments
+resumes there; the signature checked on resume holds fingerprints of the denoiser, the data and the labels
+(see ``fingerprint``). Under ``torch.distributed`` the ranks share the work units and all-reduce the
+accumulators (each rank checkpoints its own share to ``PATH.rank<r>-of-<w>``). A non-finite denoiser output
+raises, naming the sigma, at the next checkpoint or check (every 10 s) or at the end; ``nonfinite="skip"``
+drops such samples instead and records how many. A CUDA out-of-memory error halves the batch and goes on.
+``shard=(index, count)`` computes one share of the units (fixed runs); the shares' profiles merge into the
+whole.
+
+Labels (a ``labels`` tensor, or what a dataset reader's ``sample`` returns) reach the denoiser as its third
+positional argument, or, with ``labels_kwarg="cond"``, by that keyword (k-diffusion and ComfyUI-style wrappers
+take conditioning so). A denoiser with a ``check_labels(labels)`` method (the EDM adapters) has all the labels
+checked once, before the loop.
+
+Throughput: on CUDA the next batch's rows are gathered, copied and perturbed in a worker thread while the
+device runs the network; the progress bar counts samples per second. ``progress`` may also be the caller's own
+bar, any object with ``update(rows)`` (ComfyUI's ``ProgressBar``). ``compile=True`` runs the denoiser through
+``torch.compile`` with a fixed batch shape (a short last batch is padded to the full one and the padding
+dropped), so it compiles once. ``channels_last=True`` hands 4-d inputs to the network in channels-last memory
+format and converts a module denoiser's parameters to it (in place, as ``Module.to`` does).
+"""
+from typing import Any, Callable, Optional, Sequence, Tuple, Union
+
+import torch
+
+from . import adaptive, estimate, protocol
+from .errors import InputError
+from .grids import sigma_grid
+from .profile import Profile, as_grid
+
+FIXED_POINTS, ADAPTIVE_POINTS = 128, 64  # the default grids: the paper's; an adaptive pilot costs 64 x 32 rows
+
+
+def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = None, *,
+            samples: Optional[int] = None, tolerance: Optional[float] = None,
+            steps: Union[int, Sequence[int]] = 16, kind: Union[str, Sequence[str]] = "rescaled",
+            max_evaluations: int = 131072, pilot: int = 32, level: float = 0.95,
+            control: Union[str, list, None] = "auto", labels: Any = None, labels_kwarg: Optional[str] = None,
+            batch_size: int = 256, seed: int = 0, spectral: bool = False,
+            device: Union[str, torch.device, None] = None, backend: str = "auto", progress: Any = True,
+            checkpoint: Optional[str] = None, checkpoint_every: int = 256, checkpoint_seconds: float = 600.0,
+            nonfinite: str = "raise", shard: Optional[Tuple[int, int]] = None, compile: bool = False,
+            channels_last: bool = False) -> Profile:
+    """Monte-Carlo profile of ``e(s) = E||D(x0 + s n, s) - x0||^2`` on a sigma grid.
+
+    ``denoiser(x, sigma[, labels]) -> x0_hat``; ``data`` a tensor or array ``(N, *shape)`` sampled with
+    replacement (``labels`` row for row), or an object with ``.sample(n, generator=None)``.
+
+    ``samples=N`` takes ``N`` samples at every sigma of ``sigmas`` (default ``sigma_grid(128)``). Without it the
+    run is adaptive on ``sigmas`` (default ``sigma_grid(64)``): a pilot of ``pilot`` samples per sigma, then
+    rounds that spend samples where they narrow the ``level`` band of the ``kind`` schedule of ``steps`` steps
+    most (both may be lists), until every inner sigma's band is within ``+-tolerance`` relative (default 0.01)
+    or ``max_evaluations`` rows have been evaluated (then a warning gives the band reached).
+    ``meta["evaluations"]`` counts every row evaluated; ``meta["adaptive"]`` holds the band of each round.
+
+    ``control``: control variates (``entropic_fast.control``), the errors of Wiener denoisers whose means are
+    known exactly: ``"wiener"``, ``"local"`` (per k-means cluster), ``"both"``, ``"auto"`` (both where rows have
+    at most ``control.AUTO_DIM`` values) or None. ``mse`` and ``stderr`` are then the controlled estimate's.
+
+    ``spectral=True`` also accumulates the error power per channel and frequency and the data power (image
+    data). ``backend``: ``auto`` (Triton on CUDA, torch otherwise), ``triton`` or ``torch``. An analytic mixture
+    (GMM, PointSet) as the denoiser runs fused: noise, ideal denoiser and error in one kernel. Long runs
+    (checkpoints, signals, ranks, shards, out-of-memory), labels and throughput options: see this module's
+    documentation. Same seed, same profile, whatever the batch size, backend, number of ranks or CPU.
+    """
+    grid = _grid(sigmas, samples)
+    data = protocol.Data(data, labels)
+    plan = adaptive.plan(samples, tolerance, steps, kind, max_evaluations, pilot, level)
+    if shard is not None and isinstance(plan, adaptive.AdaptivePlan):
+        raise InputError("an adaptive run decides from the whole run's sums: split it with torch.distributed, or "
+                         "give samples= to run fixed shards")
+    job = estimate.job(denoiser, data, grid, batch_size=batch_size, seed=seed, spectral=spectral, device=device,
+                       backend=backend, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
+                       checkpoint_seconds=checkpoint_seconds, nonfinite=nonfinite, shard=shard, compile=compile,
+                       channels_last=channels_last, labels_kwarg=labels_kwarg, control=control)
+    prof = estimate.Run(job, plan).execute(progress)
+    if isinstance(plan, adaptive.AdaptivePlan):
+        adaptive.warn_short(prof, plan)
+    return prof
+
+
+def _grid(sigmas, samples):
+    """The run's grid: the one given, checked, or the default of a fixed or an adaptive run."""
+    if sigmas is not None:
+        return as_grid(sigmas)
+    return sigma_grid(FIXED_POINTS if samples is not None else ADAPTIVE_POINTS)
+

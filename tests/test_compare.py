@@ -1,0 +1,159 @@
+"""ef.compare and `entropic-fast compare`: cells at equal evaluations, samples that do not depend on the batch, the
+rank count or an interruption, the metric against its closed form, statistics files, images, and bad input."""
+import json
+import os
+import signal
+
+import numpy as np
+import pytest
+import torch
+
+import entropic_fast as ef
+from entropic_fast import comparison as cmp
+from entropic_fast import metrics
+from entropic_fast.checkpoint import CheckpointMismatch
+from entropic_fast.cli import main
+from entropic_fast.errors import InputError, Interrupted
+
+GAUSS = ef.analytic.Gaussian(0.25, (1, 2, 2))
+REF = GAUSS.sample(3000, generator=torch.Generator().manual_seed(1))
+FLAT = lambda x: x.flatten(1)  # noqa: E731
+
+
+def run(**kw):
+    args = dict(reference=REF, kinds=["edm", "exponential"], steps=[4], samplers=["ddim"], samples=150, seeds=1,
+                features=FLAT, progress=False)
+    args.update(kw)
+    return ef.compare(GAUSS, args.pop("reference"), **args)
+
+
+def test_cells_spend_equal_evaluations():
+    cells = cmp._cells(["edm"], [8, 15], ["ddim", "heun", "dpmpp_2m"])
+    assert [(c.sampler, c.budget, c.steps, c.evaluations) for c in cells] == [
+        ("ddim", 8, 8, 8), ("ddim", 15, 15, 15), ("heun", 8, 4, 7), ("heun", 15, 8, 15),
+        ("dpmpp_2m", 8, 8, 8), ("dpmpp_2m", 15, 15, 15)]
+
+
+def test_samples_do_not_depend_on_the_batch_size_and_kinds_share_their_noise():
+    a = run(batch_size=150, samplers=["ddim", "ddim-stochastic"], kinds=["edm", "karras", "exponential"])
+    b = run(batch_size=7, samplers=["ddim", "ddim-stochastic"], kinds=["edm", "karras", "exponential"])
+    for c in a.cells:
+        np.testing.assert_allclose(a.distances(c), b.distances(c), rtol=1e-9)
+        same = cmp.Cell(c.sampler, c.budget, "karras")  # edm and karras are one schedule: the same samples
+        if c.kind == "edm":
+            assert a.distances(c) == a.distances(same)
+    assert a.distances(a.cells[0]) != a.distances(a.cells[2])  # another schedule, other samples
+
+
+def test_the_metric_is_the_closed_form_frechet_distance():
+    """Exact DDIM on Gaussian data with many steps samples the data: the distance falls to the sampling floor; the
+    distance of Gaussians with known moments is the closed form."""
+    mu, cov = np.zeros(3), np.diag([1.0, 2.0, 3.0])
+    d = metrics.frechet_from_moments(mu + 1, np.diag([4.0, 2.0, 3.0]), mu, cov)
+    assert d == pytest.approx(3 * 1.0 + (2 - 1) ** 2, rel=1e-12)  # |dm|^2 + (sqrt 4 - sqrt 1)^2
+    fine = run(kinds=["rescaled"], profile=ef.Profile.from_curve(ef.sigma_grid(64), GAUSS.mse(ef.sigma_grid(64)), 4),
+               steps=[64], samples=1500)
+    assert fine.values[(fine.cells[0], 0)] < 5 * fine.reference.floor + 1e-3
+
+
+def stats_file(path):
+    f = REF.flatten(1).double()
+    np.savez(path, mu=f.mean(0).numpy(), sigma=torch.cov(f.T).numpy())
+    return str(path)
+
+
+def test_an_interrupted_comparison_resumes_to_the_same_table(tmp_path):
+    """SIGINT in the middle (from the features of the third batch): the checkpoint holds the finished units, and
+    the rerun gives the uninterrupted table."""
+    ref = stats_file(tmp_path / "stats.npz")  # the features see the samples only
+    kw = dict(reference=ref, shape=(1, 2, 2), samplers=["ddim-stochastic"], batch_size=32)
+    whole = run(**kw)
+    calls = [0]
+
+    def feats(x):
+        calls[0] += 1
+        if calls[0] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return x.flatten(1)
+    with pytest.raises(Interrupted):
+        run(**kw, features=feats, checkpoint=tmp_path / "c.npz")
+    assert np.load(tmp_path / "c.npz")["finished"].size >= 2
+    again = run(**kw, features=feats, checkpoint=tmp_path / "c.npz")
+    assert calls[0] < 2 * 2 * 5 - 1  # the finished units were not sampled again
+    for c in whole.cells:
+        np.testing.assert_allclose(again.distances(c), whole.distances(c), rtol=1e-9)
+    with pytest.raises(CheckpointMismatch, match="another comparison"):
+        run(**{**kw, "samples": 100}, features=feats, checkpoint=tmp_path / "c.npz")
+
+
+def test_a_statistics_file_gives_the_data_s_distances_and_is_never_unpickled(tmp_path):
+    by_data, by_file = run(), run(reference=stats_file(tmp_path / "stats.npz"), shape=(1, 2, 2))
+    for c in by_data.cells:
+        assert by_file.distances(c) == pytest.approx(by_data.distances(c), rel=1e-7)
+    assert by_file.reference.floor is None
+    np.savez(tmp_path / "nomu.npz", sigma=np.eye(4))
+    np.savez(tmp_path / "wide.npz", mu=np.zeros(5), sigma=np.eye(5))
+    np.savez(tmp_path / "pickle.npz", mu=np.array([object()], dtype=object), sigma=np.eye(1))
+    for name, match in (("nomu", "has no mu"), ("wide", "features give 4 values"), ("pickle", "not a readable")):
+        with pytest.raises(InputError, match=match):
+            run(reference=str(tmp_path / f"{name}.npz"), shape=(1, 2, 2))
+
+
+@pytest.mark.parametrize("change, match", [
+    (dict(kinds=["cosine"]), "unknown schedule kind 'cosine'"),
+    (dict(steps=[1]), "steps must be"),
+    (dict(samplers=["euler_a"]), "unknown sampler 'euler_a'"),
+    (dict(features=lambda x: x.flatten(1) * np.nan), "features returned non-finite values"),
+    (dict(features=lambda x: x.sum()), "features must return a"),
+    (dict(reference=torch.zeros(10, 3)), r"reference's rows have shape \(3,\), the model's samples \(1, 2, 2\)"),
+    (dict(kinds=["rescaled"]), "kind 'rescaled' needs the model's profile"),
+    (dict(kinds=["rescaled"], profile=ef.Profile.from_curve([0.1, 1.0], [0.0, 0.0], 4)),
+     "kind 'rescaled' for ddim at 4 steps: .*zero"),
+    (dict(features=None), "give features="),
+])
+def test_bad_input_is_named(change, match):
+    kw = dict(change)
+    if "reference" in kw:
+        kw["shape"] = (1, 2, 2)
+    with pytest.raises(InputError, match=match):
+        run(**kw)
+
+
+def test_outputs_the_table_json_figure_and_images(tmp_path):
+    r = run(out=tmp_path, save_images=True, samples=40, steps=[4, 8])
+    table = (tmp_path / "compare.md").read_text()
+    assert "| ddim | 4 | 4 |" in table and "| ddim | 8 | 8 |" in table and table.count("**") == 4
+    rec = json.loads((tmp_path / "compare.json").read_text())
+    assert len(rec["cells"]) == 4 and len(rec["cells"][0]["frechet"]) == 1 and rec["floor"] > 0
+    assert (tmp_path / "compare.png").stat().st_size > 0
+    from PIL import Image  # a test extra
+    img = np.asarray(Image.open(tmp_path / "images" / "ddim_4_edm" / "seed0" / "000007.png"))
+    assert img.shape == (2, 2) and img.dtype == np.uint8
+    assert len(os.listdir(tmp_path / "images" / "ddim_8_exponential" / "seed0")) == 40
+
+
+def test_the_command_line_compares_the_digits_model(tmp_path, capsys):
+    out = tmp_path / "cmp"
+    code = main(["compare", "--model", "entropic_fast.digits:denoiser", "--reference", "digits", "--kinds", "edm",
+                 "beta", "--steps", "4", "--samplers", "ddim", "--samples", "64", "--out", str(out), "--quiet"])
+    assert code == 0 and (out / "compare.md").exists()
+    assert "| ddim | 4 | 4 |" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as e:  # argparse refuses an unknown kind by its choices
+        main(["compare", "--model", "entropic_fast.digits:denoiser", "--reference", "digits", "--kinds", "cosine",
+              "--out", str(out)])
+    assert e.value.code == 2
+
+
+def test_torchrun_two_processes_equal_one_and_only_rank0_writes(tmp_path):
+    import subprocess
+    import sys
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29519",
+           os.path.join(root, "examples", "torchrun_compare.py"), "--out", str(tmp_path / "cmp")]
+    done = subprocess.run(cmd, capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"}, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert sorted(os.listdir(tmp_path / "cmp")) == ["compare.json", "compare.md", "compare.png"]
+    ranks = json.loads((tmp_path / "cmp" / "compare.json").read_text())["cells"]
+    one = run(kinds=["edm", "exponential"], steps=[4, 8], samplers=["ddim", "ddim-stochastic"], samples=200, seeds=2)
+    for rec, cell in zip(ranks, one.cells):
+        np.testing.assert_allclose(rec["frechet"], one.distances(cell), rtol=1e-9)

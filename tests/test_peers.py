@@ -1,0 +1,107 @@
+"""The peer schedules (ComfyUI's and A1111's schedulers, Align-Your-Steps' lists), each against the formula or list
+it comes from, written here another way, and the contract every kind keeps."""
+import math
+
+import numpy as np
+import pytest
+
+import entropic_fast as ef
+from entropic_fast import grids, kinds, peers
+
+S = ef.sigma_grid(64)
+GAUSS = ef.Profile.from_curve(S, 4 * S**2 * 0.25 / (S**2 + 0.25), 4)
+
+
+def raw(kind, steps):
+    """A peer's schedule on SD's own range, where the mapping is the identity for schedules that span it."""
+    table = peers.sd_sigmas()
+    prof = ef.Profile.from_curve(np.geomspace(table[0], table[-1], 32), np.ones(32), 1)
+    return ef.schedule(prof, steps, kind)
+
+
+@pytest.mark.parametrize("kind", kinds.PEER_KINDS)
+@pytest.mark.parametrize("steps", [2, 3, 7, 10, 16, 33, 100])
+def test_every_peer_spans_the_range_and_descends(kind, steps):
+    s = ef.schedule(GAUSS, steps, kind, sigma_min=0.01, sigma_max=20.0)
+    assert s.shape == (steps + 1,) and s[0] == 20.0 and s[-2] == 0.01 and s[-1] == 0
+    assert np.all(np.diff(s) < 0)
+
+
+def test_sd_table_has_the_published_ends():
+    table = peers.sd_sigmas()
+    assert table.size == 1000 and np.all(np.diff(table) > 0)
+    np.testing.assert_allclose([table[0], table[-1]], [0.0291671582, 14.6146412293], rtol=1e-7)
+
+
+def test_normal_at_whole_timesteps_is_the_table():
+    table = peers.sd_sigmas()
+    np.testing.assert_allclose(raw("normal", 4)[:-1], table[[999, 666, 333, 0]], rtol=1e-6)
+    np.testing.assert_allclose(peers.normal(1000), table[::-1], rtol=1e-6)
+
+
+def test_sgm_uniform_interpolates_log_sigma_between_entries():
+    table = peers.sd_sigmas()
+    t = 999 * 3 / 4  # the second of linspace(999, 0, 5)[:-1]
+    want = math.exp((1 - (t % 1)) * math.log(table[int(t)]) + (t % 1) * math.log(table[int(t) + 1]))
+    assert peers.normal(4, sgm=True)[1] == pytest.approx(want, rel=1e-6)
+    assert peers.normal(4, sgm=True)[0] == pytest.approx(table[-1], rel=1e-7)
+
+
+def test_simple_and_ddim_uniform_stride_through_the_table():
+    table = peers.sd_sigmas()
+    np.testing.assert_array_equal(peers.simple(10), table[::-1][::100])
+    np.testing.assert_array_equal(peers.ddim_uniform(10), table[1::100][::-1])
+    assert peers.ddim_uniform(16).size == 16  # ComfyUI's rule gives 17 here: the largest is left out
+
+
+def test_beta_quantiles_match_scipy():
+    from scipy import stats  # a test extra
+    for a, b in ((0.6, 0.6), (0.5, 2.0), (3.0, 0.7)):
+        for q in (1e-6, 0.01, 0.3, 0.5, 0.77, 0.999999):
+            assert peers.beta_ppf(q, a, b) == pytest.approx(stats.beta.ppf(q, a, b), rel=1e-9, abs=1e-12)
+    table = peers.sd_sigmas()
+    t = np.rint(stats.beta.ppf(1 - np.arange(8) / 8, 0.6, 0.6) * 999).astype(int)
+    np.testing.assert_allclose(peers.beta(8), table[t], rtol=1e-6)
+
+
+def test_linear_quadratic_is_continuous_and_reaches_one():
+    for steps in (2, 8, 25):
+        x = 1 - peers.linear_quadratic(steps)
+        half = steps // 2
+        assert x[0] == 0 and np.all(np.diff(x) > 0)
+        np.testing.assert_allclose(np.diff(x[:half + 1])[:half - 1] if half > 1 else [], 0.025 / half, rtol=1e-12)
+        assert x[half] == pytest.approx(0.025, rel=1e-12)  # the linear part ends at the threshold
+        d = half - 0.025 * steps  # the quadratic part reaches 1 at i = steps
+        qc, lc = d / (half * (steps - half) ** 2), 0.025 / half - 2 * d / (steps - half) ** 2
+        assert qc * steps**2 + lc * steps + qc * half**2 == pytest.approx(1.0, rel=1e-12)
+
+
+def test_kl_optimal_is_the_tangent_law_of_scale_one_and_polyexponential_generalises_exponential():
+    np.testing.assert_allclose(ef.schedule(GAUSS, 12, "kl_optimal"), grids.tangent(12, S[0], S[-1], 1.0), rtol=1e-12)
+    np.testing.assert_allclose(ef.schedule(GAUSS, 12, "polyexponential"), ef.schedule(GAUSS, 12, "exponential"),
+                               rtol=1e-12)
+    s = ef.schedule(GAUSS, 6, "polyexponential", rho=2.0)[:-1]
+    ramp = np.linspace(1, 0, 6) ** 2
+    np.testing.assert_allclose(s, S[0] * (S[-1] / S[0]) ** ramp, rtol=1e-12)
+
+
+@pytest.mark.parametrize("model", ["sd15", "sdxl", "svd"])
+def test_ays_reproduces_the_published_list_and_interpolates_in_log_sigma(model):
+    published = np.array(peers.AYS[model])
+    np.testing.assert_allclose(peers.ays(model, 11), published, rtol=1e-12)
+    mid = peers.ays(model, 21)[1::2]  # halfway between published neighbours in log sigma
+    np.testing.assert_allclose(mid, np.sqrt(published[:-1] * published[1:]), rtol=1e-12)
+    if model != "svd":  # SD's lists span SD's table: on its range the mapping leaves them as published
+        np.testing.assert_allclose(raw(f"ays-{model}", 11)[:-1], published, rtol=2e-8)
+
+
+def test_onto_keeps_the_shape_in_log_sigma():
+    t = np.array([10.0, 1.0, 0.1])
+    np.testing.assert_allclose(peers.onto(t, 0.002, 80.0), [80.0, math.sqrt(80 * 0.002), 0.002, 0.0], rtol=1e-12)
+    with pytest.raises(ef.InputError, match="strictly descending"):
+        peers.onto([1.0, 1.0], 0.1, 1.0)
+
+
+def test_too_many_steps_for_a_table_is_refused():
+    with pytest.raises(ef.InputError, match="distinct sigmas for 1200 steps"):
+        ef.schedule(GAUSS, 1200, "ddim_uniform")

@@ -1,0 +1,54 @@
+"""The structure the map promises (issue 28), measured by scripts/structure.py, and the measure itself tested."""
+import ast
+import pathlib
+import sys
+
+import pytest
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "scripts"))
+import structure  # noqa: E402
+
+
+def test_no_long_functions_no_long_run_methods_no_backward_imports():
+    lines, ok = structure.report()
+    assert ok, "\n".join(lines)
+
+
+def test_the_measure_sees_a_backward_import_and_an_unplaced_module():
+    assert structure.backward({("estimate", "schedules")}) == [
+        "estimate (layer 9) imports schedules (layer 14), later in the data flow"]
+    assert structure.backward({("estimate", "newthing")}) == ["estimate -> newthing: not on the map"]
+    assert structure.backward({("schedules", "estimate")}) == []
+
+
+@pytest.mark.parametrize("code, file, found", [
+    ("from .schedules import schedule", "estimate.py", ["schedules"]),
+    ("from . import checks, files", "estimate.py", ["checks", "files"]),
+    ("from ..errors import InputError", "kernels/cpu.py", ["errors"]),
+    ("from . import reference", "kernels/cpu.py", ["kernels"]),
+    ("from .. import _ideal", "kernels/cpu.py", ["_ideal"]),
+    ("import entropic_fast.cli", "comfyui/nodes.py", ["cli"]),
+    ("from entropic_fast.profile import Profile", "comfyui/nodes.py", ["profile"]),
+    ("import numpy", "estimate.py", []),
+])
+def test_imports_are_read_as_python_resolves_them(code, file, found):
+    node = ast.parse(code).body[0]
+    assert structure._targets(node, structure.PACKAGE / file) == found
+
+
+def _imports_of(path):
+    return [n for n in ast.walk(ast.parse(path.read_text())) if isinstance(n, ast.ImportFrom)]
+
+
+def test_production_code_does_not_import_the_tests_oracle_nor_private_names():
+    """kernels/reference.py is the oracle (and the torch launchers within kernels/); no module outside kernels/ imports
+    it, and no module imports another's private names."""
+    for path in structure.PACKAGE.rglob("*.py"):
+        inside = path.parent.name == "kernels"
+        for node in _imports_of(path):
+            names = [a.name for a in node.names]
+            assert inside or "reference" not in (node.module or "").split(".") + names, (path, node.module)
+            private = [n for n in names if n.startswith("_") and not n.startswith("__") and
+                       n not in ("_curves", "_noise", "_stats", "_ideal")]
+            assert not private, (path, node.module, private)
