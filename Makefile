@@ -18,11 +18,13 @@ $(PY):
 # k-diffusion is a test extra installed with --no-deps: its requirements would replace the CPU torch with
 # a CUDA build (and torchvision); the tests load only its sampling and external modules, which need these.
 KDIFFUSION := k-diffusion==0.1.1 torchsde==0.2.6 torchdiffeq==0.2.5 trampoline==0.1.2
+# Lightning likewise (its requirements name torch): the recorder's callback test needs only these three.
+LIGHTNING := lightning==2.6.6 lightning-utilities==0.15.3 torchmetrics==1.9.0
 
 $(STAMP): $(PY) setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h)
 	$(if $(TORCH),$(PY) -m pip install "$(TORCH)")
 	$(PY) -m pip install -e ".[test,demo,plots]"
-	$(PY) -m pip install --no-deps $(KDIFFUSION)
+	$(PY) -m pip install --no-deps $(KDIFFUSION) $(LIGHTNING)
 	touch $@
 
 setup: $(STAMP)

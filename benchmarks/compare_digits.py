@@ -59,7 +59,7 @@ def main():
     data = digits.load("train")[0]
     prof = ef.profile(net, data.to(device), samples=256, batch_size=1024, spectral=True, control=None, progress=False)
     every = [k.name for k in kinds.TABLE if k.alias is None]
-    result = ef.compare(net, digits.load("all")[0].to(device), profile=prof, kinds=every, steps=[4, 8, 16],
+    result = ef.compare(net, digits.load("all")[0], profile=prof, kinds=every, steps=[4, 8, 16],
                         samplers=["ddim", "ddim-stochastic", "heun", "dpmpp_2m"], samples=args.samples,
                         seeds=args.seeds, batch_size=1024, device=device, progress=False)
     seconds = time.time() - t0

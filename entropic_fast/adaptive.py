@@ -20,6 +20,7 @@ from . import checks, estimate, signals
 from .checkpoint import CheckpointMismatch
 from .errors import InputError
 from .kinds import BAND_KINDS
+from .profile import Profile
 from .schedules import log_sigma_gradient, normal_quantile
 from .units import UNIT, plan_rows, plan_units
 
@@ -111,23 +112,40 @@ def next_plan(prof, plan, goals, tolerance, level=0.95, budget_units=None, growt
     return False, new, half
 
 
+def predicted_total(prof, goals, tolerance, level=0.95):
+    """Samples in all that the profile's variances say meet ``tolerance`` (the minimax allocation, never fewer than
+    each sigma has): what an adaptive run's progress bar counts towards, so that it shows an overall ETA."""
+    _, grads, v = band(prof, goals, level)
+    a = np.concatenate(grads) ** 2 * v
+    n = prof.count.astype(np.float64)
+    weight = minimax_shape(a, n)
+    limit = math.log1p(tolerance) ** 2 / normal_quantile(level) ** 2
+    live = weight > 0
+    c = float((a[:, live] / weight[live]).sum(1).max(initial=0.0)) / limit
+    return float(np.maximum(n, c * weight).sum())
+
+
 class AdaptivePlan:
     """The plan of an adaptive run (``estimate.Run`` asks it what next): the pilot plan, the id space
     (``samples``: no sigma can hold more than the whole budget), and after each round the next plan, decided from
     the profile so far; its rounds (evaluations and band of each) go into checkpoints and the profile's meta."""
 
-    def __init__(self, goals, tolerance, level, max_evaluations, pilot, growth=2.0):
+    def __init__(self, goals, tolerance, level, max_evaluations, pilot, growth=2.0, prior=None):
         self.goals, self.tolerance, self.level, self.growth = goals, tolerance, level, growth
+        self.prior = prior
         self.max_evaluations = max_evaluations
         self.budget = max_evaluations // UNIT  # whole units in all
         self.pilot_units = -(-pilot // UNIT)
         self.samples = max(self.budget, 1) * UNIT  # the id space: no sigma can hold more
-        self.plan, self.records = None, []
+        self.plan, self.records, self.expected = None, [], 0.0
 
     def decisions(self):
         """What determines the decisions (checked on resume, kept in the profile's meta)."""
-        return {"tolerance": self.tolerance, "level": self.level, "targets": [list(g) for g in self.goals],
-                "max_evaluations": self.max_evaluations, "pilot_units": self.pilot_units, "growth": self.growth}
+        out = {"tolerance": self.tolerance, "level": self.level, "targets": [list(g) for g in self.goals],
+               "max_evaluations": self.max_evaluations, "pilot_units": self.pilot_units, "growth": self.growth}
+        if self.prior is not None:
+            out["prior"] = _describe_prior(self.prior)
+        return out
 
     def signature(self):
         return {"adaptive": self.decisions()}
@@ -137,18 +155,23 @@ class AdaptivePlan:
             raise InputError(f"max_evaluations={self.max_evaluations} is less than one unit ({UNIT} samples) per "
                              f"sigma ({n} sigmas): give at least {n * UNIT}")
         self.plan = np.full(n, min(self.pilot_units, self.budget // n), np.int64)
+        if self.prior is not None:
+            self.plan = prior_plan(self.prior, self.goals, self.tolerance, self.level, self.budget)
 
     def units(self, shard, finished):
         return plan_units(self.plan, shard, finished)
 
     def rows(self, shard):
-        return plan_rows(self.plan, shard)
+        """Rows of this shard's units of the plan, or of the predicted final plan where that is larger (an ETA)."""
+        return max(plan_rows(self.plan, shard), int(self.expected / shard[1]))
 
     def next(self, so_far):
         """True when the band of the profile so far (``so_far()``) is within tolerance or the budget is spent;
         else the next plan is taken, with this round's record."""
-        done, new, half = next_plan(so_far(), self.plan, self.goals, self.tolerance, self.level, self.budget,
-                                    self.growth)
+        prof = so_far()
+        done, new, half = next_plan(prof, self.plan, self.goals, self.tolerance, self.level, self.budget, self.growth)
+        if not done:
+            self.expected = min(predicted_total(prof, self.goals, self.tolerance, self.level), self.budget * UNIT)
         record = {"evaluations": int(self.plan.sum()) * UNIT, "band": half}
         if done and self.records and self.records[-1]["evaluations"] == record["evaluations"]:
             return True  # a resumed finished run has its last round already
@@ -181,18 +204,44 @@ class AdaptivePlan:
                                               "plan_units": self.plan.tolist()}}
 
 
-def plan(samples, tolerance, steps, kind, max_evaluations, pilot, level):
+def _describe_prior(prior):
+    """What a checkpoint and the profile's meta say of the prior: where it came from and its sums' size."""
+    rec = prior.meta.get("recorded") or {}
+    return {"recorded_steps": rec.get("steps"), "samples": float(prior.count.sum()), "mse_sum": float(prior.mse.sum())}
+
+
+def prior_plan(prior, goals, tolerance, level=0.95, budget_units=None, floor=1):
+    """The first plan of a run that starts from a ``prior`` profile (one recorded while training, say): the units per
+    sigma that the prior's per-sample variances say meet ``tolerance`` (the minimax allocation, as each round's),
+    at least ``floor`` per sigma, within the budget. The prior only decides where to sample: its sums, from other
+    weights, are not mixed into the estimate."""
+    _, grads, v = band(prior, goals, level)
+    a = np.concatenate(grads) ** 2 * v
+    weight = minimax_shape(a, np.ones(a.shape[1]))
+    limit = math.log1p(tolerance) ** 2 / normal_quantile(level) ** 2
+    live = weight > 0
+    need = float((a[:, live] / weight[live]).sum(1).max(initial=0.0)) / limit  # Var log s_i = sum_j a_ij / (c w_j)
+    units = np.maximum(np.ceil(need * weight / UNIT), floor).astype(np.int64)
+    if budget_units is not None and units.sum() > budget_units:
+        units = np.maximum(np.floor(units * budget_units / units.sum()), floor).astype(np.int64)
+    return units
+
+
+def plan(samples, tolerance, steps, kind, max_evaluations, pilot, level, prior=None):
     """The plan of :func:`entropic_fast.profile`'s arguments: fixed (``samples``) or adaptive (``tolerance``)."""
     if samples is not None:
-        if tolerance is not None:
-            raise InputError("give samples= (a fixed count per sigma) or tolerance= (adaptive), not both")
+        if tolerance is not None or prior is not None:
+            raise InputError("give samples= (a fixed count per sigma) or tolerance= (adaptive, perhaps from a prior), "
+                             "not both")
         return estimate.FixedPlan(checks.integer(samples, "samples", 1))
     tolerance = 0.01 if tolerance is None else checks.real(tolerance, "tolerance", positive=True)
     level = checks.real(level, "level")
     if not (tolerance < 1 and 0 < level < 1):
         raise InputError(f"need 0 < tolerance < 1 and 0 < level < 1, got tolerance={tolerance}, level={level}")
+    if prior is not None and not isinstance(prior, Profile):
+        raise InputError(f"prior must be a Profile (one recorded while training, say), got {type(prior).__name__}")
     return AdaptivePlan(targets(steps, kind), tolerance, level, checks.integer(max_evaluations, "max_evaluations", 1),
-                        checks.integer(pilot, "pilot", 2))
+                        checks.integer(pilot, "pilot", 2), prior=prior)
 
 
 def warn_short(prof, plan):

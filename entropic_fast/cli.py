@@ -215,7 +215,9 @@ def _demo(args):
         check_writable(out, "--out")
     from .demo import run
 
-    text, seconds = run(args.out, quick=args.quick)
+    if args.quick and args.full:
+        raise _Usage("--quick and --full ask for two demos: use one of them")
+    text, seconds = run(args.out, "quick" if args.quick else "full" if args.full else "default")
     print(text)
     names = sorted(os.listdir(args.out))
     print(f"done in {seconds:.0f}s; wrote to {out}: {', '.join(names)}")
@@ -350,6 +352,8 @@ def build_parser():
     d = sub.add_parser("demo", help="profile the shipped digits model: schedules, figures, Frechet distances")
     d.add_argument("--out", default="demo_out", help="the folder for the profile, schedules and figures")
     d.add_argument("--quick", action="store_true", help="a small, fast run (a smoke test)")
+    d.add_argument("--full", action="store_true",
+                   help="the full Frechet table (6 kinds, 4 samplers, 3 budgets, 3 seeds; several minutes)")
     d.set_defaults(run=_demo)
     return p
 

@@ -15,6 +15,7 @@ import dataclasses
 import json
 import os
 import time
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -316,7 +317,9 @@ class Run:
         j = self.job
         x = self.generate(group, rows)
         with torch.no_grad():
-            f = _checked_features(j.features(x.float()), f"the samples of {j.groups[group][0].name}")
+            f = j.features(x.float())
+        if not torch.is_tensor(f) or f.ndim != 2:
+            _checked_features(f, f"the samples of {j.groups[group][0].name}")
         if f.shape[1] != self.moments.sum.shape[1]:
             raise InputError(f"features give {f.shape[1]} values per sample, the reference's statistics "
                              f"{self.moments.sum.shape[1]}")
@@ -332,6 +335,14 @@ class Run:
         os.makedirs(folder, exist_ok=True)
         for i, row in zip(rows, x):
             files.write_bytes(os.path.join(folder, f"{i:06d}.png"), _png(_image(row)))
+
+    def check_finite(self):
+        """Refuse features that were not finite (a host sync: at checkpoints and at the end)."""
+        bad = self.moments.nonfinite.cpu().numpy()
+        if bad.any():
+            g = int(np.flatnonzero(bad)[0])
+            raise InputError(f"features returned non-finite values for {int(bad[g])} samples of "
+                             f"{self.job.groups[g][0].name} (seed {self.job.groups[g][1]})")
 
     def save(self):
         if self.job.checkpoint is not None:
@@ -371,11 +382,13 @@ class Run:
                     self.step(group, ids, rows)
                     bar.update(len(rows))
                     if time.monotonic() - self.last_save >= self.job.checkpoint_seconds:
+                        self.check_finite()
                         self.save()
                     signals.poll()
             except BaseException:
                 self.save()
                 raise
+            self.check_finite()
             self.save()
         if self.job.dist is not None:
             for v in self.moments.tensors().values():
@@ -433,9 +446,13 @@ def _range_profile(prof, shape, sigma_min, sigma_max):
     return Profile.load(prof) if isinstance(prof, (str, os.PathLike)) else prof
 
 
-def compare(denoiser, reference, *, profile=None, kinds=DEFAULT_KINDS, steps=(8, 16, 32), samplers=("ddim", "heun"),
-            samples=10000, seeds=1, features=None, labels=None, shape=None, out=None, checkpoint=None,
-            save_images=False, batch_size=256, device=None, sigma_min=0.002, sigma_max=80.0, progress=True):
+def compare(denoiser: Callable, reference: Any, *, profile: Union[Profile, str, None] = None,
+            kinds: Sequence[str] = DEFAULT_KINDS, steps: Sequence[int] = (8, 16, 32),
+            samplers: Sequence[str] = ("ddim", "heun"), samples: int = 10000, seeds: Union[int, Sequence[int]] = 1,
+            features: Optional[Callable] = None, labels: Any = None, shape: Optional[Sequence[int]] = None,
+            out: Optional[str] = None, checkpoint: Optional[str] = None, save_images: bool = False,
+            batch_size: int = 256, device: Union[str, torch.device, None] = None, sigma_min: float = 0.002,
+            sigma_max: float = 80.0, progress: bool = True) -> "Comparison":
     """Frechet distance of ``denoiser``'s samples to ``reference`` for every (sampler, budget, kind), at equal
     network evaluations (this module's documentation says how). ``reference``: data rows (tensor, array or a
     dataset reader of ``entropic_fast.data``) or a statistics file (``.npz`` with ``mu``, ``sigma``); ``profile``:

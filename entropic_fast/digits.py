@@ -114,10 +114,12 @@ class EDMDenoiser(nn.Module):
         return out
 
 
-def edm2_loss(net, x0, generator=None, p_mean=-1.2, p_std=1.2, p_wide=0.25, sigma_range=(0.002, 80.0)):
+def edm2_loss(net, x0, generator=None, p_mean=-1.2, p_std=1.2, p_wide=0.25, sigma_range=(0.002, 80.0),
+              recorder=None):
     """EDM2's uncertainty-weighted loss: ``w / exp(u) * (D - x0)^2 + u`` per element. Sigmas are EDM's
     log-normal, except a fraction ``p_wide`` drawn log-uniformly over ``sigma_range``, so that the whole
-    profiled grid is trained (log-normal alone never reaches sigma = 80)."""
+    profiled grid is trained (log-normal alone never reaches sigma = 80). A ``recorder``
+    (``entropic_fast.Recorder``) records each sample's error ``||D - x0||^2`` at its sigma (no draw of its own)."""
     n = torch.randn(len(x0), generator=generator, device=x0.device)
     wide = torch.rand(len(x0), generator=generator, device=x0.device)
     lo, hi = math.log(sigma_range[0]), math.log(sigma_range[1])
@@ -128,6 +130,8 @@ def edm2_loss(net, x0, generator=None, p_mean=-1.2, p_std=1.2, p_wide=0.25, sigm
     w = (sigma**2 + sd**2) / (sigma * sd) ** 2
     noise = torch.randn(x0.shape, generator=generator, device=x0.device)
     den, logvar = net(x0 + sigma.view(-1, 1, 1, 1) * noise, sigma, return_logvar=True)
+    if recorder is not None:
+        recorder.add(sigma, den, x0)
     return (w.view(-1, 1, 1, 1) / logvar.exp() * (den - x0) ** 2 + logvar).mean()
 
 

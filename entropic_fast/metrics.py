@@ -104,8 +104,8 @@ def sliced_wasserstein(x, y, projections=256, generator=None):
 def frechet_from_moments(mu_a, cov_a, mu_b, cov_b):
     """Frechet distance between ``N(mu_a, cov_a)`` and ``N(mu_b, cov_b)`` (as FID, Heusel et al. 2017), in float64:
     ``|mu_a - mu_b|^2 + tr(A) + tr(B) - 2 tr((A^1/2 B A^1/2)^1/2)``."""
-    ma, mb = (torch.as_tensor(m, dtype=torch.float64).reshape(-1) for m in (mu_a, mu_b))
-    ca, cb = (torch.as_tensor(c, dtype=torch.float64).reshape(ma.numel(), -1) for c in (cov_a, cov_b))
+    ma, mb = (torch.as_tensor(m).detach().to("cpu", torch.float64).reshape(-1) for m in (mu_a, mu_b))
+    ca, cb = (torch.as_tensor(c).detach().to("cpu", torch.float64).reshape(ma.numel(), -1) for c in (cov_a, cov_b))
     ev, vec = torch.linalg.eigh(ca)
     root = vec @ torch.diag(ev.clamp_min(0).sqrt()) @ vec.T
     cross = torch.linalg.eigvalsh(root @ cb @ root).clamp_min(0).sqrt().sum()
@@ -130,15 +130,20 @@ class Moments:
         self.count = torch.zeros(groups, dtype=torch.float64, device=device)
         self.sum = torch.zeros(groups, width, dtype=torch.float64, device=device)
         self.outer = torch.zeros(groups, width, width, dtype=torch.float64, device=device)
+        self.nonfinite = torch.zeros(groups, dtype=torch.float64, device=device)
 
     def add(self, group, feats):
+        """Add feature rows to a group; rows with a non-finite value are counted apart (no host sync)."""
         f = feats.to(torch.float64).reshape(feats.shape[0], -1)
-        self.count[group] += f.shape[0]
+        ok = torch.isfinite(f).all(1)
+        f = torch.where(ok[:, None], f, 0.0)
+        self.count[group] += ok.sum()
+        self.nonfinite[group] += (~ok).sum()
         self.sum[group] += f.sum(0)
         self.outer[group] += f.T @ f
 
     def tensors(self):
-        return {"count": self.count, "sum": self.sum, "outer": self.outer}
+        return {"count": self.count, "sum": self.sum, "outer": self.outer, "nonfinite": self.nonfinite}
 
     def mean_cov(self, group):
         """``(mean, covariance)`` (unbiased) of one group."""

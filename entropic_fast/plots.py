@@ -1,10 +1,12 @@
-"""Figures (matplotlib, headless): per-frequency rescaled entropic time and schedules."""
+"""Figures (matplotlib, headless): the error curve with its band, the times, the schedules side by side, samples
+per schedule, per-frequency rescaled entropic time, schedule bands, and ``ef.compare``'s table. Each returns the
+figure and saves it to ``path`` when one is given."""
 import numpy as np
 
 from . import curves
 from .checks import pyplot
 from .errors import InputError
-from .schedules import schedule, schedule_band
+from .schedules import entropic_time, schedule, schedule_band
 
 
 def radial_bins(shape, bins=None):
@@ -108,3 +110,76 @@ def compare_figure(result, path=None):
         fig.savefig(path, dpi=120)
     plt.close(fig)
     return fig
+
+
+def _done(plt, fig, path):
+    if path is not None:
+        fig.savefig(path, dpi=120)
+        plt.close(fig)
+    return fig
+
+
+def error_curve_figure(prof, path=None, level=0.95):
+    """The error per dimension ``e(s) / d`` against sigma (log-log) with its ``level`` band from the standard errors,
+    beside the trivial bound ``min(s^2, tr Cov / d)`` where the profile knows the data's spread."""
+    from .schedules import normal_quantile, trivial_bound
+    plt = pyplot()
+    s, m = prof.sigmas, prof.mse / prof.dim
+    half = normal_quantile(level) * np.nan_to_num(prof.stderr, posinf=0.0) / prof.dim
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
+    ax.fill_between(s, np.maximum(m - half, m * 1e-3), m + half, alpha=0.3, label=f"{level:.0%} band")
+    ax.plot(s, m, label="e(s) / d")
+    ax.plot(s, trivial_bound(prof) / prof.dim, "k--", linewidth=0.8, label="trivial bound")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("sigma")
+    ax.set_ylabel("error per dimension")
+    ax.legend()
+    return _done(plt, fig, path)
+
+
+def times_figure(prof, path=None, kinds=("entropic", "rescaled", "spectral", "las")):
+    """Each time (normalised to 1 at sigma_max) against sigma; ``spectral`` only for a spectral profile."""
+    plt = pyplot()
+    fig, ax = plt.subplots(figsize=(5.5, 3.6), constrained_layout=True)
+    for kind in kinds:
+        if kind == "spectral" and not prof.spectral:
+            continue
+        t = entropic_time(prof, kind)
+        ax.plot(prof.sigmas, t / t[-1], label=kind)
+    ax.set_xscale("log")
+    ax.set_xlabel("sigma")
+    ax.set_ylabel("time / time(sigma_max)")
+    ax.legend()
+    return _done(plt, fig, path)
+
+
+def schedules_figure(table, path=None, steps=(8, 16)):
+    """Schedules side by side: ``table[kind][str(steps)]`` (sigmas, as ``schedule`` returns them) on a log axis, one
+    row per kind, one panel per step count."""
+    plt = pyplot()
+    kinds = list(table)
+    fig, axes = plt.subplots(1, len(steps), figsize=(5 * len(steps), 0.9 + 0.32 * len(kinds)), sharey=True,
+                             constrained_layout=True)
+    for ax, k in zip(np.atleast_1d(axes), steps):
+        for row, kind in enumerate(kinds):
+            s = np.asarray(table[kind][str(k)])[:-1]
+            ax.plot(s, np.full_like(s, row), "|", ms=14, mew=1.5)
+        ax.set_xscale("log")
+        ax.set_yticks(range(len(kinds)), kinds)
+        ax.set_xlabel("sigma")
+        ax.set_title(f"{k} steps")
+    return _done(plt, fig, path)
+
+
+def samples_figure(grids, path=None):
+    """Samples per schedule (``{kind: tensor (n, 1, H, W)}`` in [-1, 1], from the same starting noise), a row each."""
+    import torch
+    plt = pyplot()
+    fig, axes = plt.subplots(len(grids), 1, figsize=(8, 1.0 * len(grids) + 0.4), constrained_layout=True)
+    for ax, (kind, x) in zip(np.atleast_1d(axes), grids.items()):
+        row = torch.cat(list(torch.as_tensor(x)[:, 0].clamp(-1, 1)), dim=1).numpy()
+        ax.imshow(row, cmap="gray_r", vmin=-1, vmax=1)
+        ax.set_axis_off()
+        ax.set_title(kind, fontsize=9, loc="left")
+    return _done(plt, fig, path)

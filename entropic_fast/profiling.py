@@ -29,6 +29,7 @@ format and converts a module denoiser's parameters to it (in place, as ``Module.
 """
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
+import numpy as np
 import torch
 
 from . import adaptive, estimate, protocol
@@ -48,7 +49,7 @@ def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = N
             device: Union[str, torch.device, None] = None, backend: str = "auto", progress: Any = True,
             checkpoint: Optional[str] = None, checkpoint_every: int = 256, checkpoint_seconds: float = 600.0,
             nonfinite: str = "raise", shard: Optional[Tuple[int, int]] = None, compile: bool = False,
-            channels_last: bool = False) -> Profile:
+            channels_last: bool = False, prior: Optional[Profile] = None) -> Profile:
     """Monte-Carlo profile of ``e(s) = E||D(x0 + s n, s) - x0||^2`` on a sigma grid.
 
     ``denoiser(x, sigma[, labels]) -> x0_hat``; ``data`` a tensor or array ``(N, *shape)`` sampled with
@@ -60,6 +61,8 @@ def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = N
     most (both may be lists), until every inner sigma's band is within ``+-tolerance`` relative (default 0.01)
     or ``max_evaluations`` rows have been evaluated (then a warning gives the band reached).
     ``meta["evaluations"]`` counts every row evaluated; ``meta["adaptive"]`` holds the band of each round.
+    ``prior`` (a profile recorded while training, ``ef.Recorder``) replaces the pilot: the first round samples
+    where its band says the tolerance needs it (on its grid, the default), with these weights only.
 
     ``control``: control variates (``entropic_fast.control``), the errors of Wiener denoisers whose means are
     known exactly: ``"wiener"``, ``"local"`` (per k-means cluster), ``"both"``, ``"auto"`` (both where rows have
@@ -71,9 +74,12 @@ def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = N
     (checkpoints, signals, ranks, shards, out-of-memory), labels and throughput options: see this module's
     documentation. Same seed, same profile, whatever the batch size, backend, number of ranks or CPU.
     """
-    grid = _grid(sigmas, samples)
+    grid = _grid(prior.sigmas if sigmas is None and prior is not None else sigmas, samples)
     data = protocol.Data(data, labels)
-    plan = adaptive.plan(samples, tolerance, steps, kind, max_evaluations, pilot, level)
+    plan = adaptive.plan(samples, tolerance, steps, kind, max_evaluations, pilot, level, prior)
+    if prior is not None and not np.array_equal(prior.sigmas, grid):
+        raise InputError(f"the prior's grid ({prior.sigmas.size} sigmas) is not this run's ({grid.size}): profile on "
+                         "prior.sigmas (the default with a prior)")
     if shard is not None and isinstance(plan, adaptive.AdaptivePlan):
         raise InputError("an adaptive run decides from the whole run's sums: split it with torch.distributed, or "
                          "give samples= to run fixed shards")

@@ -5,6 +5,7 @@ The time changes and their integrands are ``times``'s, the Gaussian sampler theo
 ``kinds``'s; their public names are re-exported here, where users found them.
 """
 import warnings
+from typing import Any, Optional, Tuple
 
 import numpy as np
 
@@ -13,6 +14,7 @@ from .errors import InputError
 from .gaussian import (GAUSSIAN_SAMPLERS, ddim_kl, effective_spectrum, gaussian_optimal, sampler_kl,  # noqa: F401
                        sampler_variance)
 from .kinds import BAND_KINDS, CLASSIC_KINDS, KINDS, TIME_KINDS  # noqa: F401
+from .profile import Profile
 from .times import (ADAPTIVE_PASSES, UNRESOLVED, check_profile, error_curve, las_rate, span,  # noqa: F401
                     trivial_bound)
 
@@ -25,14 +27,16 @@ def integrand(prof, kind="rescaled", smooth=None, sigma_min=None, sigma_max=None
     return kinds.get(kind, TIME_KINDS).rate(check_profile(prof), smooth, sigma_min, sigma_max)
 
 
-def entropic_time(prof, kind="rescaled", smooth=None):
+def entropic_time(prof: Profile, kind: str = "rescaled", smooth: Optional[bool] = None) -> np.ndarray:
     """Cumulative time change on ``prof.sigmas``, starting at 0 (entropic: nats)."""
     check_profile(prof)
     k = kinds.get(kind, TIME_KINDS)
     return curves.cumulative(curves.log(prof.sigmas), k.rate(prof, smooth))
 
 
-def schedule(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smooth=None, cap=False, **options):
+def schedule(prof: Profile, steps: int, kind: str = "rescaled", sigma_min: Optional[float] = None,
+             sigma_max: Optional[float] = None, smooth: Optional[bool] = None, cap: bool = False,
+             **options: Any) -> np.ndarray:
     """``steps`` sigmas equally spaced in the chosen time from sigma_max to sigma_min, then 0.
 
     Time kinds: entropic, rescaled, las, spectral. Classic kinds over the same range: edm/karras
@@ -59,7 +63,9 @@ def _shifted(prof, mse, se, j, delta):
     return prof.with_estimate(mse, se)
 
 
-def schedule_band(prof, steps, kind="rescaled", level=0.95, sigma_min=None, sigma_max=None, smooth=None):
+def schedule_band(prof: Profile, steps: int, kind: str = "rescaled", level: float = 0.95,
+                  sigma_min: Optional[float] = None, sigma_max: Optional[float] = None,
+                  smooth: Optional[bool] = None) -> Tuple[np.ndarray, np.ndarray]:
     """``(lower, upper)``, shaped like :func:`schedule`: the ``level`` confidence band of each sigma from the
     sampling error of the profile.
 

@@ -19,6 +19,7 @@ LAYERS = (
     ("control",),  # control variates: their estimator and their sums' rows
     ("sums",),  # the accumulator layout's one owner
     ("profile",),  # Profile: the sums on the host, merge, files
+    ("recorder",),  # profiles recorded from a training loop
     ("protocol", "data"),  # the denoiser/data protocol; dataset readers
     ("kernels",),  # Triton kernels, their torch twins, the CPU launchers
     ("analytic",),  # models with exact denoisers

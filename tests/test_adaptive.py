@@ -201,3 +201,30 @@ def test_minimax_allocation_against_an_independent_optimiser():
         assert ours == pytest.approx(ref.fun, rel=1e-3), (ours, ref.fun)
         sqrt_rule = np.sqrt(a.max(0))  # the simple rule it improves on
         assert ours <= (a @ (1 / (sqrt_rule * total / sqrt_rule.sum()))).max() * (1 + 1e-9)
+
+
+def test_the_progress_bar_counts_towards_the_predicted_end(monkeypatch):
+    """Issue 31: the bar's total grew by a round at a time (no ETA); after the pilot it is the predicted total."""
+    from entropic_fast import estimate
+    totals = []
+
+    class Bar:
+        def __init__(self, total, initial, **kw):
+            self.total, self.n = total, initial
+            totals.append(total)
+
+        def update(self, rows):
+            self.n += rows
+
+        def refresh(self):
+            totals.append(self.total)
+
+        def close(self):
+            pass
+    monkeypatch.setattr(estimate, "tqdm", Bar)
+    g = torch.Generator().manual_seed(0)
+    m = ef.analytic.GMM(torch.randn(6, 4, generator=g, dtype=torch.float64), 0.1)
+    p = ef.profile(m, m, ef.sigma_grid(16), tolerance=0.01, progress=True)
+    final = p.meta["evaluations"]
+    assert len(p.meta["adaptive"]["rounds"]) >= 3
+    assert totals[0] == 16 * 32 and 0.5 * final <= totals[1] <= 2 * final, (totals, final)

@@ -157,3 +157,16 @@ def test_torchrun_two_processes_equal_one_and_only_rank0_writes(tmp_path):
     one = run(kinds=["edm", "exponential"], steps=[4, 8], samplers=["ddim", "ddim-stochastic"], samples=200, seeds=2)
     for rec, cell in zip(ranks, one.cells):
         np.testing.assert_allclose(rec["frechet"], one.distances(cell), rtol=1e-9)
+
+
+def test_labels_go_to_the_samples_by_index():
+    """Sample i of a conditional model gets labels[i % len(labels)], at every evaluation."""
+    seen = []
+
+    def den(x, sigma, labels):
+        seen.append(labels.clone())
+        return GAUSS(x, sigma)
+    ef.compare(den, REF, kinds=["edm"], steps=[4], samplers=["ddim"], samples=12, features=FLAT, progress=False,
+               labels=torch.arange(5), batch_size=5)
+    counts = torch.bincount(torch.cat(seen), minlength=5).tolist()
+    assert counts == [4 * sum(1 for i in range(12) if i % 5 == k) for k in range(5)]

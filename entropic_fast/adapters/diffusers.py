@@ -35,6 +35,28 @@ def continuous_timesteps(sigma, log_sigmas):
     return lo.to(torch.float64) + frac
 
 
+def training_errors(scheduler, timesteps, model_output, noisy, clean, prediction_type=None):
+    """``(sigma, errors)`` of a diffusers training step, for ``ef.Recorder.add(sigma, errors=errors)``: each sample's
+    EDM sigma ``sqrt((1 - a_t) / a_t)`` and its squared error ``||x0_hat - x0||^2``, with ``x0_hat`` what the model's
+    output (``epsilon``, ``v_prediction`` or ``sample``, by default the scheduler's) says of the clean sample, as
+    ``DDPMScheduler.step`` computes its ``pred_original_sample``. The error in ``x0`` is the EDM error at that sigma."""
+    kind = prediction_type or getattr(getattr(scheduler, "config", None), "prediction_type", "epsilon")
+    a = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64).to(noisy.device)[timesteps.long()]
+    shape = (-1,) + (1,) * (noisy.ndim - 1)
+    sa, sb = a.sqrt().view(shape), (1 - a).sqrt().view(shape)
+    x, out = noisy.detach().to(torch.float64), model_output.detach().to(torch.float64)
+    if kind == "epsilon":
+        x0_hat = (x - sb * out) / sa
+    elif kind == "v_prediction":
+        x0_hat = sa * x - sb * out
+    elif kind == "sample":
+        x0_hat = out
+    else:
+        raise InputError(f"prediction_type must be epsilon, v_prediction or sample, got {kind!r}")
+    err = (x0_hat - clean.detach().to(torch.float64)).square().flatten(1).sum(1)
+    return ((1 - a) / a).sqrt(), err
+
+
 class VPDenoiser(Adapter):
     """A diffusers ``UNet2DModel`` / ``UNet2DConditionModel`` with a VP ``alphas_cumprod`` as an EDM denoiser:
     ``s = sqrt((1 - a) / a)``, input ``x / sqrt(1 + s^2)``, timestep by log-sigma interpolation.

@@ -1,0 +1,179 @@
+"""ef.Recorder: the error curve from training steps, against closed forms, with honest bands, forgetting, bad input,
+no host sync; and where trainers are (a plain loop, Lightning, a diffusers training step)."""
+import numpy as np
+import pytest
+import torch
+
+import entropic_fast as ef
+from entropic_fast.errors import InputError
+from entropic_fast.recorder import fit
+
+GAUSS = ef.analytic.Gaussian(0.25, (16,))
+
+
+def train_like(rec, model, steps=300, batch=256, seed=0, p_std=1.2):
+    """What a training loop hands the recorder: EDM's log-normal sigmas and the denoiser's errors."""
+    g = torch.Generator().manual_seed(seed)
+    for _ in range(steps):
+        x0 = model.sample(batch, generator=g)
+        s = torch.exp(torch.randn(batch, generator=g) * p_std - 1.2)
+        rec.add(s, model(x0 + s[:, None] * torch.randn(x0.shape, generator=g), s), x0)
+
+
+def test_the_recorded_curve_is_the_closed_form_within_its_band():
+    rec = ef.Recorder(points=32)
+    train_like(rec, GAUSS)
+    p = rec.profile()
+    seen = p.count > 50
+    z = (p.mse - GAUSS.mse(p.sigmas))[seen] / p.stderr[seen]
+    assert seen.sum() >= 15 and abs(z.mean()) < 0.6 and 0.6 < z.std() < 1.5, z
+    assert p.meta["recorded"]["steps"] == 300 and p.meta["recorded"]["outside_range"]["below"] >= 0
+
+
+def test_the_fit_is_exact_for_a_piecewise_linear_ratio():
+    """No binning bias: errors b(s) (6 + u) (u = log s, a line in each interval) give exactly b (6 + u) at the knots,
+    however unevenly the samples fall in the intervals."""
+    rec = ef.Recorder(0.01, 10.0, 8, data_variance=0.25, dim=4)
+    g = torch.Generator().manual_seed(0)
+    for _ in range(20):
+        u = torch.rand(64, generator=g, dtype=torch.float64) ** 3 * np.log(1000) + np.log(0.01)
+        s = u.exp()
+        b = 4 * s**2 * 0.25 / (s**2 + 0.25)
+        rec.add(s, errors=b * (6 + u))
+    p = rec.profile()
+    u = np.log(p.sigmas)
+    np.testing.assert_allclose(p.mse, 4 * p.sigmas**2 * 0.25 / (p.sigmas**2 + 0.25) * (6 + u), rtol=1e-9)
+
+
+def test_older_steps_are_forgotten_with_the_half_life():
+    rec = ef.Recorder(points=16, half_life=20, data_variance=0.25, dim=16)
+    for scale in (1.0, 2.0):
+        for _ in range(300):
+            s = torch.exp(torch.randn(128) * 1.2 - 1.2)
+            rec.add(s, errors=torch.as_tensor(scale * GAUSS.mse(s.numpy())))
+    p = rec.profile()
+    seen = p.count > 20
+    np.testing.assert_allclose(p.mse[seen], 2.0 * GAUSS.mse(p.sigmas)[seen], rtol=1e-4)  # 0.5 ** (300 / 20) left
+    kish = p.meta["recorded"]["effective_samples"]
+    assert 128 * 20 / np.log(2) * 0.5 < kish < 128 * 2 * 20 / np.log(2) * 1.5  # about 2 half-lives' worth, not 600 steps'
+
+
+def test_add_never_waits_on_the_device(monkeypatch):
+    """Every way a tensor reaches the host raises inside add(): the training loop is never stalled."""
+    rec = ef.Recorder(points=16)
+    train_like(rec, GAUSS, steps=1)  # the first step allocates
+    x0 = GAUSS.sample(32)
+    s = torch.exp(torch.randn(32) - 1.2)
+    d = GAUSS(x0 + s[:, None] * torch.randn_like(x0), s)
+
+    def sync(*a, **k):
+        raise AssertionError("host sync")
+    for name in ("item", "tolist", "numpy", "cpu", "__bool__", "__float__", "__int__"):
+        monkeypatch.setattr(torch.Tensor, name, sync)
+    rec.add(s, d, x0)
+    monkeypatch.undo()
+    assert rec.profile().meta["recorded"]["steps"] == 2
+
+
+def test_bad_input_is_counted_or_refused_with_its_step():
+    rec = ef.Recorder(0.1, 10.0, 8)
+    x0 = torch.zeros(4, 3)
+    rec.add(torch.tensor([0.01, 1.0, 100.0, 5.0]), x0 + 0.1, x0)
+    assert rec.profile().meta["recorded"]["outside_range"] == {"below": 1, "above": 1}
+    rec.add(torch.tensor([1.0, 2.0, 3.0, 4.0]), x0 + torch.tensor([0.0, np.nan, 0.0, 0.0])[:, None], x0)
+    with pytest.raises(InputError, match="1 non-finite training errors, the first at step 2"):
+        rec.profile()
+    with pytest.raises(InputError, match=r"x0_hat \(4, 3\) and x0 \(4, 2\)"):
+        rec.add(torch.ones(4), torch.zeros(4, 3), torch.zeros(4, 2))
+    with pytest.raises(InputError, match="sigma must be one value per sample"):
+        rec.add(torch.ones(4, 1), x0, x0)
+    with pytest.raises(InputError, match="errors= alone"):
+        ef.Recorder().add(torch.ones(4), errors=torch.ones(4))
+    with pytest.raises(InputError, match="nothing recorded yet"):
+        ef.Recorder().profile()
+
+
+def test_a_recorded_profile_is_an_ordinary_profile(tmp_path):
+    rec = ef.Recorder(points=24)
+    train_like(rec, GAUSS, steps=200, p_std=2.0)
+    p = ef.Profile.load(rec.profile().save(tmp_path / "rec.npz"))
+    assert p.meta["recorded"]["steps"] == 200
+    s = ef.schedule(p, 16, "rescaled")
+    exact = ef.schedule(ef.Profile.from_curve(p.sigmas, GAUSS.mse(p.sigmas), 16), 16, "rescaled")
+    assert np.max(np.abs(s[:-1] / exact[:-1] - 1)) < 0.05
+    lo, hi = ef.schedule_band(p, 16, "rescaled")
+    assert np.all(lo <= s) and np.all(s <= hi)
+
+
+def test_a_recorded_prior_plans_the_first_round():
+    rec = ef.Recorder(points=24)
+    train_like(rec, GAUSS, steps=100, p_std=2.0)
+    prior = rec.profile()
+    from entropic_fast.adaptive import prior_plan, targets
+    first = prior_plan(prior, targets(16, "rescaled"), 0.05)
+    p = ef.profile(GAUSS, GAUSS, tolerance=0.05, prior=prior, control=None, progress=False)
+    assert np.array_equal(p.sigmas, prior.sigmas)
+    assert p.meta["adaptive"]["rounds"][0]["evaluations"] == int(first.sum()) * 32
+    assert p.meta["adaptive"]["rounds"][-1]["band"] <= 0.05 and "prior" in p.meta["adaptive"]
+    with pytest.raises(InputError, match="the prior's grid"):
+        ef.profile(GAUSS, GAUSS, ef.sigma_grid(10), tolerance=0.05, prior=prior, progress=False)
+
+
+def test_a_plain_loop_records_in_five_lines():
+    net = torch.nn.Linear(16, 16)
+    opt = torch.optim.SGD(net.parameters(), lr=0.01)
+    rec = ef.Recorder(points=16)
+    for _ in range(20):
+        x0 = GAUSS.sample(64).float()
+        sigma = torch.exp(torch.randn(64) * 1.2 - 1.2)
+        x0_hat = net(x0 + sigma[:, None] * torch.randn_like(x0))
+        loss = ((x0_hat - x0) ** 2).mean()
+        opt.zero_grad(); loss.backward(); opt.step()  # noqa: E702
+        rec.add(sigma, x0_hat, x0)  # the one added line
+    assert rec.profile().meta["recorded"]["steps"] == 20
+
+
+def test_the_lightning_callback_records_every_step(tmp_path):
+    import lightning.pytorch as pl  # a test extra, installed without its dependencies
+
+    class Module(pl.LightningModule):
+        def __init__(self):
+            super().__init__()
+            self.net = torch.nn.Linear(16, 16)
+
+        def training_step(self, batch, batch_idx):
+            x0 = batch[0]
+            sigma = torch.exp(torch.randn(len(x0)) * 1.2 - 1.2)
+            x0_hat = self.net(x0 + sigma[:, None] * torch.randn_like(x0))
+            return {"loss": ((x0_hat - x0) ** 2).mean(), "sigma": sigma, "x0_hat": x0_hat, "x0": x0}
+
+        def configure_optimizers(self):
+            return torch.optim.SGD(self.parameters(), lr=0.01)
+    data = torch.utils.data.DataLoader(torch.utils.data.TensorDataset(GAUSS.sample(640).float()), batch_size=64)
+    from entropic_fast.recorder import lightning_callback
+    rec2 = ef.Recorder(points=16)
+    trainer = pl.Trainer(max_steps=7, accelerator="cpu", logger=False, enable_checkpointing=False,
+                         enable_progress_bar=False, enable_model_summary=False, default_root_dir=tmp_path,
+                         callbacks=[lightning_callback(rec2, tmp_path / "rec.npz")])
+    trainer.fit(Module(), data)
+    assert rec2.steps == 7 and ef.Profile.load(tmp_path / "rec.npz").meta["trainer_step"] == 7
+
+
+@pytest.mark.parametrize("prediction", ["epsilon", "v_prediction", "sample"])
+def test_diffusers_training_errors_are_ddpm_step_s_clean_prediction(prediction):
+    """The errors of a diffusers training step are those of DDPMScheduler.step's own pred_original_sample."""
+    from diffusers import DDPMScheduler
+    from entropic_fast.adapters.diffusers import training_errors
+    sched = DDPMScheduler(num_train_timesteps=1000, beta_schedule="scaled_linear", prediction_type=prediction,
+                          clip_sample=False)  # training does not clip: neither does step, so they compare
+    g = torch.Generator().manual_seed(0)
+    clean, noise = torch.randn(6, 1, 4, 4, generator=g), torch.randn(6, 1, 4, 4, generator=g)
+    t = torch.tensor([0, 10, 200, 500, 800, 999])
+    noisy = sched.add_noise(clean, noise, t)
+    out = torch.randn(6, 1, 4, 4, generator=g)
+    sigma, err = training_errors(sched, t, out, noisy, clean)
+    for i in range(6):
+        pred = sched.step(out[i:i + 1], int(t[i]), noisy[i:i + 1]).pred_original_sample
+        assert float(err[i]) == pytest.approx(float(((pred.double() - clean[i:i + 1].double()) ** 2).sum()), rel=1e-4)
+    a = sched.alphas_cumprod[t].double()
+    np.testing.assert_allclose(sigma.numpy(), ((1 - a) / a).sqrt().numpy(), rtol=1e-12)
