@@ -156,7 +156,7 @@ class AdaptivePlan:
                              f"sigma ({n} sigmas): give at least {n * UNIT}")
         self.plan = np.full(n, min(self.pilot_units, self.budget // n), np.int64)
         if self.prior is not None:
-            self.plan = prior_plan(self.prior, self.goals, self.tolerance, self.level, self.budget)
+            self.plan = prior_plan(self.prior, self.goals, self.level, int(self.plan.sum()))
 
     def units(self, shard, finished):
         return plan_units(self.plan, shard, finished)
@@ -210,21 +210,19 @@ def _describe_prior(prior):
     return {"recorded_steps": rec.get("steps"), "samples": float(prior.count.sum()), "mse_sum": float(prior.mse.sum())}
 
 
-def prior_plan(prior, goals, tolerance, level=0.95, budget_units=None, floor=1):
-    """The first plan of a run that starts from a ``prior`` profile (one recorded while training, say): the units per
-    sigma that the prior's per-sample variances say meet ``tolerance`` (the minimax allocation, as each round's),
-    at least ``floor`` per sigma, within the budget. The prior only decides where to sample: its sums, from other
-    weights, are not mixed into the estimate."""
+def prior_plan(prior, goals, level, units, floor=1):
+    """The first plan of a run that starts from a ``prior`` profile (one recorded while training, say): the pilot's
+    ``units`` in all, shared out as the prior's variances say (the minimax allocation, as each round's), at least
+    ``floor`` per sigma. Only the shape is taken from the prior: its variances are those of other weights and of the
+    plain mean (a run with control variates has smaller ones), so its total would mislead; the rounds that follow
+    decide from this run's own sums, and the prior's are never mixed into the estimate."""
     _, grads, v = band(prior, goals, level)
     a = np.concatenate(grads) ** 2 * v
     weight = minimax_shape(a, np.ones(a.shape[1]))
-    limit = math.log1p(tolerance) ** 2 / normal_quantile(level) ** 2
-    live = weight > 0
-    need = float((a[:, live] / weight[live]).sum(1).max(initial=0.0)) / limit  # Var log s_i = sum_j a_ij / (c w_j)
-    units = np.maximum(np.ceil(need * weight / UNIT), floor).astype(np.int64)
-    if budget_units is not None and units.sum() > budget_units:
-        units = np.maximum(np.floor(units * budget_units / units.sum()), floor).astype(np.int64)
-    return units
+    if not weight.sum() > 0:
+        return np.full(a.shape[1], max(units // a.shape[1], floor), np.int64)
+    share = np.floor(weight / weight.sum() * (units - floor * weight.size))
+    return (floor + np.maximum(share, 0)).astype(np.int64)
 
 
 def plan(samples, tolerance, steps, kind, max_evaluations, pilot, level, prior=None):

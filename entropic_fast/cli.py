@@ -385,6 +385,9 @@ def main(argv=None):
     except (InputError, FileNotFoundError, IsADirectoryError, PermissionError) as e:
         print(f"entropic-fast: error: {e}", file=sys.stderr)
         return 2
+    except ImportError as e:  # a missing extra: the message names the install command
+        print(f"entropic-fast: error: {e}", file=sys.stderr)
+        return 2
     except OSError as e:
         print(f"entropic-fast: failed: {e}", file=sys.stderr)
         return 1

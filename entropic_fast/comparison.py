@@ -102,7 +102,7 @@ def reference_of(reference, features, shape, batch, device, samples):
             return Reference(torch.as_tensor(mu), torch.as_tensor(cov), f"statistics file {os.fspath(reference)}")
         raise InputError(f"a reference path must be a statistics file (.npz with mu and sigma), got {reference!r}; "
                          "give data as a tensor or a dataset reader")
-    data = protocol.Data(reference)
+    data = reference if isinstance(reference, protocol.Data) else protocol.Data(reference)
     rows = data.source if data.is_tensor else data.draw(max(2 * samples, 2), torch.Generator().manual_seed(0))[0]
     if tuple(rows.shape[1:]) != tuple(shape):
         raise InputError(f"the reference's rows have shape {tuple(rows.shape[1:])}, the model's samples {tuple(shape)}")
@@ -490,17 +490,17 @@ def _job(denoiser, reference, profile, kinds_, steps, samplers_, samples, seeds,
     cells = _cells(kinds_, steps, samplers_)
     samples, batch_size = checks.integer(samples, "samples", 2), checks.integer(batch_size, "batch_size", 1)
     seeds = list(range(checks.integer(seeds, "seeds", 1))) if np.ndim(seeds) == 0 else [int(s) for s in seeds]
-    device = pick_device(denoiser, protocol.Data(reference) if not isinstance(reference, (str, os.PathLike))
-                         else protocol.Data(torch.zeros(1, 1)), device)
+    data = None if isinstance(reference, (str, os.PathLike)) else protocol.Data(reference)  # read once
+    device = pick_device(denoiser, data or protocol.Data(torch.zeros(1, 1)), device)
     if shape is None:
-        if isinstance(reference, (str, os.PathLike)):
+        if data is None:
             raise InputError("give shape= (one sample's shape): a statistics file does not say it")
-        shape = tuple(protocol.Data(reference).example.shape[1:])
+        shape = tuple(data.example.shape[1:])
     shape = tuple(checks.integer(v, "shape", 1) for v in shape)
     features = default_features(shape, device) if features is None else features
     if not callable(features):
         raise InputError(f"features must be a callable from samples to (rows, width) features, got {features!r}")
-    ref = reference_of(reference, features, shape, batch_size, device, samples)
+    ref = reference_of(data if data is not None else reference, features, shape, batch_size, device, samples)
     prof = _range_profile(profile, shape, sigma_min, sigma_max)
     dtype = protocol.declared_dtype(denoiser) or torch.float32
     labels = None if labels is None else torch.as_tensor(labels)

@@ -97,3 +97,15 @@ def test_every_python_block_of_the_readme_runs_on_its_own_imports():
                 bound.add(node.arg)
         used = {n.id for n in ast.walk(tree) if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
         assert not used - bound, f"README block uses {sorted(used - bound)} without defining them:\n{block[:200]}"
+
+
+def test_a_missing_extra_is_one_line_not_a_traceback(tmp_path, capsys, monkeypatch):
+    import entropic_fast.cli as cli
+
+    def missing(args):
+        from entropic_fast.checks import optional
+        optional("no_such_module_xyz", "demo")
+    monkeypatch.setattr(cli, "_load_model", missing)
+    code = main(["profile", "--model", "m:f", "--data", "digits", "--out", str(tmp_path / "p.npz"), "--quiet"])
+    err = capsys.readouterr().err
+    assert code == 2 and 'pip install "entropic_fast[demo]"' in err and "Traceback" not in err

@@ -110,8 +110,9 @@ def test_a_recorded_prior_plans_the_first_round():
     train_like(rec, GAUSS, steps=100, p_std=2.0)
     prior = rec.profile()
     from entropic_fast.adaptive import prior_plan, targets
-    first = prior_plan(prior, targets(16, "rescaled"), 0.05)
-    p = ef.profile(GAUSS, GAUSS, tolerance=0.05, prior=prior, control=None, progress=False)
+    first = prior_plan(prior, targets(16, "rescaled"), 0.95, 96)  # the pilot's 96 units (4 per sigma), shared out
+    assert first.sum() <= 96 and first.min() >= 1 and first.max() > 4
+    p = ef.profile(GAUSS, GAUSS, tolerance=0.05, prior=prior, pilot=128, control=None, progress=False)
     assert np.array_equal(p.sigmas, prior.sigmas)
     assert p.meta["adaptive"]["rounds"][0]["evaluations"] == int(first.sum()) * 32
     assert p.meta["adaptive"]["rounds"][-1]["band"] <= 0.05 and "prior" in p.meta["adaptive"]
