@@ -20,7 +20,6 @@ from . import checks, estimate, signals
 from .checkpoint import CheckpointMismatch
 from .errors import InputError
 from .kinds import BAND_KINDS
-from .profile import Profile
 from .schedules import log_sigma_gradient, normal_quantile
 from .units import UNIT, plan_rows, plan_units
 
@@ -236,8 +235,6 @@ def plan(samples, tolerance, steps, kind, max_evaluations, pilot, level, prior=N
     level = checks.real(level, "level")
     if not (tolerance < 1 and 0 < level < 1):
         raise InputError(f"need 0 < tolerance < 1 and 0 < level < 1, got tolerance={tolerance}, level={level}")
-    if prior is not None and not isinstance(prior, Profile):
-        raise InputError(f"prior must be a Profile (one recorded while training, say), got {type(prior).__name__}")
     return AdaptivePlan(targets(steps, kind), tolerance, level, checks.integer(max_evaluations, "max_evaluations", 1),
                         checks.integer(pilot, "pilot", 2), prior=prior)
 

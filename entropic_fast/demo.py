@@ -23,7 +23,7 @@ FD_SAMPLERS = ["ddim", "ddim-stochastic", "heun", "dpmpp_2m"]
 # "full" is the committed table (benchmarks/results/demo_frechet.md); the default shows the same story (profile,
 # schedules, figures, the EDM-vs-rescaled gap and its spread) in under two minutes on 2 cores.
 MODES = {
-    "quick": (16, 32, ["edm", "rescaled"], ["ddim"], (4,), 200, 1),
+    "quick": (16, 32, FD_KINDS, FD_SAMPLERS, (4,), 200, 1),
     "default": (64, 64, ["edm", "rescaled", "spectral", "gaussian-optimal", "ays-sdxl"], ["ddim", "dpmpp_2m"], (8, 16),
                 500, 2),
     "full": (256, 128, FD_KINDS, FD_SAMPLERS, (4, 8, 16), 700, 3),

@@ -74,6 +74,8 @@ def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = N
     (checkpoints, signals, ranks, shards, out-of-memory), labels and throughput options: see this module's
     documentation. Same seed, same profile, whatever the batch size, backend, number of ranks or CPU.
     """
+    if prior is not None and not isinstance(prior, Profile):
+        raise InputError(f"prior must be a Profile (one recorded while training, say), got {type(prior).__name__}")
     grid = _grid(prior.sigmas if sigmas is None and prior is not None else sigmas, samples)
     data = protocol.Data(data, labels)
     plan = adaptive.plan(samples, tolerance, steps, kind, max_evaluations, pilot, level, prior)

@@ -116,6 +116,8 @@ def test_a_recorded_prior_plans_the_first_round():
     assert np.array_equal(p.sigmas, prior.sigmas)
     assert p.meta["adaptive"]["rounds"][0]["evaluations"] == int(first.sum()) * 32
     assert p.meta["adaptive"]["rounds"][-1]["band"] <= 0.05 and "prior" in p.meta["adaptive"]
+    with pytest.raises(InputError, match="prior must be a Profile"):
+        ef.profile(GAUSS, GAUSS, tolerance=0.05, prior="rec.npz", progress=False)
     with pytest.raises(InputError, match="the prior's grid"):
         ef.profile(GAUSS, GAUSS, ef.sigma_grid(10), tolerance=0.05, prior=prior, progress=False)
 
