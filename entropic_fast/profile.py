@@ -3,6 +3,7 @@ import json
 import os
 import warnings
 import zipfile
+from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
@@ -10,6 +11,7 @@ from . import checks, files, sums
 from .errors import InputError, ProfileFormatError
 from .units import n_units, overlap, union
 
+ArrayLike = Union[np.ndarray, Sequence[float]]
 FORMAT_VERSION = 3
 # version 1 lacks the data mean of spectral profiles (mean_sum): P_k there is not centred; versions 1 and 2
 # have no control-variate sums (control_sum): their mse is the plain mean
@@ -97,7 +99,8 @@ class Profile:
     of the control-variate estimator (``control.estimate``), ``sum / count`` stays the plain mean.
     """
 
-    def __init__(self, sigmas, sum, sumsq, count, dim, meta=None, **fields):
+    def __init__(self, sigmas: ArrayLike, sum: ArrayLike, sumsq: ArrayLike, count: ArrayLike, dim: int,
+                 meta: Optional[dict] = None, **fields: Any) -> None:
         self.sigmas = as_grid(sigmas)
         n = self.sigmas.size
         self.sum, self.sumsq, self.count = (sums.array(a, name, (n,)) for name, a in zip(ACCUMULATORS, (sum, sumsq, count)))
@@ -114,7 +117,9 @@ class Profile:
             setattr(self, k, v)
 
     @classmethod
-    def from_curve(cls, sigmas, mse, dim, meta=None, spectra=None, data_power=None, data_mean=None):
+    def from_curve(cls, sigmas: ArrayLike, mse: ArrayLike, dim: int, meta: Optional[dict] = None,
+                   spectra: Optional[ArrayLike] = None, data_power: Optional[ArrayLike] = None,
+                   data_mean: Optional[ArrayLike] = None) -> "Profile":
         """An exact profile from a known error curve ``e(sigma)`` (no sampling, zero stderr);
         optionally with exact per-frequency errors ``spectra`` (sigmas, C, H, W), ``data_power`` and
         ``data_mean`` (zero when not given)."""
@@ -221,12 +226,12 @@ class Profile:
         fields = sums.scaled(self._fields, np.ones_like(n) if spectra_factor is None else spectra_factor)
         return Profile(self.sigmas, mse * n, sumsq, n, self.dim, self.meta, **fields)
 
-    def with_meta(self, **entries):
+    def with_meta(self, **entries: Any) -> "Profile":
         """The same profile with these entries added to (or replacing those of) its meta."""
         return Profile(self.sigmas, self.sum, self.sumsq, self.count, self.dim, {**self.meta, **entries},
                        **self._fields)
 
-    def merge(self, other):
+    def merge(self, other: "Profile") -> "Profile":
         """The profile of both runs' work together: accumulators add exactly.
 
         Both must be sampled profiles of the same grid, model, data and seed, holding disjoint work
@@ -265,7 +270,7 @@ class Profile:
         return Profile(self.sigmas, self.sum + other.sum, self.sumsq + other.sumsq, self.count + other.count,
                        self.dim, meta, **sums.added(self._fields, other._fields))
 
-    def save(self, path):
+    def save(self, path: Union[str, os.PathLike]) -> str:
         """Write an ``.npz`` file (arrays plus a JSON metadata record) atomically; returns ``path``.
 
         The file gets the mode a plain ``open`` would give it; a symbolic link is followed."""
@@ -278,7 +283,7 @@ class Profile:
         return path
 
     @classmethod
-    def load(cls, path):
+    def load(cls, path: Union[str, os.PathLike]) -> "Profile":
         """Read a file written by :meth:`save`; damaged or foreign files raise ProfileFormatError."""
         path = checks.path(path, "path")
 
@@ -331,7 +336,7 @@ class Profile:
         except InputError as e:
             raise ProfileFormatError(f"{path} holds an inconsistent profile: {e}") from None
 
-    def summary(self):
+    def summary(self) -> str:
         """A few lines describing the profile (grid, samples, dimension, error range)."""
         s, m = self.sigmas, self.mse
         kind = "exact curve" if self.exact else f"{int(self.count.min())}..{int(self.count.max())} samples per sigma"

@@ -1,4 +1,5 @@
 """diffusers VP models as EDM denoisers, and our sigmas as the keyword arguments a diffusers scheduler takes."""
+from typing import Any, Callable, Optional, Tuple  # noqa: F401
 import copy
 import inspect
 import warnings
@@ -35,7 +36,8 @@ def continuous_timesteps(sigma, log_sigmas):
     return lo.to(torch.float64) + frac
 
 
-def training_errors(scheduler, timesteps, model_output, noisy, clean, prediction_type=None):
+def training_errors(scheduler: Any, timesteps: torch.Tensor, model_output: torch.Tensor, noisy: torch.Tensor,
+                    clean: torch.Tensor, prediction_type: Optional[str] = None) -> Tuple[torch.Tensor, torch.Tensor]:
     """``(sigma, errors)`` of a diffusers training step, for ``ef.Recorder.add(sigma, errors=errors)``: each sample's
     EDM sigma ``sqrt((1 - a_t) / a_t)`` and its squared error ``||x0_hat - x0||^2``, with ``x0_hat`` what the model's
     output (``epsilon``, ``v_prediction`` or ``sample``, by default the scheduler's) says of the clean sample, as
@@ -141,7 +143,8 @@ def _rows_for(t, rows, name):
                      "every sample) or per-sample conditioning as profile(..., labels=...)")
 
 
-def denoiser(model, scheduler, prediction_type=None, encoder_hidden_states=None, added_cond_kwargs=None):
+def denoiser(model: torch.nn.Module, scheduler: Any, prediction_type: Optional[str] = None,
+             encoder_hidden_states: Optional[torch.Tensor] = None, added_cond_kwargs: Optional[dict] = None) -> "VPDenoiser":
     """The EDM denoiser of a diffusers VP model (see :class:`VPDenoiser`)."""
     return VPDenoiser(model, scheduler, prediction_type, encoder_hidden_states, added_cond_kwargs)
 
@@ -329,7 +332,7 @@ def _verify(s, scheduler, name, kwargs):
                          "EulerDiscreteScheduler, or FlowMatchEulerDiscreteScheduler for flow models")
 
 
-def to_diffusers(sigmas, scheduler):
+def to_diffusers(sigmas: Any, scheduler: Any) -> dict:
     """Keyword arguments for ``scheduler.set_timesteps`` that make it use our descending ``sigmas`` (trailing 0).
 
     ``sigmas=`` for schedulers that take EDM-form sigmas (EulerDiscreteScheduler and the like); the

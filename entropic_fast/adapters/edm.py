@@ -4,6 +4,7 @@ pickles, and EDM2's logvar fast path.
 Loading NVIDIA's pickles needs their repository (``torch_utils``, ``training``, ``dnnlib``) on
 ``sys.path``: :func:`load` puts ``code_root`` there.
 """
+from typing import Any, Callable, Optional, Tuple  # noqa: F401
 import contextlib
 import os
 import pickle
@@ -71,7 +72,7 @@ class EDMAdapter(Adapter):
         return _run(self.net, x, sigma, self.onehot(labels, x), self.autocast, self.force_fp32)
 
 
-def denoiser(net, dtype=None, force_fp32=None):
+def denoiser(net: torch.nn.Module, dtype: Optional[torch.dtype] = None, force_fp32: Optional[bool] = None) -> Adapter:
     """Wrap an EDM/EDM2 ``net`` as ``denoiser(x, sigma, labels=None)``, an :class:`EDMAdapter` module that
     carries the net's dtype and device.
 
@@ -118,7 +119,8 @@ class GuidedAdapter(Adapter):
         return dg + self.weight * (d - dg)
 
 
-def guided(net, guide=None, weight=1.0, dtype=None, force_fp32=None):
+def guided(net: torch.nn.Module, guide: Optional[torch.nn.Module] = None, weight: float = 1.0,
+           dtype: Optional[torch.dtype] = None, force_fp32: Optional[bool] = None) -> Adapter:
     """Guided denoiser ``D_g + w (D - D_g)``, as EDM2 samples (Karras et al. 2024, "Guiding a diffusion
     model with a bad version of itself", eq. 1).
 
@@ -134,7 +136,7 @@ def guided(net, guide=None, weight=1.0, dtype=None, force_fp32=None):
     return GuidedAdapter(net, guide, w, dtype, force_fp32)
 
 
-def load(path, code_root=None, device="cpu", key="ema"):
+def load(path: str, code_root: Optional[str] = None, device: str = "cpu", key: str = "ema") -> torch.nn.Module:
     """A network from an NVIDIA EDM / EDM2 pickle (``{"ema": net, ...}``), in eval mode, on ``device``.
 
     Their pickles rebuild the network from the repository's modules (``torch_utils``, ``dnnlib``,
@@ -196,7 +198,7 @@ def logvar_mse(net, sigmas, dim, trained_range=None):
     return dim * np.exp(u) / w
 
 
-def profile_from_logvar(net, sigmas, dim, trained_range=None):
+def profile_from_logvar(net: torch.nn.Module, sigmas: Any, dim: int, trained_range: Optional[tuple] = None) -> Profile:
     """A Profile from EDM2's logvar head alone (see :func:`logvar_mse`); ``dim`` is the data dimension."""
     return Profile.from_curve(sigmas, logvar_mse(net, sigmas, dim, trained_range), dim,
                               meta={"source": "EDM2 logvar", "model": type(net).__name__})

@@ -1,4 +1,5 @@
 """k-diffusion-style schedule functions: descending torch sigma tensors with the zero appended."""
+from typing import Any, Callable, Optional, Tuple  # noqa: F401
 import warnings
 
 import torch
@@ -10,7 +11,8 @@ from .flow import sigma_to_t, t_to_sigma
 FLOAT32_SLACK = 1e-3  # model limits derived in float32 elsewhere (webui's) differ from a profile's by ~1e-5
 
 
-def get_sigmas_entropic(n, profile, kind="rescaled", sigma_min=None, sigma_max=None, device="cpu", **options):
+def get_sigmas_entropic(n: int, profile: Any, kind: str = "rescaled", sigma_min: Optional[float] = None,
+                        sigma_max: Optional[float] = None, device: str = "cpu", **options: Any) -> torch.Tensor:
     """``n`` sigmas of the ``kind`` schedule of ``profile`` then 0, like k-diffusion's ``get_sigmas_karras``."""
     return torch.tensor(schedule(profile, n, kind, sigma_min, sigma_max, **options), dtype=torch.float32,
                         device=device)
@@ -39,7 +41,7 @@ def clip_to_profile(profile, lo, hi):
     return out if out[0] < out[1] else (glo, ghi)
 
 
-def scheduler(profile, kind="rescaled", flow=None, **options):
+def scheduler(profile: Any, kind: str = "rescaled", flow: Optional[bool] = None, **options: Any) -> Callable:
     """An A1111 / Forge scheduler function ``(n, sigma_min, sigma_max, device)`` bound to ``profile``.
 
     Forge calls it as ``function(n=steps, sigma_min=..., sigma_max=..., device=...)`` with the model's limits
