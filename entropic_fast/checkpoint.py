@@ -47,18 +47,19 @@ def _budget_raised(saved, signature):
         and isinstance(a.get("max_evaluations"), int) and b["max_evaluations"] >= a["max_evaluations"]
 
 
-def _check_signature(path, saved, signature):
-    """Refuse a checkpoint written with other arguments (a raised adaptive budget excepted: the run goes on)."""
+def check_signature(path, saved, signature, run="profile run"):
+    """Refuse a checkpoint written with other arguments (a raised adaptive budget excepted: the run goes on); ``run``
+    names what wrote it in the message."""
     if not isinstance(saved, dict):
         _refuse(path, "has no signature record")
     differ = [k for k in sorted(set(saved) | set(signature)) if saved.get(k) != signature.get(k)]
     if differ and not _budget_raised(saved, signature):
         what = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, this run {signature.get(k)!r}" for k in differ)
-        raise CheckpointMismatch(f"checkpoint {path} was written with other arguments ({what}); "
+        raise CheckpointMismatch(f"checkpoint {path} was written by another {run}, with other arguments ({what}); "
                                  "use another checkpoint path or remove it")
 
 
-def _load(path):
+def load(path):
     """``(signature or None, arrays)`` of a checkpoint file; anything unreadable is a CheckpointMismatch."""
     try:
         with np.load(path, allow_pickle=False) as z:
@@ -112,8 +113,8 @@ def read(path, signature, shapes, state=()):
     ``shapes`` maps each accumulator part to its shape (``sums.Sums.shapes``), ``state`` names the plan's arrays
     (checked by the plan): names, shapes and dtypes must match, and the counts must equal the rows of the
     finished units, sigma by sigma."""
-    saved, arrays = _load(path)
-    _check_signature(path, saved, signature)
+    saved, arrays = load(path)
+    check_signature(path, saved, signature)
     expected = set(shapes) | {"finished"} | set(state)
     if set(arrays) != expected:
         missing, extra = sorted(expected - set(arrays)), sorted(set(arrays) - expected)

@@ -57,9 +57,6 @@ def _schedule(args):
             print(" ".join(f"{v:.6g}" for v in hi), f"  (upper, {args.level:.0%})")
 
 
-SD_BETAS = (0.00085, 0.012, 1000)  # Stable Diffusion's scaled_linear training schedule
-
-
 def _sd_timesteps(sigmas):
     """Continuous timesteps of ``sigmas`` on Stable Diffusion's schedule (as the VP adapter computes them),
     refused outside its range."""
@@ -68,10 +65,9 @@ def _sd_timesteps(sigmas):
     import torch
 
     from .adapters.diffusers import vp_log_sigmas, continuous_timesteps
+    from .peers import sd_alphas_cumprod
 
-    lo, hi, n = SD_BETAS
-    betas = torch.linspace(lo**0.5, hi**0.5, n, dtype=torch.float64) ** 2
-    ls = vp_log_sigmas(types.SimpleNamespace(alphas_cumprod=torch.cumprod(1 - betas, 0)))
+    ls = vp_log_sigmas(types.SimpleNamespace(alphas_cumprod=torch.from_numpy(sd_alphas_cumprod())))
     s = torch.as_tensor(sigmas, dtype=torch.float64)
     if float(s.min()) < float(ls[0].exp()) * (1 - 1e-6) or float(s.max()) > float(ls[-1].exp()) * (1 + 1e-6):
         raise _Usage(f"--format timesteps is Stable Diffusion's schedule, sigma {float(ls[0].exp()):.4g} to "

@@ -22,6 +22,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checks, files, kinds, metrics, protocol, samplers, signals
+from . import checkpoint as ckpt
 from .checkpoint import CheckpointMismatch
 from .errors import InputError
 from .estimate import distributed, pick_device
@@ -356,15 +357,8 @@ class Run:
         path = self.job.checkpoint
         if path is None or not os.path.exists(path):
             return
-        try:
-            with np.load(path, allow_pickle=False) as z:
-                saved, arrays = json.loads(str(z["signature"])), {k: z[k] for k in z.files if k != "signature"}
-        except (OSError, ValueError, KeyError, EOFError) as e:
-            raise CheckpointMismatch(f"checkpoint {path} is not readable ({type(e).__name__}: {e}); remove it") from None
-        if saved != self.signature():
-            differ = sorted(k for k in set(saved) | set(self.signature()) if saved.get(k) != self.signature().get(k))
-            raise CheckpointMismatch(f"checkpoint {path} was written by another comparison (differs in {differ}); "
-                                     "use another checkpoint path or remove it")
+        saved, arrays = ckpt.load(path)
+        ckpt.check_signature(path, saved, self.signature(), run="comparison")
         for k, v in self.moments.tensors().items():
             if arrays[k].shape != tuple(v.shape):
                 raise CheckpointMismatch(f"checkpoint {path} has {k} of shape {arrays[k].shape}, expected {tuple(v.shape)}")

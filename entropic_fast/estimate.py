@@ -359,13 +359,11 @@ class Run:
         """The profile of every finished unit, all ranks together, plain and control sums only (a host sync:
         once per round)."""
         self.check_finite()
-        part = self.sums.like()
-        for k in ("acc", "cv"):
-            if k in part.parts:
-                part.parts[k].copy_(self.sums.parts[k])
-        if self.job.dist is not None:
-            part.all_reduce_([k for k in ("acc", "cv") if k in part.parts])
-        return Profile(self.job.grid, dim=self.job.data.dim, **sums.fields(part.arrays(), plain_only=True))
+        parts = {k: v.clone() for k, v in self.sums.parts.items() if k in ("acc", "cv")}
+        for v in parts.values() if self.job.dist is not None else ():
+            torch.distributed.all_reduce(v)
+        host = {k: v.cpu().numpy() for k, v in parts.items()}
+        return Profile(self.job.grid, dim=self.job.data.dim, **sums.fields(host, plain_only=True))
 
     def rounds(self, bar):
         """The plan's rounds until it is done, checkpointing between them."""

@@ -21,11 +21,15 @@ from .errors import InputError
 SD_BETAS = (0.00085, 0.012, 1000)  # Stable Diffusion's scaled_linear training schedule
 
 
+def sd_alphas_cumprod():
+    """Stable Diffusion's ``alphas_cumprod`` (float64), one per training timestep."""
+    lo, hi, n = SD_BETAS
+    return np.cumprod(1.0 - np.linspace(lo**0.5, hi**0.5, n, dtype=np.float64) ** 2)
+
+
 def sd_sigmas():
     """Stable Diffusion's 1000 discrete sigmas, ascending, as ComfyUI stores them (float32, read as float64)."""
-    lo, hi, n = SD_BETAS
-    betas = np.linspace(lo**0.5, hi**0.5, n, dtype=np.float64) ** 2
-    ac = np.cumprod(1.0 - betas)
+    ac = sd_alphas_cumprod()
     return (((1 - ac) / ac) ** 0.5).astype(np.float32).astype(np.float64)
 
 
