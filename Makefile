@@ -1,4 +1,4 @@
-# `make test` and `make demo` each set everything up on a fresh machine, then run.
+# `make test`, `make demo` and `make docs` each set everything up on a fresh machine, then run.
 # Uses the active virtual environment, or creates $(VENV). Override the torch build with
 # TORCH=... (e.g. TORCH="torch --index-url ..."), or TORCH= to keep the torch you have.
 PYTHON ?= python3
@@ -10,7 +10,7 @@ ENV_DIR := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),$(VENV))
 PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.entropic_fast-installed
 
-.PHONY: setup test demo bench clean
+.PHONY: setup test demo docs bench clean
 
 $(PY):
 	$(PYTHON) -m venv $(ENV_DIR)
@@ -23,7 +23,7 @@ LIGHTNING := lightning==2.6.6 lightning-utilities==0.15.3 torchmetrics==1.9.0
 
 $(STAMP): $(PY) setup.py pyproject.toml $(wildcard csrc/*.cpp csrc/*.h)
 	$(if $(TORCH),$(PY) -m pip install "$(TORCH)")
-	$(PY) -m pip install -e ".[test,demo,plots]"
+	$(PY) -m pip install -e ".[test,demo,plots,docs]"
 	$(PY) -m pip install --no-deps $(KDIFFUSION) $(LIGHTNING)
 	touch $@
 
@@ -35,9 +35,13 @@ test: setup
 demo: setup
 	$(PY) -m entropic_fast.cli demo --out $(OUT)
 
+# The documentation site (MkDocs, API reference by mkdocstrings) in site/; strict: a broken link or reference fails.
+docs: setup
+	$(PY) -m mkdocs build --strict
+
 bench: setup
 	$(PY) -m pytest benchmarks -q --benchmark-enable --benchmark-json=benchmarks/results/speed_cpu.json
 	$(PY) benchmarks/render.py benchmarks/results/speed_cpu.json benchmarks/results/speed_cpu.md
 
 clean:
-	rm -rf build *.egg-info entropic_fast/*.so $(OUT)
+	rm -rf build *.egg-info entropic_fast/*.so $(OUT) site

@@ -1,4 +1,4 @@
-"""entropic_fast: entropic-time sampling schedules for trained diffusion models (see DESIGN.md).
+"""entropic_fast: entropic-time sampling schedules for trained diffusion models (see docs/design.md).
 
 The submodules a user reads about (``analytic``, ``samplers``, ``metrics``, ``adapters``, ``plots``,
 ``data`` ...) are attributes of the package, imported on first use so that ``import entropic_fast``

@@ -155,11 +155,12 @@ def _load_data(spec, labels=True):
     return torch.from_numpy(a.astype(np.float32) if a.dtype.kind in "iu" else a)
 
 
-def _grid(values):
+def _grid(values, fixed):
     from .checks import integer
     from .grids import sigma_grid
+    from .profiling import ADAPTIVE_POINTS, FIXED_POINTS
 
-    lo, hi, n = values
+    lo, hi, n = values if values is not None else (0.002, 80.0, FIXED_POINTS if fixed else ADAPTIVE_POINTS)
     try:
         n = integer(n, "--grid N")
     except InputError as e:
@@ -172,7 +173,7 @@ def _profile(args):
     from .files import check_writable
     from .profiling import profile
 
-    grid = _grid(args.grid)
+    grid = _grid(args.grid, args.samples is not None)
     check_writable(args.out, "--out")
     adaptive_only = {"--steps": args.steps, "--kind": args.kind, "--max-evaluations": args.max_evaluations}
     given = [flag for flag, v in adaptive_only.items() if v is not None]
@@ -264,16 +265,16 @@ def _profile_parser(sub):
                     help="a fixed number of samples per sigma (the paper: 1024); without it the run is adaptive")
     pr.add_argument("--tolerance", type=float, default=None,
                     help="adaptive: stop when every inner sigma's 95%% band is within +-TOLERANCE relative (default "
-                         "0.01) for the --steps/--kind schedule")
+                         "0.03; 0.01 takes about six times the evaluations) for the --steps/--kind schedule")
     pr.add_argument("--steps", type=int, nargs="+", help="adaptive: the schedule(s) the band must hold for (default 16)")
     pr.add_argument("--kind", nargs="+", help="adaptive: the schedule kind(s) (default rescaled)")
     pr.add_argument("--max-evaluations", type=int, help="adaptive: the budget of denoiser rows (default 131072)")
     pr.add_argument("--control", choices=("auto", "wiener", "local", "both", "none"), default="auto",
                     help="control variates: the data's Wiener denoiser, per-cluster ones, or both (auto: both, for "
                          "data rows of at most 1024 values)")
-    pr.add_argument("--grid", type=float, nargs=3, default=(0.002, 80.0, 128), metavar=("SIGMA_MIN", "SIGMA_MAX", "N"),
+    pr.add_argument("--grid", type=float, nargs=3, default=None, metavar=("SIGMA_MIN", "SIGMA_MAX", "N"),
                     help="the sigma grid: N points from SIGMA_MIN to SIGMA_MAX, EDM's rho=7 spacing (default 0.002 "
-                         "80 128)")
+                         "80 32 for an adaptive run, 0.002 80 128 with --samples)")
     pr.add_argument("--spectral", action="store_true", help="also the error power per channel and frequency")
     pr.add_argument("--batch-size", type=int, default=256, help="rows per network call (default 256)")
     pr.add_argument("--seed", type=int, default=0, help="the seed of every draw (default 0)")

@@ -1,4 +1,4 @@
-"""The Monte-Carlo run: per-sigma denoising error of a denoiser on data (DESIGN.md section 1), as an object.
+"""The Monte-Carlo run: per-sigma denoising error of a denoiser on data (docs/design.md section 1), as an object.
 
 A :class:`Run` asks its *plan* what to compute next (:class:`FixedPlan` here: every sigma ``samples`` times;
 ``adaptive.AdaptivePlan``: rounds decided from the bands), packs the plan's work units into batches

@@ -1,5 +1,5 @@
 """Gaussian sampler theory: what each sampler of ``samplers`` does to Gaussian data with the exact denoiser, its
-KL in closed form (Sun, Poor, Zhang 2026, DESIGN.md section 1), and the schedule that minimises it.
+KL in closed form (Sun, Poor, Zhang 2026, docs/design.md section 1), and the schedule that minimises it.
 
 With ``D = lam / (lam + s^2) x`` every sampler is linear in each eigen-direction, so its output variance follows
 from its recurrences run on scalars; DPM++(2M)'s is ``samplers.dpmpp_2m_update`` itself.
@@ -89,7 +89,7 @@ def sampler_variance(sigmas, eigenvalues, sampler="ddim"):
 
 def ddim_kl(sigmas, eigenvalues):
     """KL of deterministic DDIM on N(0, diag(eigenvalues)) through descending ``sigmas`` (Sun, Poor, Zhang 2026;
-    DESIGN.md section 1): :func:`sampler_kl` for ``ddim``."""
+    docs/design.md section 1): :func:`sampler_kl` for ``ddim``."""
     return sampler_kl(sigmas, eigenvalues, "ddim")
 
 

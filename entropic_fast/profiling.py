@@ -37,7 +37,9 @@ from .errors import InputError
 from .grids import sigma_grid
 from .profile import Profile, as_grid
 
-FIXED_POINTS, ADAPTIVE_POINTS = 128, 64  # the default grids: the paper's; an adaptive pilot costs 64 x 32 rows
+# The default grids: the paper's for a fixed run; 32 points for an adaptive one (its pilot is 32 x 32 rows, and its
+# 16-step schedule is as accurate as on finer grids: benchmarks/results/time_to_accuracy.md).
+FIXED_POINTS, ADAPTIVE_POINTS = 128, 32
 
 
 def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = None, *,
@@ -56,9 +58,10 @@ def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = N
     replacement (``labels`` row for row), or an object with ``.sample(n, generator=None)``.
 
     ``samples=N`` takes ``N`` samples at every sigma of ``sigmas`` (default ``sigma_grid(128)``). Without it the
-    run is adaptive on ``sigmas`` (default ``sigma_grid(64)``): a pilot of ``pilot`` samples per sigma, then
+    run is adaptive on ``sigmas`` (default ``sigma_grid(32)``): a pilot of ``pilot`` samples per sigma, then
     rounds that spend samples where they narrow the ``level`` band of the ``kind`` schedule of ``steps`` steps
-    most (both may be lists), until every inner sigma's band is within ``+-tolerance`` relative (default 0.01)
+    most (both may be lists), until every inner sigma's band is within ``+-tolerance`` relative (default 0.03;
+    0.01 takes about six times the evaluations)
     or ``max_evaluations`` rows have been evaluated (then a warning gives the band reached).
     ``meta["evaluations"]`` counts every row evaluated; ``meta["adaptive"]`` holds the band of each round.
     ``prior`` (a profile recorded while training, ``ef.Recorder``) replaces the pilot: the first round samples

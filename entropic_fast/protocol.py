@@ -1,4 +1,4 @@
-"""The denoiser and data protocol (DESIGN.md section 1), read in one place.
+"""The denoiser and data protocol (docs/design.md section 1), read in one place.
 
 A denoiser is ``denoiser(x, sigma) -> x0_hat`` or ``denoiser(x, sigma, labels)``; it may declare ``device``,
 ``dtype``, ``description``, ``check_labels(labels)`` (checked once, before a run) and ``mixture`` (the

@@ -20,7 +20,7 @@ from .times import (ADAPTIVE_PASSES, UNRESOLVED, check_profile, error_curve, las
 
 
 def integrand(prof, kind="rescaled", smooth=None, sigma_min=None, sigma_max=None):
-    """The integrand of a time change in ``u = log sigma`` at the grid sigmas (DESIGN.md section 1).
+    """The integrand of a time change in ``u = log sigma`` at the grid sigmas (docs/design.md section 1).
 
     ``sigma_min`` / ``sigma_max`` matter only to ``spectral``, whose directions are each normalised to
     1 over that range (default: the whole grid)."""

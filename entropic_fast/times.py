@@ -1,4 +1,4 @@
-"""Time changes of a Profile (entropic, rescaled, loss-adaptive, spectral: DESIGN.md section 1) and their inverse.
+"""Time changes of a Profile (entropic, rescaled, loss-adaptive, spectral: docs/design.md section 1) and their inverse.
 
 All integrals are taken in ``u = log sigma`` on the monotone cubic interpolant of the integrand (``curves``),
 and :func:`equal_steps` inverts the same interpolant, so the two agree to rounding. Each time is named by its

@@ -77,3 +77,26 @@ def test_sample_efficiency_quick(tmp_path):
     assert len(rows) == 2 * 5 and all(r.count("|") == len(sample_efficiency.COLUMNS) + 4 for r in rows), rows
     plain = [r for r in rows if "fixed 64 per sigma, plain" in r]
     assert all(" 4096 |" in r for r in plain) and "evaluations" in text  # 64 x 64 sigmas (the quick grid)
+
+
+def test_time_to_accuracy_quick(tmp_path):
+    """The defaults' benchmark at a reduced size: every cell finite, the table and its JSON written."""
+    import json
+    import time_to_accuracy
+    result = time_to_accuracy.run(quick=True)
+    text = time_to_accuracy.write(result, str(tmp_path), quick=True)
+    rows = json.load(open(tmp_path / "time_to_accuracy_quick.json"))
+    assert len(rows) == 2 * 3 and "Fastest within" in text
+    for r in rows:
+        assert all(s > 0 for s in r["seconds"]) and all(np.isfinite(r["error"])) and min(r["evaluations"]) >= 1024
+    # the controls do not cost evaluations: with both, no more rows than the plain mean to the same band
+    digits = {r["control"]: np.mean(r["evaluations"]) for r in rows if r["model"] == "digits model"}
+    assert digits["both"] < digits[None]
+
+
+def test_schedule_tolerance_quick(tmp_path):
+    import schedule_tolerance
+    rows, seconds = schedule_tolerance.run(quick=True)
+    text = schedule_tolerance.write(rows, seconds, str(tmp_path), quick=True)
+    assert [r[0] for r in rows] == ["reference", "3%, profile seed 0", "1%, profile seed 0"] and "dpmpp_2m 8" in text
+    assert rows[0][2] == 0 and all(np.isfinite([m for _, _, _, fd in rows for m, _ in fd]))

@@ -1,0 +1,334 @@
+"""Docs that cannot rot (issue 31): every code block of the README and of the documentation site runs here, and
+the site builds in strict mode (a broken link, anchor or API reference fails).
+
+A block runs as a reader would run it, alone, in a folder holding the reader's own files; where a block needs
+what only the reader has (their model, their data, an EDM2 pickle, a GPU, an hour), the shipped digits model,
+a tiny stand-in or a smaller size takes its place, by the exact substitutions of ``SUBSTITUTE`` (each must still
+match a block: a stale one fails). Python blocks run in a fresh namespace, given what their ``# given:`` line
+names. Bash blocks: ``entropic-fast``, ``python``, ``pytest`` and ``torchrun`` lines run; ``make`` lines are
+checked against the Makefile's targets (they set up a machine: CI runs ``make test`` itself), ``pip install``
+lines against the extras of ``pyproject.toml``.
+"""
+import glob
+import io
+import os
+import pickle
+import re
+import shlex
+import subprocess
+import sys
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+import entropic_fast as ef
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+PAGES = ["README.md"] + sorted(os.path.relpath(p, ROOT) for p in glob.glob(os.path.join(ROOT, "docs", "**", "*.md"),
+                                                                          recursive=True))
+BIN = os.path.dirname(sys.executable)
+
+# (what the docs say, what runs here, why)
+SUBSTITUTE = [
+    ('device="cuda"', 'device="cpu"', "no GPU in CI"),
+    ("--device cuda", "--device cpu", "no GPU in CI"),
+    ('data.Latents("img512-sd.zip"), samples=1024', 'data.Latents("img512-sd.zip"), ef.sigma_grid(8), samples=8',
+     "EDM2-XXL at the paper's protocol: an hour of an H100"),
+    ("--grid 0.002 80 128 --samples 1024 --batch-size 256", "--grid 0.002 80 8 --samples 8 --batch-size 64",
+     "the same, from the command line"),
+    ("samples=500, seeds=2", "samples=64, seeds=1", "a smaller table"),
+    ("--shape 3 64 64", "--shape 1 8 8", "the digits model's shape"),
+    ("--steps 8 16 32 --samplers ddim heun --samples 10000 --seeds 3", "--steps 4 --samplers ddim --samples 64",
+     "a smaller table"),
+    ("--nnodes=2 --node_rank=$NODE_RANK --nproc_per_node=8", "--nnodes=1 --node_rank=0 --nproc_per_node=2",
+     "one node of two CPU processes"),
+    ("$HEAD_NODE:29500", "localhost:29517", "one node"),
+    ("examples/torchrun_profile.py --out profile.npz", "examples/torchrun_profile.py --out profile.npz --samples 8 "
+     "--grid 8", "a smaller profile"),
+    ("--benchmark-compare-fail=median:10%", "--benchmark-compare-fail=median:1000%",
+     "two runs on a shared 2-core machine differ by more than 10%"),
+    ("pytest benchmarks --benchmark", "pytest benchmarks/test_speed_curves.py -q --benchmark", "one speed suite"),
+    ("--out p.npz --samples 1024", "--out p.npz --samples 16", "the paper's protocol: a minute on 2 cores"),
+    ("--out digits.npz --samples 256 --spectral", "--out digits.npz --samples 32 --spectral", "a smaller profile"),
+    ("demo --out demo_out", "demo --quick --out demo_out", "the default demo takes 2 minutes; --quick runs the same path"),
+]
+
+
+def blocks():
+    """``(page, line, language, code)`` of every fenced block of the pages."""
+    for page in PAGES:
+        text = open(os.path.join(ROOT, page), encoding="utf-8").read()
+        for m in re.finditer(r"^( *)```(\w*)\n(.*?)^\1```", text, re.S | re.M):
+            code = "\n".join(line[len(m.group(1)):] for line in m.group(3).splitlines())
+            yield page, text[:m.start()].count("\n") + 1, m.group(2), code
+
+
+def substituted(code):
+    for said, runs, _ in SUBSTITUTE:
+        code = code.replace(said, runs)
+    return code
+
+
+RUNNABLE = [b for b in blocks() if b[2] in ("python", "bash")]
+
+
+def test_every_block_is_python_or_bash_or_plain_text():
+    """A block in another language would run nowhere; plain blocks are diagrams (the design map), not code."""
+    odd = [f"{p}:{n} ```{lang}" for p, n, lang, _ in blocks() if lang not in ("python", "bash", "")]
+    assert not odd, odd
+    plain = [(p, n) for p, n, lang, _ in blocks() if lang == ""]
+    assert plain == [(p, n) for p, n in plain if p == os.path.join("docs", "design.md")], plain  # the map only
+
+
+def test_every_substitution_still_matches_a_block():
+    text = "\n".join(code for *_, code in RUNNABLE)
+    stale = [said for said, _, _ in SUBSTITUTE if said not in text]
+    assert not stale, stale
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The reader's own files: a model module, data, a profile, FID statistics, an EDM2 checkout with pickles.
+# ---------------------------------------------------------------------------------------------------------------
+
+MYMODELS = '''"""The reader's models module: the shipped digits model stands in for theirs."""
+from entropic_fast import digits
+
+
+def factory():
+    return digits.denoiser()
+
+
+def inception():
+    from entropic_fast.comparison import default_features
+    return default_features((1, 8, 8), "cpu")
+'''
+
+EDM2_NET = '''"""A stand-in for NVIDIA's EDM2 network classes: the digits model with EDM's call signature."""
+import torch
+from entropic_fast import digits
+
+
+class Net(torch.nn.Module):
+    label_dim = 0
+
+    def __init__(self):
+        super().__init__()
+        self.net = digits.denoiser()
+
+    def forward(self, x, sigma, class_labels=None, **kwargs):
+        return self.net(x.reshape(-1, 1, 8, 8), sigma.reshape(-1)).reshape(x.shape)
+'''
+
+
+@pytest.fixture(scope="module")
+def reader(tmp_path_factory):
+    """A folder as a reader's: ``mymodels.py``, ``x.npy``, ``p.npz`` and ``profile.npz``, ``stats.npz``, and an EDM2
+    set-up (``edm2/`` with the network's module, two pickles, a latent dataset zip of 4 x 4 x 4 latents)."""
+    from entropic_fast import digits
+    root = tmp_path_factory.mktemp("reader")
+    (root / "mymodels.py").write_text(MYMODELS)
+    x = digits.load("train")[0]
+    np.save(root / "x.npy", x.numpy())
+    prof = ef.profile(digits.denoiser(), x, ef.sigma_grid(16), samples=16, progress=False)
+    prof.save(root / "p.npz")
+    prof.save(root / "profile.npz")
+    f = digits.features(x)
+    np.savez(root / "stats.npz", mu=f.mean(0), sigma=np.cov(f, rowvar=False))
+    (root / "edm2").mkdir()
+    (root / "edm2" / "edm2_standin.py").write_text(EDM2_NET)
+    sys.path.insert(0, str(root / "edm2"))
+    try:
+        import edm2_standin
+        for name in ("edm2-img512-xxl-0939524-0.070.pkl", "edm2-img512-xs-uncond-2147483-0.045.pkl"):
+            with open(root / name, "wb") as fh:
+                pickle.dump({"ema": edm2_standin.Net()}, fh)
+    finally:
+        sys.path.remove(str(root / "edm2"))
+        sys.modules.pop("edm2_standin", None)
+    rng = np.random.default_rng(0)
+    with zipfile.ZipFile(root / "img512-sd.zip", "w") as z:
+        for i in range(8):
+            buf = io.BytesIO()
+            np.save(buf, np.concatenate([rng.normal(size=(4, 4, 4)), np.full((4, 4, 4), 0.1)]).astype(np.float32))
+            z.writestr(f"{i:05d}/img{i:08d}.npy", buf.getvalue())
+    return root
+
+
+def given(name):
+    """What a block's ``# given:`` line names, as the test supplies it."""
+    from entropic_fast.adapters import diffusers as dfa
+    import diffusers
+    if name == "pipe":
+        from test_adapters import tiny_unet  # a random 1x8x8 UNet2DModel
+        return diffusers.DDPMPipeline(tiny_unet(), diffusers.DDPMScheduler(num_train_timesteps=1000))
+    if name == "sigmas":
+        sched = diffusers.DDPMScheduler(num_train_timesteps=1000)
+        den = dfa.denoiser(torch.nn.Identity(), sched)
+        grid = ef.sigma_grid(32, den.sigma_min, den.sigma_max)
+        return ef.schedule(ef.Profile.from_curve(grid, 64 * grid**2 * 0.25 / (grid**2 + 0.25), 64), 4)
+    if name == "shape":
+        return (2, 1, 8, 8)
+    raise KeyError(f"nothing given for {name!r}: add it to tests/test_docs.py given()")
+
+
+def givens(code):
+    names = []
+    for line in re.findall(r"^# given: (.*)$", code, re.M):
+        names += re.findall(r"(?:^|, )(\w+)", re.sub(r"\([^)]*\)", "", line))
+    return {n: given(n) for n in names}
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Running the blocks
+# ---------------------------------------------------------------------------------------------------------------
+
+def ids(items):
+    return [f"{p}:{n}" for p, n, *_ in items]
+
+
+PYTHON = [b for b in RUNNABLE if b[2] == "python"]
+BASH = [b for b in RUNNABLE if b[2] == "bash"]
+
+
+@pytest.mark.parametrize("page, line, lang, code", PYTHON, ids=ids(PYTHON))
+def test_python_block_runs(page, line, lang, code, reader, monkeypatch):
+    monkeypatch.chdir(reader)
+    monkeypatch.syspath_prepend(str(reader))
+    namespace = {"__name__": "__docs__", **givens(code)}
+    import warnings
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # a block's warnings (unpickling, a short budget) are the reader's to read
+        exec(compile(substituted(code), f"{page}:{line}", "exec"), namespace)
+
+
+def commands(code):
+    """The block's commands, continuation lines joined and comments dropped."""
+    joined = re.sub(r"\\\n\s*", " ", code)
+    return [c for c in (re.sub(r"(^|\s)#.*$", "", line).strip() for line in joined.splitlines()) if c]
+
+
+def make_targets():
+    text = open(os.path.join(ROOT, "Makefile")).read()
+    return set(re.search(r"^\.PHONY:(.*)$", text, re.M).group(1).split())
+
+
+def extras():
+    """The optional-dependency groups of pyproject.toml."""
+    text = open(os.path.join(ROOT, "pyproject.toml")).read()
+    section = text.split("[project.optional-dependencies]", 1)[1].split("\n[", 1)[0]
+    return set(re.findall(r"^(\w+) *=", section, re.M))
+
+
+def check_or_run(command, cwd):
+    """Run one command of a bash block (or check it, for a set-up command); returns an error message or None."""
+    words = shlex.split(command)
+    if words[0] == "make":
+        missing = [t for t in words[1:] if "=" not in t and t not in make_targets()]
+        return f"make targets {missing} are not in the Makefile" if missing else None
+    if words[:2] in (["pip", "install"], ["python", "-m"]) and "install" in words:
+        named = re.findall(r"\[([\w,]+)\]", command)
+        unknown = [e for group in named for e in group.split(",") if e not in extras()]
+        return f"extras {unknown} are not in pyproject.toml" if unknown else None
+    if words[0] not in ("entropic-fast", "python", "pytest", "torchrun"):
+        return f"a command this test does not know how to run: {command!r} (teach tests/test_docs.py)"
+    words[0] = os.path.join(BIN, words[0]) if words[0] != "python" else sys.executable
+    # run in the reader's folder; the repository's own files (examples/..., benchmarks/...) by their full path
+    words[1:] = [os.path.join(ROOT, w) if "/" in w and os.path.exists(os.path.join(ROOT, w)) else w for w in words[1:]]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([ROOT, str(cwd)])}
+    run = subprocess.run(words, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    return None if run.returncode == 0 else f"{command!r} exited {run.returncode}:\n{run.stderr[-3000:]}"
+
+
+@pytest.mark.parametrize("page, line, lang, code", BASH, ids=ids(BASH))
+def test_bash_block_runs(page, line, lang, code, reader):
+    syntax = subprocess.run(["bash", "-n"], input=code, capture_output=True, text=True)
+    assert syntax.returncode == 0, syntax.stderr
+    for command in commands(substituted(code)):
+        error = check_or_run(command, reader)
+        assert error is None, f"{page}:{line}: {error}"
+
+
+def test_the_site_builds_strict(tmp_path):
+    """``make docs`` in strict mode: a broken link, anchor or API reference (mkdocstrings) fails the build."""
+    run = subprocess.run([os.path.join(BIN, "mkdocs"), "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                         cwd=ROOT, capture_output=True, text=True, timeout=600)
+    assert run.returncode == 0, run.stderr[-4000:]
+    assert (tmp_path / "site" / "index.html").exists() and (tmp_path / "site" / "api" / "index.html").exists()
+    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    assert "tolerance" in api and "schedule_band" in api  # the docstrings rendered, not just the headings
+
+
+def test_the_strict_build_fails_on_a_broken_link(tmp_path):
+    """The check that the build is strict can fail: a page with a dead link does not build."""
+    import shutil
+    shutil.copytree(os.path.join(ROOT, "docs"), tmp_path / "docs")
+    shutil.copytree(os.path.join(ROOT, "scripts"), tmp_path / "scripts")
+    shutil.copytree(os.path.join(ROOT, "benchmarks", "results"), tmp_path / "benchmarks" / "results")
+    for name in ("mkdocs.yml", "README.md", "LICENSE"):
+        shutil.copy(os.path.join(ROOT, name), tmp_path / name)
+    shutil.copytree(os.path.join(ROOT, "entropic_fast"), tmp_path / "entropic_fast",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__", "weights"))
+    with open(tmp_path / "docs" / "cli.md", "a") as f:
+        f.write("\nSee [the missing page](no_such_page.md).\n")
+    run = subprocess.run([os.path.join(BIN, "mkdocs"), "build", "--strict", "--site-dir", str(tmp_path / "site")],
+                         cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert run.returncode != 0 and "no_such_page.md" in run.stderr, run.stderr[-2000:]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# The numbers the README quotes are the committed results'
+# ---------------------------------------------------------------------------------------------------------------
+
+def readme_table(first_header):
+    """``(header, rows)`` of the README's markdown table whose header starts with ``first_header``."""
+    text = open(os.path.join(ROOT, "README.md"), encoding="utf-8").read()
+    lines = [line for line in text.splitlines() if line.startswith("|")]
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} "))
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in lines[start:]]
+    rows = []
+    for row in cells[2:]:
+        if len(row) != len(cells[0]):
+            break
+        rows.append(row)
+    return cells[0], rows
+
+
+def test_the_readme_frechet_table_is_the_committed_comparison():
+    import json
+    result = json.load(open(os.path.join(ROOT, "benchmarks", "results", "compare_digits.json")))
+    cells = {(c["sampler"], c["evaluations"], c["kind"]): np.asarray(c["frechet"]) for c in result["cells"]}
+    header, rows = readme_table("sampler")
+    kinds = [h.split(" ")[0] for h in header[2:]]
+    assert len(rows) == 4
+    for row in rows:
+        values = []
+        for kind, cell in zip(kinds, row[2:]):
+            mean, std = (float(v) for v in cell.strip("*").split(" ± "))
+            f = cells[row[0], int(row[1]), kind]
+            assert abs(mean - f.mean()) < 0.051 and abs(std - f.std()) < 0.051, (row[:2], kind, cell, f)
+            values.append(mean)
+        bold = [kind for kind, cell in zip(kinds, row[2:]) if cell.startswith("**")]
+        assert bold == [kinds[int(np.argmin(values))]], row  # the best of the columns shown
+    readme = open(os.path.join(ROOT, "README.md")).read().replace("\n", " ")
+    assert f"real halves of the data give {result['floor']:.1f}" in readme  # the floor: two halves of the data
+
+
+def test_the_readme_costs_are_the_committed_time_to_accuracy():
+    """The default's cost quoted in the README: the digits model, control "both" (what "auto" takes there), the
+    32-point grid, from benchmarks/results/time_to_accuracy.json."""
+    import json
+    rows = json.load(open(os.path.join(ROOT, "benchmarks", "results", "time_to_accuracy.json")))
+    readme = " ".join(open(os.path.join(ROOT, "README.md")).read().split())
+    for tol in (0.03, 0.01):
+        r = next(r for r in rows if r["model"] == "digits model" and r["control"] == "both" and r["grid"] == 32
+                 and r["tolerance"] == tol)
+        quoted = f"{np.mean(r['evaluations']):,.0f}"
+        assert quoted in readme, (tol, quoted)
+        err = np.asarray(r["error"]) * 100
+        assert f"{np.median(err):.1f}" in readme or f"{np.median(err):.2f}" in readme, (tol, err)
+        assert f"{np.max(err):.1f}" in readme or f"{np.max(err):.2f}" in readme, (tol, err)
+    fast = next(r for r in rows if r["model"] == "digits model" and r["control"] == "both" and r["grid"] == 32
+                and r["tolerance"] == 0.01)
+    assert f"takes {np.median(fast['seconds']):.1f} seconds" in readme
