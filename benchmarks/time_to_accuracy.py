@@ -76,9 +76,9 @@ def cell(den, data, lo, batch, control, points, tolerance, seed):
     return seconds, p.meta["evaluations"], ef.schedule(p, 16)
 
 
-def configs(quick, name):
+def configs(quick, costly):
     """The (control, grid, tolerance) cells of a model: all of them, fewer for the costly one or a quick run."""
-    grids = (32,) if quick else GRIDS if "work per row" not in name else (32, 64)
+    grids = (32,) if quick else (32, 64) if costly else GRIDS
     return [(c, g, t) for t in (TOLERANCES[:1] if quick else TOLERANCES) for c in CONTROLS for g in grids]
 
 
@@ -88,13 +88,14 @@ def run(quick=False, seeds=3, heavy=4):
     results = []
     refs = {}
     for name, den, data, lo, batch in models(quick, heavy):
-        net = den.net if isinstance(den, Heavy) else den  # the costly net's errors are the digits model's
+        costly = isinstance(den, Heavy)
+        net = den.net if costly else den  # the costly net's errors are the digits model's
         if id(net) not in refs:
             refs[id(net)] = reference(net, data, lo, batch, 256 if quick else 4096)
         ref, band = refs[id(net)]
         print(f"{name}: reference band +-{100 * band:.2f}% ({time.time() - t0:.0f} s)", flush=True)
-        for control, points, tol in configs(quick, name):
-            n = min(seeds, 2) if "work per row" in name else seeds  # the costly net: two seeds
+        for control, points, tol in configs(quick, costly):
+            n = min(seeds, 2) if costly else seeds  # the costly net: two seeds
             runs = [cell(den, data, lo, batch, control, points, tol, s) for s in harness.seeds(n, quick, 1)]
             row = {"model": name, "control": control, "grid": points, "tolerance": tol, "band": band,
                    "seconds": [r[0] for r in runs], "evaluations": [r[1] for r in runs],

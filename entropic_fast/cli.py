@@ -155,12 +155,11 @@ def _load_data(spec, labels=True):
     return torch.from_numpy(a.astype(np.float32) if a.dtype.kind in "iu" else a)
 
 
-def _grid(values, fixed):
+def _grid(values):
     from .checks import integer
     from .grids import sigma_grid
-    from .profiling import ADAPTIVE_POINTS, FIXED_POINTS
 
-    lo, hi, n = values if values is not None else (0.002, 80.0, FIXED_POINTS if fixed else ADAPTIVE_POINTS)
+    lo, hi, n = values
     try:
         n = integer(n, "--grid N")
     except InputError as e:
@@ -173,7 +172,7 @@ def _profile(args):
     from .files import check_writable
     from .profiling import profile
 
-    grid = _grid(args.grid, args.samples is not None)
+    grid = None if args.grid is None else _grid(args.grid)  # None: the library's default for a fixed or adaptive run
     check_writable(args.out, "--out")
     adaptive_only = {"--steps": args.steps, "--kind": args.kind, "--max-evaluations": args.max_evaluations}
     given = [flag for flag, v in adaptive_only.items() if v is not None]
