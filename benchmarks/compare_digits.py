@@ -1,24 +1,31 @@
-"""The schedule benchmark on the shipped digits model: every kind, four samplers, 4/8/16 network evaluations.
+"""The schedule benchmark on a shipped model: every kind, four samplers, 4/8/16 network evaluations; ours choose
+their interval from the profile, the peers run on the model's range (as in clients); then the "same ends" control
+(the peers on our interval), which separates what the interval gives from what the spacing gives.
 
-    python benchmarks/compare_digits.py [--samples 700] [--seeds 3] [--device cuda] [--out benchmarks/results]
+    python benchmarks/compare_digits.py [--model digits|digits16] [--samples 500] [--seeds 2] [--steps 4 8 16]
+                                        [--device cuda] [--out benchmarks/results]
 
-Profiles the model as the demo does (256 samples per sigma, spectral, the plain mean), then runs ``ef.compare``
-against all 1797 digits (classifier features) and writes ``compare_digits.md`` (the table, which peers beat ours
-where, the command, the machine and the time), ``compare_digits.json`` and ``compare_digits.png``.
+``digits``: the 8x8 digits UNet; ``digits16``: the 16x16 digits transformer (``entropic_fast.digits16``, a model
+the interval rule was not made on). Profiles the model (256 samples per sigma, spectral, the plain mean), runs
+``ef.compare`` against all its data (classifier features) and writes ``compare_<model>.md`` (the table, the verdict
+per row against the best peer, the control, the command, the machine and the time), ``compare_<model>.json`` and
+``compare_<model>.png``.
 """
 import argparse
+import json
 import os
 import platform
 import sys
 import time
 
-import numpy as np
 import torch
 
 import entropic_fast as ef
-from entropic_fast import digits, kinds
+from entropic_fast import digits, digits16, kinds
 
-OURS = ("entropic", "rescaled", "las", "spectral", "gaussian-optimal")
+OURS = kinds.OUR_KINDS
+CONTROL = ("edm", "normal", "simple", "kl_optimal", "ays-sdxl", "ays-svd")  # the peers that won rows before
+SAMPLERS = ("ddim", "ddim-stochastic", "heun", "dpmpp_2m")
 
 
 def machine(device):
@@ -28,52 +35,92 @@ def machine(device):
     return f"{cpu}, {os.cpu_count()} cores; {gpu}; torch {torch.__version__}"
 
 
+def model(name):
+    """``(denoiser, training rows, all rows, features or None)`` of a shipped model."""
+    if name == "digits":
+        return digits.denoiser(), digits.load("train")[0], digits.load("all")[0], None
+    return digits16.denoiser(), digits16.load("train")[0], digits16.load("all")[0], digits16.features()
+
+
+def verdict(ours, other, floor):
+    """win / tie / loss of our best cell against the best other: a tie is a difference within the larger of the
+    two spreads over seeds, or both within two spreads of the matched floor."""
+    (m1, s1), (m2, s2) = ours, other
+    at_floor = floor[0] is not None and max(m1, m2) <= floor[0] + 2 * floor[1]
+    if m1 < m2 - max(s1, s2):
+        return "win"
+    return "tie" if abs(m1 - m2) <= max(s1, s2) or at_floor else "loss"
+
+
 def verdicts(result):
-    """Per row: the best kind, and the best of ours against the best peer or classic kind."""
-    lines = ["| sampler | evaluations | best | best of ours | best other | other / ours |",
+    """Per row: our best kind against the best other kind (peers and classic), and the count of each verdict."""
+    lines = ["| sampler | evaluations | best of ours | best other | other / ours | verdict |",
              "| --- | --- | --- | --- | --- | --- |"]
-    wins = {"ours": 0, "other": 0}
-    for sampler, _, _, evals, cells in result.rows():
-        means = {k: v[0] for k, v in cells.items()}
-        if len(set(means.values())) == 1:
+    counts = {"win": 0, "tie": 0, "loss": 0}
+    floor = (result.reference.floor, result.reference.floor_std or 0.0)
+    for row in result.rows():
+        sampler, _, _, evals, cells = row
+        if result.same(row):
             continue
-        ours = min((k for k in means if k in OURS), key=means.get)
-        other = min((k for k in means if k not in OURS), key=means.get)
-        best = min(means, key=means.get)
-        wins["ours" if best in OURS else "other"] += 1
-        lines.append(f"| {sampler} | {evals} | {best} | {ours} {means[ours]:.2f} | {other} {means[other]:.2f} | "
-                     f"{means[other] / means[ours]:.2f} |")
-    return lines, wins
+        ours = min((k for k in cells if k in OURS), key=lambda k: cells[k][0])
+        other = min((k for k in cells if k not in OURS), key=lambda k: cells[k][0])
+        v = verdict(cells[ours], cells[other], floor)
+        counts[v] += 1
+        lines.append(f"| {sampler} | {evals} | {ours} {cells[ours][0]:.2f} ± {cells[ours][1]:.2f} | {other} "
+                     f"{cells[other][0]:.2f} ± {cells[other][1]:.2f} | {cells[other][0] / cells[ours][0]:.2f} | {v} |")
+    return lines, counts
+
+
+def run(args, net, reference, features, prof, kinds_, same_ends):
+    return ef.compare(net, reference, profile=prof, kinds=kinds_, steps=args.control_steps if same_ends else args.steps,
+                      samplers=SAMPLERS,
+                      samples=args.samples, seeds=args.seeds, batch_size=1024, device=torch.device(args.device),
+                      features=features, progress=False, same_ends=same_ends)
 
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--samples", type=int, default=700, help="samples per cell and seed")
-    p.add_argument("--seeds", type=int, default=3, help="seeds per cell")
+    p.add_argument("--model", default="digits", choices=("digits", "digits16"))
+    p.add_argument("--samples", type=int, default=500, help="samples per cell and seed")
+    p.add_argument("--seeds", type=int, default=2, help="seeds per cell")
+    p.add_argument("--steps", type=int, nargs="+", default=[4, 8, 16], help="network evaluation budgets")
+    p.add_argument("--control-steps", type=int, nargs="+", default=[4, 8], help="budgets of the same-ends control")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"), help="output folder")
     args = p.parse_args()
     device = torch.device(args.device)
     t0 = time.time()
-    net = digits.denoiser().to(device)
-    data = digits.load("train")[0]
-    prof = ef.profile(net, data.to(device), samples=256, batch_size=1024, spectral=True, control=None, progress=False)
+    net, train, reference, features = model(args.model)
+    net = net.to(device)
+    prof = ef.profile(net, train.to(device), samples=256, batch_size=1024, spectral=True, control=None,
+                      progress=False)
     every = [k.name for k in kinds.TABLE if k.alias is None]
-    result = ef.compare(net, digits.load("all")[0], profile=prof, kinds=every, steps=[4, 8, 16],
-                        samplers=["ddim", "ddim-stochastic", "heun", "dpmpp_2m"], samples=args.samples,
-                        seeds=args.seeds, batch_size=1024, device=device, progress=False)
+    result = run(args, net, reference, features, prof, every, False)
+    control = run(args, net, reference, features, prof, [*CONTROL, kinds.OUR_KINDS[1]], True)
     seconds = time.time() - t0
-    lines, wins = verdicts(result)
-    text = [f"# The schedule benchmark on the digits model ({len(every)} kinds)", "",
+    lines, counts = verdicts(result)
+    cl, cc = verdicts(control)
+    name = f"compare_{args.model}"
+    text = [f"# The schedule benchmark on the {args.model} model ({len(every)} kinds)", "",
             f"Command: `python benchmarks/compare_digits.py {' '.join(sys.argv[1:])}`  ",
-            f"Machine: {machine(device)}  ", f"Wall time: {seconds:.0f} s (profile and {result.meta['evaluations']:,} "
-            "network evaluations)", "", result.markdown(),
-            f"Which kind wins each row (ours: {', '.join(OURS)}): ours {wins['ours']}, the others {wins['other']}.",
-            "", *lines, "", "![compare](compare_digits.png)", ""]
+            f"Machine: {machine(device)}  ", f"Wall time: {seconds:.0f} s (profile, "
+            f"{result.meta['evaluations'] + control.meta['evaluations']:,} network evaluations)", "",
+            f"Ours ({', '.join(OURS)}) choose their interval from the profile for each sampler and budget "
+            "(`entropic_fast.interval`); the classic kinds and the peers run on the model's range, as clients "
+            "give it to them.", "", result.markdown(),
+            f"Our best kind against the best other kind, per row: {counts['win']} wins, {counts['tie']} ties (within "
+            f"a spread over seeds, or both at the matched floor), {counts['loss']} losses.", "", *lines, "",
+            "## Control: the same ends", "",
+            "The peers and EDM on the interval rescaled chooses for the row's sampler and budget: what is left "
+            "between them is the spacing's share.", "", control.markdown(),
+            f"Rescaled against the best other on the same ends: {cc['win']} wins, {cc['tie']} ties, "
+            f"{cc['loss']} losses.", "", *cl, "", f"![compare]({name}.png)", ""]
     os.makedirs(args.out, exist_ok=True)
-    ef.files.write_text(os.path.join(args.out, "compare_digits.md"), "\n".join(text))
-    ef.files.write_text(os.path.join(args.out, "compare_digits.json"), __import__("json").dumps(result.to_dict()))
-    result.figure(os.path.join(args.out, "compare_digits.png"))
+    ef.files.write_text(os.path.join(args.out, f"{name}.md"), "\n".join(text))
+    ef.files.write_text(os.path.join(args.out, f"{name}.json"),
+                        json.dumps({**result.to_dict(), "same_ends": control.to_dict(), "command": sys.argv[1:],
+                                    "seconds": seconds}))
+    result.figure(os.path.join(args.out, f"{name}.png"))
     print("\n".join(text))
 
 

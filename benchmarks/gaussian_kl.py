@@ -25,7 +25,7 @@ def run(quick=False, steps=(4, 8, 16, 32)):
     prof = ef.Profile.from_curve(s, m.mse(s), m.dim, spectra=m.spectra(s), data_power=m.power.numpy())
     rows = []
     for K in steps:
-        vals = {k: metrics.gaussian_ddim_kl(ef.schedule(prof, K, k)[:-1], lam) for k in KINDS}
+        vals = {k: metrics.gaussian_ddim_kl(ef.schedule(prof, K, k, interval="range")[:-1], lam) for k in KINDS}
         t = minimize_scalar(lambda lc: metrics.gaussian_ddim_kl(grids.tangent(K, 0.002, 80.0, np.exp(lc))[:-1], lam),
                             bounds=(np.log(1e-3), np.log(1e2)), method="bounded", options={"xatol": 1e-9})
         vals["best tangent"] = t.fun

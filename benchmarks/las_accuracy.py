@@ -75,7 +75,7 @@ def measure(name, make, reference, seeds, sizes=(256, 1024)):
         for seed in range(seeds):
             p = make(n, seed)
             for k in KINDS:
-                errs[k].append(error(ef.schedule(p, STEPS, k), reference[k]))
+                errs[k].append(error(ef.schedule(p, STEPS, k, interval="range"), reference[k]))
             errs["las (old)"].append(error(old_las(p), reference["las"]))
         med = {k: np.median(v) for k, v in errs.items()}
         rows.append(f"| {name} | {n} | " + " | ".join(f"{med[k]:.4f} ({np.max(errs[k]):.4f})" for k in errs)
@@ -101,7 +101,7 @@ def run(quick=False, seeds=6, digits_seeds=4):
     rows = []
     gauss = ef.analytic.Gaussian(0.25, (4,))
     exact = ef.Profile.from_curve(s, gauss.mse(s), 4)
-    ref = {k: ef.schedule(exact, STEPS, k) for k in KINDS}
+    ref = {k: ef.schedule(exact, STEPS, k, interval="range") for k in KINDS}
     # control=None: the plain mean, the noisy curve LAS has to differentiate (on Gaussian data the control
     # variates would make the profile exact; their gains are measured in sample_efficiency.py)
     rows += measure("Gaussian d=4, c=0.5 (closed form)",
@@ -110,14 +110,14 @@ def run(quick=False, seeds=6, digits_seeds=4):
     pts = torch.stack(torch.meshgrid(torch.arange(4.0), torch.arange(4.0), indexing="ij"), -1).reshape(16, 2) * 2
     ps = ef.analytic.PointSet(pts.double())
     exact = ef.Profile.from_curve(s, point_set_mse(pts, s, 1e6 if quick else 2.4e7), 2)
-    ref = {k: ef.schedule(exact, STEPS, k) for k in KINDS}
+    ref = {k: ef.schedule(exact, STEPS, k, interval="range") for k in KINDS}
     rows += measure("16 atoms in 2-D, spacing 2 (exact curve)",
                     lambda n, seed: ef.profile(ps, ps, s, samples=n, seed=seed, progress=False), ref, seeds, sizes)
     if not quick:
         from entropic_fast import digits
         net, data = digits.denoiser(), digits.load("train")[0]
         big = ef.profile(net, data, s, samples=4096, seed=1000, batch_size=1024, control=None, progress=False)
-        ref = {k: ef.schedule(big, STEPS, k) for k in KINDS}
+        ref = {k: ef.schedule(big, STEPS, k, interval="range") for k in KINDS}
         rows += measure("digits model (4096-sample reference)",
                         lambda n, seed: ef.profile(net, data, s, samples=n, seed=seed, batch_size=1024, control=None,
                                                    progress=False), ref, digits_seeds)

@@ -57,7 +57,7 @@ def run(quick=False, seeds=3, n=20000, steps=(4, 8, 16, 32, 64), samples=512):
             prof = ef.profile(model, model, samples=samples, seed=seed, progress=False)
             for kind in KINDS:
                 for K in steps:
-                    sig = ef.schedule(prof, K, kind)
+                    sig = ef.schedule(prof, K, kind, interval="range")
                     g = torch.Generator().manual_seed(1000 * seed + K)
                     x = torch.randn(n, 1, generator=g, dtype=torch.float64) * sig[0]
                     out = samplers.ddim(model, x, sig, generator=g, eta=1.0)[:, 0].numpy()

@@ -91,8 +91,9 @@ def main():
              "", "| steps | largest relative sigma difference, rescaled | 95% band of the recorded (widest) |",
              "| --- | --- | --- |"]
     for k in (8, 16, 32):
-        a, b = ef.schedule(recorded, k, "rescaled")[:-1], ef.schedule(sampled, k, "rescaled")[:-1]
-        lo, hi = ef.schedule_band(recorded, k, "rescaled")
+        a, b = ef.schedule(recorded, k, "rescaled", interval="range")[:-1], \
+            ef.schedule(sampled, k, "rescaled", interval="range")[:-1]
+        lo, hi = ef.schedule_band(recorded, k, "rescaled", interval="range")
         lines.append(f"| {k} | {np.max(np.abs(a / b - 1)):.2%} | +-{np.max((hi / lo)[:-1] ** 0.5 - 1):.2%} |")
     lines += ["", "## Sample quality with each", ""]
     fd = {}

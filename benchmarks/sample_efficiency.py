@@ -50,7 +50,7 @@ def error(a, b):
 
 def measure(model, den, data, lo, hi, reference, kinds, seeds, quick, batch):
     """Table rows of one model: per method, evaluations and errors (median, worst over seeds)."""
-    refs = {(k, n): ef.schedule(reference, n, k) for k in kinds for n in STEPS}
+    refs = {(k, n): ef.schedule(reference, n, k, interval="range") for k in kinds for n in STEPS}
     rows = []
     for name, kw, points in methods(quick):
         if kinds != ("rescaled",) and "tolerance" in kw:
@@ -62,7 +62,7 @@ def measure(model, den, data, lo, hi, reference, kinds, seeds, quick, batch):
                 warnings.simplefilter("ignore")  # a budget warning is part of the result (evaluations)
                 p = ef.profile(den, data, grid, seed=seed, batch_size=batch, progress=False, **kw)
                 for k, n in refs:
-                    errs[k, n].append(error(ef.schedule(p, n, k), refs[k, n]))
+                    errs[k, n].append(error(ef.schedule(p, n, k, interval="range"), refs[k, n]))
             evals.append(p.meta["evaluations"])
         cells = [f"{np.mean(evals):.0f}"] + [f"{100 * np.median(errs[c]):.2f} ({100 * np.max(errs[c]):.2f})"
                                              if c in errs else "-" for c in COLUMNS]
@@ -90,8 +90,8 @@ def run(quick=False, seeds=4):
         net, data = digits.denoiser(), digits.load("train")[0]
         ref = ef.profile(net, data, ef.sigma_grid(128, 0.002, 80), samples=big, seed=1000, batch_size=1024,
                          control="both", progress=False)
-        band = ef.schedule_band(ref, 16)
-        ref_err = float(np.max(band[1][1:-2] / ef.schedule(ref, 16)[1:-2] - 1))
+        band = ef.schedule_band(ref, 16, interval="range")
+        ref_err = float(np.max(band[1][1:-2] / ef.schedule(ref, 16, interval="range")[1:-2] - 1))
         rows += measure("digits model", net, data, 0.002, 80, ref, ("rescaled",), seeds, quick, 1024)
         rows.append(f"| digits model | (the reference's own 95% band, 16 steps) | {ref.meta['evaluations']} | - | "
                     f"+-{100 * ref_err:.2f} | - | - | - | - |")

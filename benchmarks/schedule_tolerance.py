@@ -38,13 +38,13 @@ def run(quick=False):
     net, data = digits.denoiser(), digits.load("all")[0]
     rows = []
     profs = profiles(net, data, quick)
-    ref = {n: ef.schedule(profs["reference"], n) for n in (8, 16)}
+    ref = {n: ef.schedule(profs["reference"], n, interval="range") for n in (8, 16)}
     for name, prof in profs.items():
         result = ef.compare(net, data, profile=prof, kinds=["rescaled"], steps=sorted({b for _, b in CELLS}),
                             samplers=sorted({s for s, _ in CELLS}), samples=100 if quick else 700,
                             seeds=1 if quick else 3, progress=False)
         fd = {(s, b): v["rescaled"] for s, b, _, _, v in result.rows()}
-        diff = max(error(ef.schedule(prof, n), ref[n]) for n in ref)
+        diff = max(error(ef.schedule(prof, n, interval="range"), ref[n]) for n in ref)
         rows.append((name, prof.meta["evaluations"], diff, [fd[c] for c in CELLS]))
         print(name, rows[-1][1:3], rows[-1][3], flush=True)
     return rows, time.time() - t0

@@ -56,7 +56,7 @@ def run(quick=False, n=4000, budgets=(4, 8, 16, 32), samples=512):
                         continue
                     opts = {"data": pca, "sampler": sname} if kind == "gaussian-optimal" else \
                         {"data": pca, "sampler": "ddim"} if kind == "gauss-opt (ddim)" else {}
-                    sig = ef.schedule(prof, K, "gaussian-optimal" if kind.startswith("gauss") else kind, **opts)
+                    sig = ef.schedule(prof, K, "gaussian-optimal" if kind.startswith("gauss") else kind, interval="range", **opts)
                     g = torch.Generator().manual_seed(budget)
                     x = torch.randn(n, *model.shape, generator=g, dtype=torch.float64) * sig[0]
                     out = SAMPLER_NAMES[sname](model, x, sig, generator=g)

@@ -59,8 +59,8 @@ def reference(den, data, lo, batch, samples):
     """The reference 16-step rescaled schedule and its own 95% band (relative half-width)."""
     ref = ef.profile(den, data, ef.sigma_grid(128, lo, 80), samples=samples, seed=1000, batch_size=batch,
                      control="both", progress=False)
-    sched = ef.schedule(ref, 16)
-    band = ef.schedule_band(ref, 16)
+    sched = ef.schedule(ref, 16, interval="range")
+    band = ef.schedule_band(ref, 16, interval="range")
     return sched, float(np.max(band[1][1:-2] / sched[1:-2] - 1))
 
 
@@ -73,7 +73,7 @@ def cell(den, data, lo, batch, control, points, tolerance, seed):
         p = ef.profile(den, data, grid, tolerance=tolerance, control=control, seed=seed, batch_size=batch,
                        progress=False)
         seconds = time.perf_counter() - t
-    return seconds, p.meta["evaluations"], ef.schedule(p, 16)
+    return seconds, p.meta["evaluations"], ef.schedule(p, 16, interval="range")
 
 
 def configs(quick, costly):

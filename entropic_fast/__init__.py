@@ -13,10 +13,10 @@ from .profile import Profile
 from .schedules import KINDS, entropic_time, schedule, schedule_band
 
 _LAZY = ("analytic", "samplers", "metrics", "adapters", "plots", "schedules", "grids", "curves", "kernels",
-         "fingerprint", "units", "checkpoint", "signals", "files", "checks", "estimate", "adaptive", "profiling", "protocol", "sums", "batches", "times", "kinds", "gaussian", "peers", "comparison", "recorder", "digits", "demo",
+         "fingerprint", "units", "checkpoint", "signals", "files", "checks", "estimate", "adaptive", "profiling", "protocol", "sums", "batches", "times", "kinds", "gaussian", "peers", "comparison", "recorder", "digits", "digits16", "interval", "tuning", "demo",
          "cli", "data", "control")
 
-__all__ = ["sigma_grid", "profile", "compare", "Recorder", "Profile", "entropic_time", "schedule", "schedule_band", "KINDS", "InputError",
+__all__ = ["sigma_grid", "profile", "compare", "tune", "Recorder", "Profile", "entropic_time", "schedule", "schedule_band", "KINDS", "InputError",
            "ProfileFormatError", "Interrupted", *_LAZY]
 __version__ = "0.1.0"
 
@@ -26,6 +26,10 @@ def __getattr__(name):
         from .comparison import compare
         globals()["compare"] = compare
         return compare
+    if name == "tune":  # the interval searched on the model
+        from .tuning import tune
+        globals()["tune"] = tune
+        return tune
     if name == "Recorder":  # profiles recorded while training
         from .recorder import Recorder
         globals()["Recorder"] = Recorder
@@ -38,4 +42,4 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(_LAZY) | {"compare", "Recorder"})
+    return sorted(set(globals()) | set(_LAZY) | {"compare", "tune", "Recorder"})

@@ -9,6 +9,7 @@ import json
 import os
 import sys
 
+from . import samplers
 from .errors import InputError, Interrupted
 from .profile import Profile
 from .schedules import KINDS, schedule, schedule_band
@@ -16,6 +17,17 @@ from .schedules import KINDS, schedule, schedule_band
 
 class _Usage(InputError):
     """A command-line usage error."""
+
+
+def _interval(text):
+    """``--interval``: auto, range, or two numbers ``MIN,MAX``."""
+    if text in (None, "auto", "range"):
+        return text
+    try:
+        lo, hi = (float(v) for v in text.split(","))
+    except ValueError:
+        raise _Usage(f"--interval takes auto, range or MIN,MAX (two numbers), got {text!r}") from None
+    return lo, hi
 
 
 def _schedule(args):
@@ -27,12 +39,15 @@ def _schedule(args):
     if args.band and fmt not in ("plain", "json", "csv"):
         raise _Usage("--band goes with the plain, json or csv format")
     prof = Profile.load(args.profile)
-    s = schedule(prof, args.steps, args.kind, args.sigma_min, args.sigma_max)
+    interval = _interval(args.interval)
+    kind = args.kind or samplers.get(args.sampler).kind
+    s = schedule(prof, args.steps, kind, args.sigma_min, args.sigma_max, sampler=args.sampler, interval=interval)
     lo = hi = None
     if args.band:
-        lo, hi = schedule_band(prof, args.steps, args.kind, args.level, args.sigma_min, args.sigma_max)
+        lo, hi = schedule_band(prof, args.steps, kind, args.level, args.sigma_min, args.sigma_max,
+                               sampler=args.sampler, interval=interval)
     if fmt == "json":
-        rec = {"kind": args.kind, "steps": args.steps, "sigmas": s.tolist()}
+        rec = {"kind": kind, "sampler": args.sampler, "steps": args.steps, "sigmas": s.tolist()}
         if args.band:
             rec.update(level=args.level, lower=lo.tolist(), upper=hi.tolist())
         print(json.dumps(rec))
@@ -45,7 +60,7 @@ def _schedule(args):
     elif fmt == "comfyui":  # a comma-separated list, for ComfyUI nodes that read SIGMAS from a string
         print(", ".join(repr(float(v)) for v in s))
     elif fmt == "a1111":  # a snippet registering the profile's scheduler in A1111 / Forge
-        print(_a1111_snippet(os.path.abspath(args.profile), args.kind))
+        print(_a1111_snippet(os.path.abspath(args.profile), kind))
     elif fmt == "csv":
         print("step,sigma" + (",lower,upper" if args.band else ""))
         for i, v in enumerate(s.tolist()):
@@ -223,9 +238,15 @@ def _schedule_parser(sub):
     s = sub.add_parser("schedule", help="print the sigmas of a schedule built from a profile")
     s.add_argument("profile", help="a profile file (.npz) from `entropic-fast profile` or Profile.save")
     s.add_argument("--steps", type=int, required=True, help="network evaluations of a first-order sampler (>= 2)")
-    s.add_argument("--kind", default="rescaled", choices=KINDS, help="the time change (default rescaled)")
-    s.add_argument("--sigma-min", type=float, help="the schedule's smallest sigma (default the profile's)")
-    s.add_argument("--sigma-max", type=float, help="the schedule's largest sigma (default the profile's)")
+    s.add_argument("--kind", default=None, choices=KINDS,
+                   help="how the steps are spaced (default: the kind that samples best with --sampler, rescaled)")
+    s.add_argument("--sampler", default="ddim", choices=samplers.NAMES,
+                   help="the sampler that will run the schedule: it sets the interval (default ddim, i.e. Euler)")
+    s.add_argument("--interval", default=None,
+                   help="where the schedule starts and stops: auto (our kinds' default: chosen from the profile), "
+                        "range (the bounds), or MIN,MAX")
+    s.add_argument("--sigma-min", type=float, help="the lowest sigma the schedule may use (default the profile's)")
+    s.add_argument("--sigma-max", type=float, help="the highest sigma the schedule may use (default the profile's)")
     s.add_argument("--json", action="store_true", help="same as --format json")
     s.add_argument("--format", default="plain",
                    choices=("plain", "json", "csv", "diffusers", "flow", "timesteps", "comfyui", "a1111"),
@@ -297,7 +318,7 @@ def _compare(args):
                      samplers=args.samplers, samples=args.samples, seeds=args.seeds, features=features,
                      shape=args.shape, out=args.out, checkpoint=args.checkpoint, save_images=args.save_images,
                      batch_size=args.batch_size, device=args.device, sigma_min=args.sigma_min,
-                     sigma_max=args.sigma_max, progress=not args.quiet)
+                     sigma_max=args.sigma_max, progress=not args.quiet, same_ends=args.same_ends)
     print(result.markdown())
     print(f"wrote {os.path.abspath(args.out)}: compare.md, compare.json, compare.png"
           + (", images/" if args.save_images else ""))
@@ -316,8 +337,10 @@ def _compare_parser(sub):
                    help=f"the schedules to compare (default {' '.join(DEFAULT_KINDS)}; any of {', '.join(KINDS)})")
     c.add_argument("--steps", type=int, nargs="+", default=[8, 16, 32],
                    help="network-evaluation budgets (default 8 16 32): each sampler takes the steps that fit")
-    c.add_argument("--samplers", nargs="+", default=["ddim", "heun"],
-                   choices=("ddim", "ddim-stochastic", "heun", "dpmpp_2m"), help="the samplers (default ddim heun)")
+    c.add_argument("--samplers", nargs="+", default=["ddim", "heun"], choices=samplers.NAMES,
+                   help="the samplers (default ddim heun; euler is ddim, euler_ancestral ddim-stochastic)")
+    c.add_argument("--same-ends", action="store_true",
+                   help="every kind on the interval ours choose (the control that separates interval and spacing)")
     c.add_argument("--samples", type=int, default=10000, help="samples per cell and seed (default 10000)")
     c.add_argument("--seeds", type=int, default=1, help="seeds per cell: the table gives mean ± std (default 1)")
     c.add_argument("--features", default=None,
@@ -336,12 +359,49 @@ def _compare_parser(sub):
     c.set_defaults(run=_compare)
 
 
+def _tune(args):
+    from .tuning import tune
+
+    out = args.out or args.profile
+    from .files import check_writable
+    check_writable(out, "--out")
+    ref = _load_data(args.reference, False)
+    features = None if args.features is None else _load_factory(args.features)
+    result = tune(_load_model(args), ref, args.profile, args.sampler, args.steps, kind=args.kind,
+                  samples=args.samples, seeds=args.seeds, features=features, checkpoint=args.checkpoint,
+                  batch_size=args.batch_size, device=args.device, progress=not args.quiet)
+    result.profile.save(out)
+    print(result.markdown())
+    print(f"wrote {out}: `entropic-fast schedule {out} --sampler {args.sampler} --steps "
+          f"{samplers.steps_within(args.sampler, args.steps)}` and the clients now use the tuned interval")
+
+
+def _tune_parser(sub):
+    t = sub.add_parser("tune", help="search where a schedule starts and stops on your model (Frechet distance)")
+    _network_arguments(t)
+    t.add_argument("--profile", required=True, help="the model's profile (.npz); the tuned interval goes into it")
+    t.add_argument("--reference", required=True, help="data to score against: 'digits', a .npy file, a folder or .zip")
+    t.add_argument("--sampler", default="ddim", choices=samplers.NAMES, help="the sampler you run (default ddim)")
+    t.add_argument("--steps", type=int, default=8, help="network-evaluation budget (default 8)")
+    t.add_argument("--kind", default=None, choices=KINDS, help="the spacing (default: the sampler's best)")
+    t.add_argument("--samples", type=int, default=256, help="samples per candidate interval (default 256)")
+    t.add_argument("--seeds", type=int, default=1, help="seeds per candidate (default 1)")
+    t.add_argument("--features", default=None, help="MODULE:FACTORY of a feature callable (default: digits')")
+    t.add_argument("--out", default=None, help="where to write the tuned profile (default: over --profile)")
+    t.add_argument("--checkpoint", default=None, help="save progress here; a rerun with the same arguments resumes")
+    t.add_argument("--batch-size", type=int, default=256, help="samples per sampler call (default 256)")
+    t.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: the model's)")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(run=_tune)
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="entropic-fast", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     _schedule_parser(sub)
     _profile_parser(sub)
     _compare_parser(sub)
+    _tune_parser(sub)
     i = sub.add_parser("info", help="summarise a profile file")
     i.add_argument("profile", help="a profile file (.npz)")
     i.set_defaults(run=_info)

@@ -30,11 +30,11 @@ from .fingerprint import fingerprint
 from .grids import sigma_grid
 from .kernels import launchers
 from .profile import Profile
-from .schedules import schedule
-from .units import noise_key
+from .schedules import ends, schedule
+from .units import stream_key
 
 CHUNK = 64  # samples per unit of work
-VERSION = 1
+VERSION = 2  # 2: seeds are independent streams (units.stream_key)
 DEFAULT_KINDS = ("rescaled", "entropic", "las", "edm", "exponential", "normal", "simple", "beta", "kl_optimal",
                  "ays-sdxl")
 
@@ -70,7 +70,7 @@ class RowNoise:
         self.calls += 1
         zeros = torch.zeros(like.shape, dtype=torch.float32, device=like.device)
         ones = torch.ones(like.shape[0], dtype=torch.float32, device=like.device)
-        return self.kern.perturb(zeros, ones, noise_key(self.key * 1000003 + self.calls), self.rows)
+        return self.kern.perturb(zeros, ones, stream_key(self.key, self.calls), self.rows)
 
 
 # ---- the reference -------------------------------------------------------------------------------------------
@@ -83,8 +83,9 @@ class Reference:
     cov: torch.Tensor
     description: str
     rows: object = None  # the data (for the kinds that need the data's covariance)
-    floor: float = None
+    floor: float = None  # the matched floor: FD of as many real rows as a cell has samples, against the reference
     floor_rows: int = None
+    floor_std: float = None  # its spread over FLOOR_DRAWS draws
 
 
 def _features_of(rows, features, batch, device):
@@ -108,11 +109,27 @@ def reference_of(reference, features, shape, batch, device, samples):
     if tuple(rows.shape[1:]) != tuple(shape):
         raise InputError(f"the reference's rows have shape {tuple(rows.shape[1:])}, the model's samples {tuple(shape)}")
     f = _features_of(rows.float(), features, batch, device)
-    perm = torch.randperm(f.shape[0], generator=torch.Generator().manual_seed(0))
-    half = min(f.shape[0] // 2, samples)
-    floor = metrics.frechet_distance(f[perm[:half]], f[perm[half:2 * half]]) if half >= 2 else None
-    return Reference(f.mean(0), torch.cov(f.T).reshape(f.shape[1], -1), f"{rows.shape[0]} rows of data", rows,
-                     floor, half)
+    mu, cov = f.mean(0), torch.cov(f.T).reshape(f.shape[1], -1)
+    floor = matched_floor(f, mu, cov, samples)
+    return Reference(mu, cov, f"{rows.shape[0]} rows of data", rows, *floor)
+
+
+FLOOR_DRAWS = 20
+
+
+def matched_floor(f, mu, cov, samples, draws=FLOOR_DRAWS):
+    """``(mean, rows, std)`` of the Frechet distance between ``samples`` real rows (drawn without replacement
+    where there are enough) and the reference's statistics, over ``draws`` draws: what a cell of perfect samples
+    would score (a cell is ``samples`` samples against the whole reference, not half against half)."""
+    n = f.shape[0]
+    if n < 2 or samples < 2:
+        return None, None, None
+    g, to = torch.Generator().manual_seed(0), metrics.FrechetTo(mu, cov)
+    values = []
+    for _ in range(draws):
+        idx = torch.randperm(n, generator=g)[:samples] if samples <= n else torch.randint(n, (samples,), generator=g)
+        values.append(to(f[idx].mean(0), torch.cov(f[idx].T).reshape(f.shape[1], -1)))
+    return float(np.mean(values)), int(samples), float(np.std(values))
 
 
 def _checked_features(f, what):
@@ -150,8 +167,9 @@ class Comparison:
     """Frechet distances per (cell, seed): the table (mean ± std over seeds, best per row in bold, the floor), its
     JSON, and the figure (distance against network evaluations, one line per kind, one panel per sampler)."""
 
-    def __init__(self, cells, seeds, values, reference, meta):
+    def __init__(self, cells, seeds, values, reference, meta, schedules=None):
         self.cells, self.seeds, self.values, self.reference, self.meta = cells, seeds, values, reference, meta
+        self.schedules = {c: [float(v) for v in schedules[c]] for c in cells} if schedules else {}
 
     def distances(self, cell):
         return [self.values[(cell, s)] for s in self.seeds]
@@ -165,27 +183,50 @@ class Comparison:
                                                                                          float(np.std(v)))
         return [(*k, v) for k, v in out.items()]
 
+    def same(self, row):
+        """Whether every kind of a row ran the same schedule (Heun at 3 evaluations: [s_max, s_min, 0]): a row
+        that compares nothing."""
+        sampler, budget = row[0], row[1]
+        sched = [tuple(self.schedules[c]) for c in self.cells if (c.sampler, c.budget) == (sampler, budget)] \
+            if self.schedules else []
+        return len(sched) > 1 and len(set(sched)) == 1
+
+    def at_floor(self, cells):
+        """Whether every cell of a row is within two spreads of the matched floor (the row tells kinds apart no
+        better than the noise of the sample size)."""
+        r = self.reference
+        return r.floor is not None and all(m <= r.floor + 2 * (r.floor_std or 0.0) for m, _ in cells.values())
+
     def markdown(self):
         kinds_ = list(dict.fromkeys(c.kind for c in self.cells))
-        floor = self.reference.floor
-        lines = [f"Frechet distance of {self.meta['samples']} samples per cell to {self.reference.description} "
-                 f"({self.meta['features']}), mean ± std over {len(self.seeds)} seed(s); best per row in bold. "
-                 + (f"Two real halves of {self.reference.floor_rows} rows: {floor:.3f}. " if floor is not None else "")
-                 + "Rows compare samplers at equal network evaluations (Heun: 2 per step, Euler on the last).", "",
+        r, rows = self.reference, self.rows()
+        kept = [row for row in rows if not self.same(row)]
+        spread = "" if len(self.seeds) < 2 else " ± std"
+        lines = [f"Frechet distance of {self.meta['samples']} samples per cell to {r.description} "
+                 f"({self.meta['features']}), mean{spread} over {len(self.seeds)} seed(s); best per row in bold. "
+                 + (f"Matched floor ({r.floor_rows} real rows against the reference, {FLOOR_DRAWS} draws): "
+                    f"{r.floor:.3f} ± {r.floor_std:.3f}; rows marked * are within two of its spreads in every cell. "
+                    if r.floor is not None else "")
+                 + "Rows compare samplers at equal network evaluations (Heun: 2 per step, Euler on the last)."
+                 + (f" Left out, every kind giving the same schedule: {', '.join(f'{a} at {b}' for a, b, *_ in rows if self.same((a, b)))}."
+                    if len(kept) < len(rows) else ""), "",
                  "| sampler | evaluations | steps | " + " | ".join(kinds_) + " |", "| --- " * (len(kinds_) + 3) + "|"]
-        for sampler, _, steps, evals, cells in self.rows():
+        for sampler, _, steps, evals, cells in kept:
             means = [cells[k][0] for k in kinds_]
-            text = [f"{m:.3f} ± {cells[k][1]:.3f}" for m, k in zip(means, kinds_)]
-            if len(set(means)) > 1:  # Heun at 2 steps: every kind gives the same schedule, no winner
+            text = [f"{m:.3f}" + (f" ± {cells[k][1]:.3f}" if spread else "") for m, k in zip(means, kinds_)]
+            if len(set(means)) > 1:
                 best = int(np.argmin(means))
                 text[best] = f"**{text[best]}**"
-            lines.append(f"| {sampler} | {evals} | {steps} | " + " | ".join(text) + " |")
+            mark = " *" if self.at_floor(cells) else ""
+            lines.append(f"| {sampler} | {evals} | {steps}{mark} | " + " | ".join(text) + " |")
         return "\n".join(lines) + "\n"
 
     def to_dict(self):
-        return {"meta": self.meta, "floor": self.reference.floor, "reference": self.reference.description,
+        return {"meta": self.meta, "floor": self.reference.floor, "floor_std": self.reference.floor_std,
+                "floor_rows": self.reference.floor_rows, "reference": self.reference.description,
                 "cells": [{"sampler": c.sampler, "budget": c.budget, "steps": c.steps, "evaluations": c.evaluations,
-                           "kind": c.kind, "frechet": self.distances(c)} for c in self.cells]}
+                           "kind": c.kind, "frechet": self.distances(c), "sigmas": self.schedules.get(c)}
+                          for c in self.cells]}
 
     def figure(self, path):
         """Distance against network evaluations, one line per kind, one panel per sampler."""
@@ -308,7 +349,7 @@ class Run:
         sig = j.schedules[cell]
         rid = torch.from_numpy(rows).to(j.device)
         zeros = torch.zeros((len(rows), *j.shape), dtype=torch.float32, device=j.device)
-        x = self.kern.perturb(zeros, torch.full((len(rows),), float(sig[0]), device=j.device), noise_key(seed), rid)
+        x = self.kern.perturb(zeros, torch.full((len(rows),), float(sig[0]), device=j.device), stream_key(seed, 0), rid)
         lab = None if j.labels is None else j.labels[torch.from_numpy(rows % j.labels.shape[0])].to(j.device)
         return samplers.SAMPLERS[cell.sampler](j.denoiser, x.to(j.dtype), sig, generator=RowNoise(self.kern, seed, rid),
                                                labels=lab)
@@ -396,23 +437,59 @@ def _describe(features):
 
 # ---- the entry point -----------------------------------------------------------------------------------------
 
+def _seeds(seeds):
+    """A count (``range(n)``) or distinct whole seeds in ``[0, 2**63)``, checked."""
+    if np.ndim(seeds) == 0:
+        return list(range(checks.integer(seeds, "seeds", 1)))
+    out = []
+    for s in seeds:
+        if isinstance(s, bool) or not float(s).is_integer() or not 0 <= int(s) < 2**63:
+            raise InputError(f"seeds must be whole numbers in [0, 2**63), got {s!r}")
+        out.append(int(s))
+    if not out or len(set(out)) != len(out):
+        raise InputError(f"seeds must be one or more distinct values, got {list(seeds)!r}")
+    return out
+
+
+def _check_out(out, save_images):
+    """The output folder, checked before the first network call (a run never samples everything, then fails)."""
+    if checks.flag(save_images, "save_images") and out is None:
+        raise InputError("save_images=True needs out= (the folder the images go to)")
+    if out is None:
+        return
+    out = os.path.abspath(checks.path(out, "out"))
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise InputError(f"out {out} is a file, not a folder")
+    have = out
+    while not os.path.exists(have):  # the folders save() would make: the nearest existing one must take files
+        have = os.path.dirname(have)
+    if not os.path.isdir(have):
+        raise InputError(f"out {out}: {have} is a file, not a folder")
+    files.check_writable(os.path.join(have, "compare.md"), "out")
+
+
 def _cells(kinds_, steps, samplers_):
     """Every (sampler, budget, kind), checked: known names, budgets of at least 2 evaluations."""
+    if kinds_ is None or samplers_ is None:
+        raise InputError("compare needs kinds and samplers (names, or lists of names), got None")
     kinds_ = [kinds_] if isinstance(kinds_, str) else list(kinds_)
     samplers_ = [samplers_] if isinstance(samplers_, str) else list(samplers_)
+    for what, names in (("kinds", kinds_), ("samplers", samplers_)):
+        if len(set(map(str, names))) != len(names):
+            raise InputError(f"{what} repeats a name: {names}")
     budgets = [checks.integer(s, "steps", 2) for s in ([steps] if np.ndim(steps) == 0 else steps)]
     for k in kinds_:
         kinds.get(k)
-    for s in samplers_:
-        if s not in samplers.SAMPLERS:
-            raise InputError(f"unknown sampler {s!r}; known: {', '.join(samplers.SAMPLERS)}")
+    samplers_ = [samplers.get(s).name for s in samplers_]
     if not (kinds_ and samplers_ and budgets):
         raise InputError("compare needs at least one kind, one sampler and one budget (steps)")
     return [Cell(s, b, k) for s in samplers_ for b in budgets for k in kinds_]
 
 
-def _schedules(cells, prof, ref, dtype, device):
-    """Each cell's sigmas; a kind that needs more than the profile or the reference holds is refused by name."""
+def _schedules(cells, prof, ref, device, same_ends=False):
+    """Each cell's sigmas (ours choose their interval for the cell's sampler and budget; with ``same_ends`` every
+    kind runs on that interval, the control that separates the interval from the spacing); a kind that needs
+    more than the profile or the reference holds is refused by name."""
     out = {}
     for c in cells:
         entry = kinds.get(c.kind)
@@ -420,12 +497,13 @@ def _schedules(cells, prof, ref, dtype, device):
             ranged = [k.name for k in kinds.TABLE if k.needs == "range"]
             raise InputError(f"kind {c.kind!r} needs the model's profile (profile=...); without one only the kinds "
                              f"of a range: {', '.join(ranged)}")
-        opts = {}
-        if entry.needs == "covariance":
-            opts = {"sampler": c.sampler, **({"data": ref.rows.reshape(ref.rows.shape[0], -1)} if ref.rows is not None
-                                             else {})}
+        opts = {"data": ref.rows.reshape(ref.rows.shape[0], -1)} if entry.needs == "covariance" and \
+            ref.rows is not None else {}
+        if same_ends:
+            opts["interval"] = ends(prof, c.steps, samplers.get(c.sampler).kind, sampler=c.sampler)
         try:
-            out[c] = torch.as_tensor(schedule(prof, c.steps, c.kind, **opts), dtype=torch.float64, device=device)
+            out[c] = torch.as_tensor(schedule(prof, c.steps, c.kind, sampler=c.sampler, **opts), dtype=torch.float64,
+                                     device=device)
         except InputError as e:
             raise InputError(f"kind {c.kind!r} for {c.sampler} at {c.steps} steps: {e}") from None
     return out
@@ -446,7 +524,7 @@ def compare(denoiser: Callable, reference: Any, *, profile: Union[Profile, str, 
             features: Optional[Callable] = None, labels: Any = None, shape: Optional[Sequence[int]] = None,
             out: Optional[str] = None, checkpoint: Optional[str] = None, save_images: bool = False,
             batch_size: int = 256, device: Union[str, torch.device, None] = None, sigma_min: float = 0.002,
-            sigma_max: float = 80.0, progress: bool = True) -> "Comparison":
+            sigma_max: float = 80.0, progress: bool = True, same_ends: bool = False) -> "Comparison":
     """Frechet distance of ``denoiser``'s samples to ``reference`` for every (sampler, budget, kind), at equal
     network evaluations (this module's documentation says how). ``reference``: data rows (tensor, array or a
     dataset reader of ``entropic_fast.data``) or a statistics file (``.npz`` with ``mu``, ``sigma``); ``profile``:
@@ -455,9 +533,13 @@ def compare(denoiser: Callable, reference: Any, *, profile: Union[Profile, str, 
     of samples to ``(rows, width)`` features (default the digits classifier's, for 8x8 digits); ``labels``: class
     labels, sample ``i`` taking ``labels[i % len]``; ``shape``: one sample's shape (default the reference's);
     ``out``: a folder for the table, JSON and figure (and ``save_images``: PNG folders per cell and seed);
-    ``checkpoint``: a file to resume from. Returns a :class:`Comparison`."""
+    ``checkpoint``: a file to resume from; ``same_ends``: every kind on the interval ours choose for the cell's
+    sampler and budget (the control that tells the interval's share from the spacing's). Our kinds choose their
+    interval (``entropic_fast.interval``), the others run on the profile's range (the model's, as in clients).
+    Returns a :class:`Comparison`."""
     job, ref, width = _job(denoiser, reference, profile, kinds, steps, samplers, samples, seeds, features, labels,
-                           shape, out, checkpoint, save_images, batch_size, device, sigma_min, sigma_max)
+                           shape, out, checkpoint, save_images, batch_size, device, sigma_min, sigma_max,
+                           same_ends=checks.flag(same_ends, "same_ends"))
     evals = sum(c.evaluations for c in job.cells) * len(job.seeds) * job.samples
     bar = tqdm(total=len(job.groups) * job.samples, desc="compare", unit="sample", disable=not progress, leave=False)
     if progress:
@@ -468,22 +550,23 @@ def compare(denoiser: Callable, reference: Any, *, profile: Union[Profile, str, 
         moments = Run(job, width).execute(bar)
     finally:
         bar.close()
-    values = {(c, s): metrics.frechet_from_moments(*moments.mean_cov(g), ref.mu, ref.cov)
-              for g, (c, s) in enumerate(job.groups)}
+    to = metrics.FrechetTo(ref.mu, ref.cov)
+    values = {(c, s): to(*moments.mean_cov(g)) for g, (c, s) in enumerate(job.groups)}
     meta = {"samples": job.samples, "seeds": job.seeds, "features": _describe(job.features),
             "evaluations": evals, "seconds": round(time.monotonic() - t0, 1), "shape": list(job.shape)}
-    result = Comparison(job.cells, job.seeds, values, ref, meta)
+    result = Comparison(job.cells, job.seeds, values, ref, meta, {c: v.tolist() for c, v in job.schedules.items()})
     if out is not None and (job.dist is None or job.dist[0] == 0):
         result.save(out)
     return result
 
 
 def _job(denoiser, reference, profile, kinds_, steps, samplers_, samples, seeds, features, labels, shape, out,
-         checkpoint, save_images, batch_size, device, sigma_min, sigma_max):
+         checkpoint, save_images, batch_size, device, sigma_min, sigma_max, same_ends=False):
     """The checked :class:`Job`, the :class:`Reference` and the features' width."""
     cells = _cells(kinds_, steps, samplers_)
     samples, batch_size = checks.integer(samples, "samples", 2), checks.integer(batch_size, "batch_size", 1)
-    seeds = list(range(checks.integer(seeds, "seeds", 1))) if np.ndim(seeds) == 0 else [int(s) for s in seeds]
+    seeds = _seeds(seeds)
+    _check_out(out, save_images)
     data = None if isinstance(reference, (str, os.PathLike)) else protocol.Data(reference)  # read once
     device = pick_device(denoiser, data or protocol.Data(torch.zeros(1, 1)), device)
     if shape is None:
@@ -496,6 +579,9 @@ def _job(denoiser, reference, profile, kinds_, steps, samplers_, samples, seeds,
         raise InputError(f"features must be a callable from samples to (rows, width) features, got {features!r}")
     ref = reference_of(data if data is not None else reference, features, shape, batch_size, device, samples)
     prof = _range_profile(profile, shape, sigma_min, sigma_max)
+    if prof.dim != int(np.prod(shape)):
+        raise InputError(f"the profile is of data of dimension {prof.dim}, the samples' shape {tuple(shape)} has "
+                         f"{int(np.prod(shape))}: a profile of another model?")
     dtype = protocol.declared_dtype(denoiser) or torch.float32
     labels = None if labels is None else torch.as_tensor(labels)
     if checkpoint is not None:
@@ -503,7 +589,7 @@ def _job(denoiser, reference, profile, kinds_, steps, samplers_, samples, seeds,
     dist = distributed()
     if dist is not None and checkpoint is not None:
         checkpoint = f"{checkpoint}.rank{dist[0]}-of-{dist[1]}"
-    job = Job(denoiser, cells, seeds, samples, _schedules(cells, prof, ref, dtype, device), shape, dtype, device,
+    job = Job(denoiser, cells, seeds, samples, _schedules(cells, prof, ref, device, same_ends), shape, dtype, device,
               features, labels, batch_size, None if not (save_images and out) else os.path.join(out, "images"),
               checkpoint, dist=dist)
     return job, ref, ref.mu.numel()

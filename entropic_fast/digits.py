@@ -92,10 +92,10 @@ class EDMDenoiser(nn.Module):
     """EDM preconditioning (Karras et al. 2022, Table 1) around the UNet, with EDM2's learned
     uncertainty ``logvar(sigma)`` (Karras et al. 2024): ``net(x, sigma, class_labels=None, return_logvar=False)``."""
 
-    def __init__(self, sigma_data=0.5, ch=32, logvar_channels=128, channels=1):
+    def __init__(self, sigma_data=0.5, ch=32, logvar_channels=128, channels=1, backbone=None):
         super().__init__()
         self.sigma_data = float(sigma_data)
-        self.unet = UNet(ch, channels=channels)
+        self.unet = UNet(ch, channels=channels) if backbone is None else backbone  # backbone(x, c_noise) -> F_x
         self.logvar_fourier = Fourier(logvar_channels, seed=1)
         self.logvar_linear = nn.Linear(logvar_channels, 1)
         self.description = f"digits EDM UNet (ch={ch}, sigma_data={self.sigma_data:.3f})"

@@ -29,16 +29,18 @@ def sampler_kl(sigmas, eigenvalues, sampler="ddim", weights=None):
     return _kl(sampler_variance(sigmas, eigenvalues, sampler), eigenvalues, sigmas[-1], weights)
 
 
-def effective_spectrum(prof, size=40):
+def effective_spectrum(prof, size=40, top=None):
     """``(eigenvalues, weights)``: the Gaussian whose MMSE ``sum_k w_k lam_k s^2 / (lam_k + s^2)`` fits the
     profile's error curve, by non-negative least squares on a log-spaced grid of ``size`` eigenvalues from
     ``s_min^2`` to ``s_max^2`` (rows weighted by the standard errors; relative weights for an exact curve).
     A Gaussian proxy of the model (the profile is not changed).
     From an exact curve the gaussian-optimal schedule it gives is within 5% of the true spectrum's (in KL);
-    from a sampled curve the deconvolution is noisy (1024 samples: 0-7% for DDIM, up to 2x for Heun)."""
+    from a sampled curve the deconvolution is noisy (1024 samples: 0-7% for DDIM, up to 2x for Heun).
+    ``top`` caps the eigenvalues (no direction of the data varies more than ``tr Cov``, the error's plateau): noise
+    in a sampled plateau otherwise fits spurious directions of huge variance."""
     e, _ = checked_mse(prof)
     s = prof.sigmas
-    lam = np.geomspace(s[0] ** 2, s[-1] ** 2, size)
+    lam = np.geomspace(s[0] ** 2, s[-1] ** 2 if top is None else min(s[-1] ** 2, max(top, 4 * s[0] ** 2)), size)
     a = lam[None, :] * s[:, None] ** 2 / (lam[None, :] + s[:, None] ** 2)
     scale = np.maximum(prof.stderr if not prof.exact else 1e-3 * e, 1e-6 * e + 1e-300)
     scale = scale / scale.min()  # only relative weights matter: keep the system's scale (and nnls's tolerance) fixed
@@ -49,20 +51,32 @@ def effective_spectrum(prof, size=40):
 
 def sampler_variance(sigmas, eigenvalues, sampler="ddim"):
     """Output variance per direction of a sampler of ``entropic_fast.samplers`` on ``N(0, diag(eigenvalues))``
-    data, started exactly (``x ~ N(0, lam + sigmas[0]^2)``). With the exact denoiser ``D = lam / (lam + s^2) x``
-    every sampler is linear in each direction: the deterministic ones multiply ``x`` by a factor per step
-    (DPM++(2M) by a two-term recursion, as it reuses the previous denoised value); stochastic DDIM also adds
-    its noise ``c^2`` to the variance at each step."""
+    data, started exactly (``x ~ N(0, lam + sigmas[0]^2)``): ``(lam + s_0^2) amp^2 + extra`` of
+    :func:`sampler_gain`."""
+    amp, extra = sampler_gain(sigmas, eigenvalues, sampler)
+    return (eigenvalues + sigmas[0] ** 2) * amp**2 + extra
+
+
+def sampler_gain(sigmas, eigenvalues, sampler="ddim"):
+    """``(amp, extra)`` per direction: a sampler of ``entropic_fast.samplers`` on ``N(0, diag(eigenvalues))`` data
+    maps its start ``x`` to ``amp * x`` plus independent noise of variance ``extra``. With the exact denoiser
+    ``D = lam / (lam + s^2) x`` every sampler is linear in each direction: the deterministic ones multiply ``x``
+    by a factor per step (DPM++(2M) by a two-term recursion, as it reuses the previous denoised value);
+    stochastic DDIM also adds its noise ``c^2`` to the variance at each step.
+
+    torch (differentiable) or numpy; ``sigmas`` may carry trailing axes that broadcast against the eigenvalues
+    (``sigmas[k]`` of shape ``(C, 1)``: ``C`` schedules at once, as ``interval`` searches them)."""
     from .samplers import dpmpp_2m_update  # here: `import entropic_fast` does not load the samplers
     lam = eigenvalues
     g = lambda s: lam / (lam + s**2)  # noqa: E731  the exact denoiser's gain at sigma s
-    amp = torch.ones_like(lam)  # x_k = amp * x_0 (deterministic part)
-    extra = torch.zeros_like(lam)  # variance added by stochastic steps
+    amp = lam * 0 + sigmas[0] * 0 + 1  # x_k = amp * x_0 (deterministic part), broadcast over schedules
+    extra = amp * 0  # variance added by stochastic steps
+    log, expm1 = (torch.log, torch.expm1) if torch.is_tensor(lam) else (np.log, np.expm1)
     old_amp = h_last = None
     n = sigmas.shape[0]
     for k in range(n - 1):
         cur, nxt = sigmas[k], sigmas[k + 1]
-        last = k == n - 2 and bool(nxt == 0)
+        last = k == n - 2 and bool((nxt == 0).all())
         if sampler == "ddim":
             factor = (lam + cur * nxt) / (lam + cur**2)
             amp, extra = amp * factor, extra * factor**2
@@ -80,11 +94,11 @@ def sampler_variance(sigmas, eigenvalues, sampler="ddim"):
             if last:
                 amp = den
                 break
-            amp, h_last = dpmpp_2m_update(amp, den, old_amp, cur, nxt, h_last, torch.log, torch.expm1)
+            amp, h_last = dpmpp_2m_update(amp, den, old_amp, cur, nxt, h_last, log, expm1)
             old_amp = den
         else:
             raise InputError(f"unknown sampler {sampler!r}; known: {', '.join(GAUSSIAN_SAMPLERS)}")
-    return (lam + sigmas[0] ** 2) * amp**2 + extra
+    return amp, extra
 
 
 def ddim_kl(sigmas, eigenvalues):

@@ -26,6 +26,7 @@ class Kind:
     doc: str = ""
     alias: Optional[str] = None  # another name of the kind it names
     peer: bool = False  # a schedule other tools offer (``peers``), a baseline to compare ours with
+    chooses: bool = False  # ours: it chooses its interval from the profile (``interval``) unless told otherwise
 
 
 def _no_options(name, options, allowed=()):
@@ -70,15 +71,16 @@ def _gaussian_optimal(prof, steps, smin, smax, smooth, cap, options):
     return gaussian_optimal(steps, smin, smax, lam, sampler=options.get("sampler", "ddim"), weights=weights)
 
 
-def _peer(name, shape):
-    """The builder of a peer kind: ``shape(steps)``'s nonzero sigmas mapped onto the range (``peers.onto``)."""
+def _peer(name, shape, source=None):
+    """The builder of a peer kind: ``shape(steps)``'s nonzero sigmas, made for the range ``source`` (default SD's),
+    mapped onto the range (``peers.onto``)."""
     def build(prof, steps, smin, smax, smooth, cap, options):
         _no_options(name, options)
         t = np.asarray(shape(steps), np.float64)
         if t.size != steps or not np.all(np.diff(t) < 0):
             raise InputError(f"kind {name!r} gives {np.unique(t).size} distinct sigmas for {steps} steps: "
                              "ask for fewer steps")
-        return peers.onto(t, smin, smax)
+        return peers.onto(t, smin, smax, source or peers.sd_range())
     return build
 
 
@@ -93,16 +95,20 @@ def _polyexponential(prof, steps, smin, smax, smooth, cap, options):
 
 
 TABLE = (
-    Kind("entropic", _time("entropic"), "error", True, times.entropic_rate, "equal steps of entropic time"),
-    Kind("rescaled", _time("rescaled"), "error", True, times.rescaled_rate, "equal steps of rescaled entropic time"),
-    Kind("las", _time("las"), "error", True, times.las_integrand, "the loss-adaptive schedule (Aghapour et al.)"),
-    Kind("spectral", _time("spectral"), "spectra", False, times.spectral_rate, "spectral rescaled entropic time"),
+    Kind("entropic", _time("entropic"), "error", True, times.entropic_rate, "equal steps of entropic time",
+         chooses=True),
+    Kind("rescaled", _time("rescaled"), "error", True, times.rescaled_rate,
+         "equal steps of rescaled entropic time", chooses=True),
+    Kind("las", _time("las"), "error", True, times.las_integrand,
+         "the loss-adaptive schedule (Aghapour et al.)", chooses=True),
+    Kind("spectral", _time("spectral"), "spectra", False, times.spectral_rate,
+         "spectral rescaled entropic time", chooses=True),
     Kind("edm", _karras, "range", True, doc="EDM / Karras (rho=7)"),
     Kind("karras", _karras, "range", True, doc="the same as edm", alias="edm"),
     Kind("exponential", _exponential, "range", True, doc="equal steps in log sigma"),
     Kind("tangent", _tangent, "error", True, doc="the Gaussian's optimal law, scale from the profile"),
     Kind("gaussian-optimal", _gaussian_optimal, "covariance", False,
-         doc="minimises a sampler's KL on Gaussian data with the data's covariance spectrum"),
+         doc="minimises a sampler's KL on Gaussian data with the data's covariance spectrum", chooses=True),
     # the peers: what ComfyUI, A1111 and Align-Your-Steps users pick instead (``peers``)
     Kind("simple", _peer("simple", peers.simple), "range", True, doc="ComfyUI's simple", peer=True),
     Kind("normal", _peer("normal", peers.normal), "range", True, doc="ComfyUI's normal", peer=True),
@@ -111,7 +117,7 @@ TABLE = (
     Kind("ddim_uniform", _peer("ddim_uniform", peers.ddim_uniform), "range", True, doc="ComfyUI's ddim_uniform",
          peer=True),
     Kind("beta", _peer("beta", peers.beta), "range", True, doc="ComfyUI's beta (alpha = beta = 0.6)", peer=True),
-    Kind("linear_quadratic", _peer("linear_quadratic", peers.linear_quadratic), "range", True,
+    Kind("linear_quadratic", _peer("linear_quadratic", lambda k: peers.linear_quadratic(k) * peers.sd_range()[1]), "range", True,
          doc="ComfyUI's linear_quadratic", peer=True),
     Kind("kl_optimal", _kl_optimal, "range", True, doc="ComfyUI's and A1111's kl_optimal", peer=True),
     Kind("polyexponential", _polyexponential, "range", True, doc="A1111's polyexponential (rho=1)", peer=True),
@@ -119,7 +125,7 @@ TABLE = (
          doc="Align-Your-Steps, SD 1.5", peer=True),
     Kind("ays-sdxl", _peer("ays-sdxl", lambda k: peers.ays("sdxl", k)), "range", True,
          doc="Align-Your-Steps, SDXL", peer=True),
-    Kind("ays-svd", _peer("ays-svd", lambda k: peers.ays("svd", k)), "range", True,
+    Kind("ays-svd", _peer("ays-svd", lambda k: peers.ays("svd", k), peers.SVD_RANGE), "range", True,
          doc="Align-Your-Steps, Stable Video Diffusion", peer=True),
 )
 _BY_NAME = {k.name: k for k in TABLE}
@@ -128,6 +134,7 @@ KINDS = tuple(_BY_NAME)
 TIME_KINDS = tuple(k.name for k in TABLE if k.rate is not None)
 CLASSIC_KINDS = tuple(k.name for k in TABLE if k.rate is None and k.needs in ("range", "error") and not k.peer)
 PEER_KINDS = tuple(k.name for k in TABLE if k.peer)
+OUR_KINDS = tuple(k.name for k in TABLE if k.chooses)
 BAND_KINDS = tuple(k.name for k in TABLE if k.band)
 
 

@@ -104,13 +104,25 @@ def sliced_wasserstein(x, y, projections=256, generator=None):
 def frechet_from_moments(mu_a, cov_a, mu_b, cov_b):
     """Frechet distance between ``N(mu_a, cov_a)`` and ``N(mu_b, cov_b)`` (as FID, Heusel et al. 2017), in float64:
     ``|mu_a - mu_b|^2 + tr(A) + tr(B) - 2 tr((A^1/2 B A^1/2)^1/2)``."""
-    ma, mb = (torch.as_tensor(m).detach().to("cpu", torch.float64).reshape(-1) for m in (mu_a, mu_b))
-    ca, cb = (torch.as_tensor(c).detach().to("cpu", torch.float64).reshape(ma.numel(), -1) for c in (cov_a, cov_b))
-    ev, vec = torch.linalg.eigh(ca)
-    root = vec @ torch.diag(ev.clamp_min(0).sqrt()) @ vec.T
-    cross = torch.linalg.eigvalsh(root @ cb @ root).clamp_min(0).sqrt().sum()
-    d = (ma - mb).square().sum() + torch.trace(ca) + torch.trace(cb) - 2 * cross
-    return float(d.clamp_min(0))
+    return FrechetTo(mu_a, cov_a)(mu_b, cov_b)
+
+
+class FrechetTo:
+    """:func:`frechet_from_moments` to one fixed ``N(mu, cov)`` (a reference): its square root is taken once, so
+    each distance costs one symmetric eigenvalue problem (``tr((A^1/2 B A^1/2)^1/2)`` is symmetric in A and B)."""
+
+    def __init__(self, mu, cov):
+        self.mu = torch.as_tensor(mu).detach().to("cpu", torch.float64).reshape(-1)
+        self.cov = torch.as_tensor(cov).detach().to("cpu", torch.float64).reshape(self.mu.numel(), -1)
+        ev, vec = torch.linalg.eigh(self.cov)
+        self.root = vec @ torch.diag(ev.clamp_min(0).sqrt()) @ vec.T
+
+    def __call__(self, mu, cov):
+        m = torch.as_tensor(mu).detach().to("cpu", torch.float64).reshape(-1)
+        c = torch.as_tensor(cov).detach().to("cpu", torch.float64).reshape(m.numel(), -1)
+        cross = torch.linalg.eigvalsh(self.root @ c @ self.root).clamp_min(0).sqrt().sum()
+        d = (self.mu - m).square().sum() + torch.trace(self.cov) + torch.trace(c) - 2 * cross
+        return float(d.clamp_min(0))
 
 
 def frechet_distance(feat_a, feat_b):

@@ -6,10 +6,16 @@ table of discrete sigmas; here they pick from Stable Diffusion's (``scaled_linea
 1000 steps, stored in float32 as ComfyUI's ``ModelSamplingDiscrete`` stores it), the model most users run them
 on. ``linear_quadratic`` is a schedule in ``sigma / sigma_max`` (Mochi's), Align-Your-Steps' lists are the
 paper's for SD 1.5, SDXL and SVD, interpolated log-linearly to other step counts as their paper and ComfyUI's
-node do. Each is then *mapped onto the range*: its nonzero sigmas ``t_0 > ... > t_{K-1}`` become
-``s_i = exp(log smin + (log t_i - log t_{K-1}) / (log t_0 - log t_{K-1}) (log smax - log smin))``, which keeps
-its shape in log sigma and pins its ends to ``[smin, smax]``, as every kind's are. ``kl_optimal`` and
-``polyexponential`` are formulas of the range itself.
+node do (to ``steps + 1`` levels, the last replaced by 0, as ComfyUI's ``AlignYourStepsScheduler`` does). Each is
+then *mapped onto the range*: its nonzero sigmas ``t_i``, given on the range ``[a, b]`` of the model they were
+made for (SD's ``[0.0292, 14.61]``; SVD's ``[0.002, 700]`` for ``ays-svd``), become
+``s_i = exp(log smin + (log t_i - log a) / (log b - log a) (log smax - log smin))``: on SD's own range they are
+ComfyUI's output itself (its last nonzero sigma is where ComfyUI puts it, not pinned to ``smin``), elsewhere the
+same shape in log sigma. ``kl_optimal`` and ``polyexponential`` are formulas of the range itself.
+
+Deliberate differences from ComfyUI (a125cd8): ``ddim_uniform`` gives exactly ``steps`` sigmas (ComfyUI's rule
+gives one more for some counts; the largest is left out), ``beta`` keeps ``steps`` distinct sigmas where rounding
+to the table would repeat one (ComfyUI drops the repeat and takes a step fewer).
 """
 import math
 
@@ -42,14 +48,27 @@ def _table_sigma(t, table):
     return np.exp((1 - w) * logs[lo] + w * logs[hi])
 
 
-def onto(sigmas, smin, smax):
-    """Nonzero descending ``sigmas`` mapped log-linearly onto ``[smin, smax]`` (ends exact), then 0 appended."""
+def sd_range():
+    """``(sigma_min, sigma_max)`` of Stable Diffusion's table: the range ComfyUI's schedulers are made for."""
+    table = sd_sigmas()
+    return float(table[0]), float(table[-1])
+
+
+SVD_RANGE = (0.002, 700.0)
+
+
+def onto(sigmas, smin, smax, source=None):
+    """Nonzero descending ``sigmas`` given on the range ``source = (a, b)`` (default: their own ends) mapped
+    log-linearly onto ``[smin, smax]``, then 0 appended. Sigmas at ``a`` or ``b`` (to float32 rounding: ComfyUI's
+    tables are float32) land exactly on ``smin``, ``smax``."""
     t = curves.log(np.asarray(sigmas, np.float64))
     if t.size < 2 or not np.all(np.diff(t) < 0):
         raise InputError(f"a peer schedule must be strictly descending, got {np.exp(t)}")
-    u = (t - t[-1]) / (t[0] - t[-1])
+    lo, hi = (t[-1], t[0]) if source is None else (curves.log(source[0]), curves.log(source[1]))
+    u = np.clip((t - lo) / (hi - lo), 0.0, 1.0)
+    u[np.abs(u - 1.0) * (hi - lo) < 1e-6], u[np.abs(u) * (hi - lo) < 1e-6] = 1.0, 0.0
     out = curves.exp(curves.log(smin) + u * (curves.log(smax) - curves.log(smin)))
-    out[0], out[-1] = smax, smin
+    out[u == 1.0], out[u == 0.0] = smax, smin
     return np.append(out, 0.0)
 
 
@@ -130,11 +149,17 @@ AYS = {"sd15": [14.6146412293, 6.4745760956, 3.8636745985, 2.6946151520, 1.88419
 
 
 def ays(model, steps):
-    """Align-Your-Steps' list for ``model`` with ``steps`` sigmas: log-linear interpolation of the published one
-    (their ``loglinear_interp``)."""
+    """Align-Your-Steps' ``steps`` nonzero sigmas for ``model`` as ComfyUI's ``AlignYourStepsScheduler`` gives
+    them: the published list interpolated log-linearly to ``steps + 1`` levels (their ``loglinear_interp``), the
+    last level replaced by 0 (so the last nonzero sigma is above the list's smallest)."""
+    return ays_levels(model, steps + 1)[:-1]
+
+
+def ays_levels(model, n):
+    """The published list for ``model`` interpolated log-linearly to ``n`` levels (their ``loglinear_interp``)."""
     levels = np.array(AYS[model], np.float64)
     xs, ys = np.linspace(0, 1, levels.size), np.log(levels[::-1])
-    return np.exp(np.interp(np.linspace(0, 1, steps), xs, ys))[::-1]
+    return np.exp(np.interp(np.linspace(0, 1, n), xs, ys))[::-1]
 
 
 # ---- the Beta quantile, without scipy ------------------------------------------------------------------------

@@ -85,7 +85,8 @@ def schedule_band_figure(prof, steps=16, kinds=("rescaled", "entropic", "las"), 
 
 def compare_figure(result, path=None):
     """A comparison (``ef.compare``): Frechet distance against network evaluations, one line per kind (its spread
-    over seeds as error bars), one panel per sampler; the floor of two real halves dashed. Returns the figure."""
+    over seeds as error bars), one panel per sampler; the matched floor dashed with its two-spread band shaded.
+    Returns the figure."""
     plt = pyplot()
     by = {}
     for c in result.cells:
@@ -97,9 +98,12 @@ def compare_figure(result, path=None):
         for kind, pts in kinds.items():
             e, m, s = map(np.array, zip(*sorted(pts)))
             ax.errorbar(e, m, yerr=s, marker="o", ms=3, capsize=2, label=kind, linewidth=1.8 if kind in
-                        ("rescaled", "entropic", "las", "spectral") else 1.0)
-        if result.reference.floor is not None:
-            ax.axhline(result.reference.floor, color="k", linestyle="--", linewidth=0.8)
+                        ("rescaled", "entropic", "las", "spectral", "gaussian-optimal") else 1.0)
+        r = result.reference
+        if r.floor is not None:
+            ax.axhline(r.floor, color="k", linestyle="--", linewidth=0.8, label="matched floor (real rows)")
+            if r.floor_std:
+                ax.axhspan(max(r.floor - 2 * r.floor_std, 1e-9), r.floor + 2 * r.floor_std, color="k", alpha=0.08)
         ax.set_xscale("log", base=2)
         ax.set_yscale("log")
         ax.set_xlabel("network evaluations")

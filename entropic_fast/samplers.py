@@ -3,7 +3,9 @@
 Each takes ``(denoiser, x, sigmas, generator=None, labels=None)`` with ``x`` the starting noise
 already scaled by ``sigmas[0]``; the step arithmetic is float64, the denoiser sees ``x``'s dtype.
 """
+import dataclasses
 import math
+from typing import Callable
 
 import numpy as np
 import torch
@@ -104,17 +106,56 @@ def dpmpp_2m(denoiser, x, sigmas, generator=None, labels=None):
     return x.to(dtype)
 
 
-SAMPLERS = {"ddim": ddim, "ddim-stochastic": lambda *a, **k: ddim(*a, eta=1.0, **k), "heun": heun,
-            "dpmpp_2m": dpmpp_2m}
+def _ddim_stochastic(denoiser, x, sigmas, generator=None, labels=None):
+    """Stochastic DDIM (``eta=1``, the DDPM posterior step): k-diffusion's and ComfyUI's ``euler_ancestral``."""
+    return ddim(denoiser, x, sigmas, generator, labels, eta=1.0)
+
+
+# ---- the table of samplers -------------------------------------------------------------------------------------
+
+@dataclasses.dataclass(frozen=True)
+class Sampler:
+    """A sampler as the rest of the package needs it: how it runs, what a step costs, what the interval rule
+    charges it (``surrogate``: the Gaussian recursion of ``gaussian.sampler_gain`` that ``interval`` minimises,
+    measured in ``benchmarks/results/interval_rule.md``) and the kind that samples best with it (measured:
+    ``benchmarks/results/compare_digits.md``, ``compare_blobs.md``)."""
+    name: str
+    run: Callable
+    per_step: int  # network evaluations per step (Heun: 2, Euler on the last)
+    stochastic: bool
+    surrogate: str
+    kind: str
+    aliases: tuple = ()
+    doc: str = ""
+
+
+TABLE = (
+    Sampler("ddim", ddim, 1, False, "ddim", "rescaled", ("euler",), "DDIM / Euler on the probability-flow ODE"),
+    Sampler("ddim-stochastic", _ddim_stochastic, 1, True, "ddim-stochastic", "rescaled", ("euler_ancestral",),
+            "stochastic DDIM / Euler ancestral"),
+    Sampler("heun", heun, 2, False, "ddim", "rescaled", (), "EDM's Heun (2nd order)"),
+    Sampler("dpmpp_2m", dpmpp_2m, 1, False, "ddim", "rescaled", ("dpm++2m",), "DPM-Solver++(2M)"),
+)
+_BY_NAME = {n: t for t in TABLE for n in (t.name, *t.aliases)}
+SAMPLERS = {t.name: t.run for t in TABLE}
+NAMES = tuple(_BY_NAME)  # every name a sampler is known by
+
+
+def get(name):
+    """The table entry of sampler ``name`` (or one of its aliases), refused with the known names."""
+    if not isinstance(name, str) or name not in _BY_NAME:
+        raise InputError(f"unknown sampler {name!r}; known: {', '.join(NAMES)}")
+    return _BY_NAME[name]
 
 
 def evaluations(sampler, steps):
-    """Denoiser calls of ``sampler`` (a name of ``SAMPLERS``) over ``steps`` steps ending at 0: Heun's last
-    step is Euler, so ``2 steps - 1``; the others one per step."""
-    return 2 * steps - 1 if sampler == "heun" else steps
+    """Denoiser calls of ``sampler`` over ``steps`` steps ending at 0: Heun's last step is Euler, so
+    ``2 steps - 1``; the others one per step."""
+    per = get(sampler).per_step
+    return per * steps - (per - 1)
 
 
 def steps_within(sampler, budget):
     """The most steps of ``sampler`` whose :func:`evaluations` fit ``budget`` (at least 1)."""
-    return max(1, (budget + 1) // 2) if sampler == "heun" else budget
-
+    per = get(sampler).per_step
+    return max(1, (budget + per - 1) // per)

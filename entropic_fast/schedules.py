@@ -5,15 +5,16 @@ The time changes and their integrands are ``times``'s, the Gaussian sampler theo
 ``kinds``'s; their public names are re-exported here, where users found them.
 """
 import warnings
-from typing import Any, Optional, Tuple
+from typing import Any, Optional, Tuple, Union
 
 import numpy as np
 
-from . import checks, curves, kinds
+from . import checks, curves, kinds, times
 from .errors import InputError
 from .gaussian import (GAUSSIAN_SAMPLERS, ddim_kl, effective_spectrum, gaussian_optimal, sampler_kl,  # noqa: F401
                        sampler_variance)
 from .kinds import BAND_KINDS, CLASSIC_KINDS, KINDS, TIME_KINDS  # noqa: F401
+from .interval import choose
 from .profile import Profile
 from .times import (ADAPTIVE_PASSES, UNRESOLVED, check_profile, error_curve, las_rate, span,  # noqa: F401
                     trivial_bound)
@@ -34,26 +35,94 @@ def entropic_time(prof: Profile, kind: str = "rescaled", smooth: Optional[bool] 
     return curves.cumulative(curves.log(prof.sigmas), k.rate(prof, smooth))
 
 
-def schedule(prof: Profile, steps: int, kind: str = "rescaled", sigma_min: Optional[float] = None,
-             sigma_max: Optional[float] = None, smooth: Optional[bool] = None, cap: bool = False,
+def schedule(prof: Profile, steps: int, kind: Optional[str] = None, sigma_min: Optional[float] = None,
+             sigma_max: Optional[float] = None, smooth: Optional[bool] = None, cap: bool = False, *,
+             sampler: str = "ddim", interval: Union[str, Tuple[float, float], None] = None,
              **options: Any) -> np.ndarray:
-    """``steps`` sigmas equally spaced in the chosen time from sigma_max to sigma_min, then 0.
+    """``steps`` sigmas from the start ``s_max`` down to the stop ``s_min``, then 0, for ``sampler``.
 
-    Time kinds: entropic, rescaled, las, spectral. Classic kinds over the same range: edm/karras
-    (``rho``), exponential, tangent (``c``, by default from the profile's large-sigma error).
-    ``gaussian-optimal`` minimises deterministic DDIM's KL on Gaussian data with covariance
-    ``eigenvalues=``, or those of a PCA of ``data=``, or the profile's data power ``P_k`` (``kinds.TABLE``).
+    Parameters
+    ----------
+    prof : Profile
+        The model's measured error curve (``ef.profile``).
+    steps : int
+        Sigmas before the final 0 (a first-order sampler's network evaluations).
+    kind : str, optional
+        How the steps are spaced (``ef.KINDS``; default: the kind measured to sample best with ``sampler``,
+        ``samplers.TABLE``). Time kinds (entropic, rescaled, las, spectral) take equal steps of their time;
+        classic kinds (edm/karras with ``rho``, exponential, tangent with ``c``) and the peers (ComfyUI's, A1111's,
+        Align-Your-Steps') are formulas of the range; ``gaussian-optimal`` minimises the sampler's KL on Gaussian
+        data with covariance ``eigenvalues=``, those of a PCA of ``data=``, or the profile's data power.
+    sigma_min, sigma_max : float, optional
+        Bounds: the range the schedule stays within (default the profiled grid; in clients, the model's range).
+    sampler : str
+        The sampler that will run the schedule: ``ddim``/``euler``, ``ddim-stochastic``/``euler_ancestral``,
+        ``heun``, ``dpmpp_2m`` (``samplers.NAMES``). It sets the default kind and the chosen interval.
+    interval : "auto", "range" or (float, float), optional
+        Where the schedule starts and stops. ``"auto"`` (the default for our kinds, ``kinds.OUR_KINDS``): chosen
+        from the profile for this sampler and budget (``entropic_fast.interval``); ``"range"`` (the default for
+        classic kinds and peers): the bounds themselves; a pair: exactly these ends (within the bounds).
+    smooth : bool, optional
+        Isotonic smoothing of a sampled error curve (default on for sampled profiles).
+    cap : bool
+        Clip the profile to the trivial bound; time kinds otherwise warn where the profile exceeds it by more than
+        5% plus four standard errors, as an under-trained model's does.
 
-    The time kinds warn where the profile exceeds :func:`trivial_bound` (what predicting ``x`` or the
-    data mean would give; ``tr Cov`` from ``data=`` or a spectral profile) by more than 5% plus four
-    standard errors, as an under-trained model's does; ``cap=True`` clips the profile to the bound.
+    Returns
+    -------
+    numpy.ndarray
+        ``steps + 1`` descending float64 sigmas, the last 0 (k-diffusion's convention).
     """
     check_profile(prof)
-    k = kinds.get(kind)
+    from . import samplers  # here: `import entropic_fast` does not load the samplers
+    spec = samplers.get(sampler)
+    k = kinds.get(spec.kind if kind is None else kind)
     steps = checks.integer(steps, "steps", 2)
     cap = checks.flag(cap, "cap")
-    smin, smax = span(prof, sigma_min, sigma_max)
+    smin, smax = ends(prof, steps, k.name, sigma_min, sigma_max, smooth, sampler=spec.name, interval=interval)
+    if k.name == "gaussian-optimal":
+        options = {"sampler": spec.name, **options}
     return k.build(prof, steps, smin, smax, smooth, cap, options)
+
+
+def tuned_key(sampler, steps, kind):
+    """The key of a tuned interval in a profile's meta (``ef.tune`` writes it, :func:`ends` reads it)."""
+    return f"{sampler}/{steps}/{kind}"
+
+
+def ends(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smooth=None, *, sampler="ddim",
+         interval=None):
+    """``(s_min, s_max)``: the stop and the start of :func:`schedule` (its ``interval`` argument, resolved; for
+    ``"auto"``, an interval ``ef.tune`` wrote into the profile for this sampler, step count and kind, else the
+    rule's)."""
+    k = kinds.get(kind)
+    lo, hi = span(prof, sigma_min, sigma_max)
+    interval = ("auto" if k.chooses else "range") if interval is None else interval
+    if isinstance(interval, str) and interval == "range":
+        return lo, hi
+    if isinstance(interval, str) and interval == "auto":
+        from . import samplers  # here: `import entropic_fast` does not load the samplers
+        found = _tuned(prof, tuned_key(samplers.get(sampler).name, steps, k.name), lo, hi)
+        if found is not None:
+            return found
+        time = curves.cumulative(curves.log(prof.sigmas), (k.rate or times.rescaled_rate)(prof, smooth))
+        return choose(prof, steps, time, sampler, lo, hi)
+    if isinstance(interval, str) or np.ndim(interval) != 1 or len(interval) != 2:
+        raise InputError(f"interval must be 'auto', 'range' or (sigma_min, sigma_max), got {interval!r}")
+    a, b = (checks.real(v, "interval") for v in interval)
+    if not lo * (1 - 1e-6) <= a < b <= hi * (1 + 1e-6):
+        raise InputError(f"interval {interval!r} must lie within [{lo:.6g}, {hi:.6g}] with its start above its stop")
+    return min(max(a, lo), hi), min(max(b, lo), hi)
+
+
+def _tuned(prof, key, lo, hi):
+    """The interval ``ef.tune`` measured on the model for ``key``, kept within the bounds; None without one."""
+    table = prof.meta.get("tuned")
+    found = table.get(key) if isinstance(table, dict) else None
+    if not isinstance(found, dict) or np.ndim(found.get("interval")) != 1 or len(found["interval"]) != 2:
+        return None
+    a, b = (min(max(float(v), lo), hi) for v in found["interval"])
+    return (a, b) if b > a else None
 
 
 def _shifted(prof, mse, se, j, delta):
@@ -65,9 +134,10 @@ def _shifted(prof, mse, se, j, delta):
 
 def schedule_band(prof: Profile, steps: int, kind: str = "rescaled", level: float = 0.95,
                   sigma_min: Optional[float] = None, sigma_max: Optional[float] = None,
-                  smooth: Optional[bool] = None) -> Tuple[np.ndarray, np.ndarray]:
+                  smooth: Optional[bool] = None, *, sampler: str = "ddim",
+                  interval: Union[str, Tuple[float, float], None] = None) -> Tuple[np.ndarray, np.ndarray]:
     """``(lower, upper)``, shaped like :func:`schedule`: the ``level`` confidence band of each sigma from the
-    sampling error of the profile.
+    sampling error of the profile, its ends held where :func:`schedule` puts them (``sampler``, ``interval``).
 
     Delta method: every sigma's mean error is an independent estimate with standard error ``se_j``; the
     schedule's derivative in each is taken by central differences of the whole pipeline (smoothing,
@@ -81,7 +151,8 @@ def schedule_band(prof: Profile, steps: int, kind: str = "rescaled", level: floa
     level = checks.real(level, "level")
     if not 0 < level < 1:
         raise InputError(f"level must be between 0 and 1, got {level}")
-    mid, grad, se = log_sigma_gradient(prof, steps, kind, sigma_min, sigma_max, smooth)
+    mid, grad, se = log_sigma_gradient(prof, steps, kind, sigma_min, sigma_max, smooth, sampler=sampler,
+                                       interval=interval)
     var = np.zeros(len(mid))
     var[1:len(mid) - 2] = (grad**2) @ (se**2)
     width = curves.exp(normal_quantile(level) * np.sqrt(var))
@@ -96,13 +167,16 @@ def normal_quantile(level):
     return statistics.NormalDist().inv_cdf(0.5 + level / 2)
 
 
-def log_sigma_gradient(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smooth=None):
+def log_sigma_gradient(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smooth=None, *,
+                       sampler="ddim", interval=None):
     """``(sigmas, G, se)``: the schedule, ``G[i, j] = d log s_i / d e_j`` for its inner sigmas ``i`` (all but
-    the first, the last non-zero and the 0) by central differences of the whole pipeline at ``+- se_j``, and
-    the profile's standard errors ``se`` (zero for an exact profile). What :func:`schedule_band` and
-    adaptive profiling build on."""
+    the first, the last non-zero and the 0) by central differences of the whole pipeline at ``+- se_j`` with the
+    ends held (:func:`ends`, resolved once), and the profile's standard errors ``se`` (zero for an exact
+    profile). What :func:`schedule_band` and adaptive profiling build on."""
     check_profile(prof)
-    mid = schedule(prof, steps, kind, sigma_min, sigma_max, smooth)
+    held = ends(prof, checks.integer(steps, "steps", 2), kind, sigma_min, sigma_max, smooth, sampler=sampler,
+                interval=interval)
+    mid = schedule(prof, steps, kind, sigma_min, sigma_max, smooth, sampler=sampler, interval=held)
     se = np.zeros_like(prof.mse) if prof.exact else prof.stderr
     grad = np.zeros((max(len(mid) - 3, 0), len(se)))
     if kinds.get(kind).needs == "range":  # these sigmas do not depend on the measured errors
@@ -116,7 +190,8 @@ def log_sigma_gradient(prof, steps, kind="rescaled", sigma_min=None, sigma_max=N
         warnings.simplefilter("ignore")
         for j in np.flatnonzero(se > 0):
             step = min(se[j], mse[j])
-            up = schedule(_shifted(prof, mse, se, j, se[j]), steps, kind, sigma_min, sigma_max, smooth)
-            down = schedule(_shifted(prof, mse, se, j, -step), steps, kind, sigma_min, sigma_max, smooth)
+            up = schedule(_shifted(prof, mse, se, j, se[j]), steps, kind, sigma_min, sigma_max, smooth, interval=held)
+            down = schedule(_shifted(prof, mse, se, j, -step), steps, kind, sigma_min, sigma_max, smooth,
+                            interval=held)
             grad[:, j] = (curves.log(up[inner]) - curves.log(down[inner])) / (se[j] + step)
     return mid, grad, se

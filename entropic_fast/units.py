@@ -35,6 +35,12 @@ def noise_key(seed):
     return _splitmix64(int(seed) & _MASK64) >> 1
 
 
+def stream_key(seed, stream):
+    """The 63-bit Philox key of draw ``stream`` of ``seed``: hashed twice, so that no (seed, stream) pair's key is
+    another's (a key built as ``seed * C + stream`` is seed ``seed * C + stream``'s own)."""
+    return _splitmix64((_splitmix64(int(seed) & _MASK64) ^ (int(stream) & _MASK64)) & _MASK64) >> 1
+
+
 def data_rows(key, row_ids, n):
     """Each row id's index into a data tensor of ``n`` rows (int64 numpy): two Philox words of the counters
     ``(2**32 - 2, id & 0xffffffff, id >> 32, 0)`` under the noise key ``key`` (:func:`noise_key`), as one 64-bit

@@ -28,13 +28,14 @@ LAYERS = (
     ("times",),  # time changes and their inverse
     ("samplers",),  # samplers taking a sigma list
     ("gaussian",),  # Gaussian sampler theory
+    ("interval",),  # where a schedule starts and stops
     ("kinds",),  # the table of schedule kinds
     ("schedules",),  # schedules and bands
     ("adaptive",),  # the adaptive plan
     ("profiling",),  # ef.profile, the one entry point
     ("metrics", "plots"),  # Frechet distance and Gaussian KL; figures
     ("adapters",),  # EDM, diffusers, flow, k-diffusion / A1111, ComfyUI models
-    ("digits", "comparison", "demo"),  # the shipped digits model; the schedule benchmark; the demo
+    ("digits", "digits16", "comparison", "tuning", "demo"),  # the shipped digits model; the schedule benchmark; the demo
     ("comfyui", "cli", "__init__"),  # ComfyUI nodes; the command line; the public API
 )
 LAYER = {m: i for i, layer in enumerate(LAYERS) for m in layer}

@@ -294,7 +294,7 @@ def test_heun_gets_fractional_timesteps_and_our_sigmas_exactly():
 
 def test_a_schedule_outside_the_schedulers_range_warns():
     sched = diffusers.EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")  # SD's
-    sig = ef.schedule(vp_profile(0.002, 80.0), 10, "rescaled")
+    sig = ef.schedule(vp_profile(0.002, 80.0), 10, "rescaled", interval="range")  # the whole profiled range
     with pytest.warns(UserWarning, match=r"leave EulerDiscreteScheduler's trained range \[0.0291\d, 14.61\]"):
         dfa.to_diffusers(sig, sched)
 
@@ -352,7 +352,7 @@ def test_cli_formats_round_trip(tmp_path, capsys):
     far = ef.sigma_grid(16, 0.002, 80.0)
     far_path = str(ef.Profile.from_curve(far, far**2 / (1 + far**2), 1).save(tmp_path / "far.npz"))
     capsys.readouterr()
-    assert main(["schedule", far_path, "--steps", "8", "--format", "timesteps"]) == 2
+    assert main(["schedule", far_path, "--steps", "8", "--format", "timesteps", "--interval", "range"]) == 2
     assert "Stable Diffusion's schedule" in capsys.readouterr().err
 
 

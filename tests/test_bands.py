@@ -14,11 +14,11 @@ EXACT = ef.Profile.from_curve(GRID, GAUSS.mse(GRID), 4)
 
 
 def coverage(kind, replicates, samples=128, steps=8):
-    ref = ef.schedule(EXACT, steps, kind)
+    ref = ef.schedule(EXACT, steps, kind, interval="range")  # the band is the spacing's, on given ends
     hits = []
     for seed in range(replicates):
         p = ef.profile(GAUSS, GAUSS, GRID, samples=samples, seed=seed, control=None, progress=False)
-        lo, hi = ef.schedule_band(p, steps, kind)
+        lo, hi = ef.schedule_band(p, steps, kind, interval="range")
         assert lo.shape == hi.shape == ref.shape and lo[-1] == hi[-1] == 0
         assert lo[0] == hi[0] == 80.0 and lo[-2] == hi[-2] == 0.002
         hits.append((lo[1:-2] <= ref[1:-2]) & (ref[1:-2] <= hi[1:-2]))
@@ -41,7 +41,7 @@ def test_the_las_band_is_calibrated_too():
 def test_band_shrinks_with_samples_and_vanishes_on_exact_curves():
     small = ef.profile(GAUSS, GAUSS, GRID, samples=64, control=None, progress=False)
     big = ef.profile(GAUSS, GAUSS, GRID, samples=1024, control=None, progress=False)
-    w = [np.log(hi[1:-2] / lo[1:-2]) for lo, hi in (ef.schedule_band(p, 8) for p in (small, big))]
+    w = [np.log(hi[1:-2] / lo[1:-2]) for lo, hi in (ef.schedule_band(p, 8, interval="range") for p in (small, big))]
     assert np.all(w[1] < w[0]) and np.median(w[0] / w[1]) == pytest.approx(4.0, rel=0.35)  # 1/sqrt(n)
     lo, hi = ef.schedule_band(EXACT, 8)
     np.testing.assert_array_equal(lo, hi)

@@ -110,6 +110,16 @@ def test_a_statistics_file_gives_the_data_s_distances_and_is_never_unpickled(tmp
     (dict(kinds=["rescaled"], profile=ef.Profile.from_curve([0.1, 1.0], [0.0, 0.0], 4)),
      "kind 'rescaled' for ddim at 4 steps: .*zero"),
     (dict(features=None), "give features="),
+    (dict(seeds=[]), "seeds must be one or more distinct"),
+    (dict(seeds=[1, 1]), "seeds must be one or more distinct"),
+    (dict(seeds=[0.5]), "seeds must be whole numbers"),
+    (dict(seeds=[2**64]), "seeds must be whole numbers"),
+    (dict(seeds=[-1]), "seeds must be whole numbers"),
+    (dict(kinds=["edm", "edm"]), "kinds repeats a name"),
+    (dict(kinds=None), "compare needs kinds and samplers"),
+    (dict(save_images=True), "save_images=True needs out="),
+    (dict(kinds=["rescaled"], profile=ef.Profile.from_curve(ef.sigma_grid(8), ef.sigma_grid(8), 9)),
+     "profile is of data of dimension 9"),
 ])
 def test_bad_input_is_named(change, match):
     kw = dict(change)
@@ -170,3 +180,57 @@ def test_labels_go_to_the_samples_by_index():
                labels=torch.arange(5), batch_size=5)
     counts = torch.bincount(torch.cat(seen), minlength=5).tolist()
     assert counts == [4 * sum(1 for i in range(12) if i % 5 == k) for k in range(5)]
+
+
+def test_seeds_are_independent_streams():
+    """Seed 1's starting noise is not seed 0's first stochastic draw (it was: key ``seed * C + draw``): the samples
+    of two seeds through a stochastic step of a zero denoiser are uncorrelated."""
+    zero = lambda x, sigma: 0.5 * x  # noqa: E731  linear: each sample mixes its start noise and its draws
+    ref = torch.randn(4000, 1, 2, 2, generator=torch.Generator().manual_seed(3))
+    job, _, _ = cmp._job(zero, ref, None, ["edm"], [3], ["ddim-stochastic"], 4000, 2, FLAT, None, None, None,
+                         None, False, 4000, "cpu", 0.5, 1.0)
+    run_ = cmp.Run(job, 4)
+    rows = np.arange(4000)
+    a, b = (run_.generate(g, rows).flatten() for g in (0, 1))
+    assert abs(float(torch.corrcoef(torch.stack([a, b]))[0, 1])) < 0.05
+
+
+def test_the_floor_is_matched_to_a_cell_and_has_a_spread():
+    """The floor is what as many real rows as a cell has score against the reference: lower for more samples, with
+    its spread over draws, and the table marks the rows within it."""
+    small, large = run(samples=150), run(samples=1500)
+    assert small.reference.floor_rows == 150 and small.reference.floor_std > 0
+    assert large.reference.floor < small.reference.floor
+    assert "Matched floor (150 real rows" in small.markdown()
+
+
+def test_rows_where_every_kind_runs_one_schedule_are_left_out():
+    r = run(samplers=["heun", "ddim"], steps=[3], kinds=["edm", "exponential"])
+    text = r.markdown()
+    assert "Left out, every kind giving the same schedule: heun at 3" in text
+    assert "| heun |" not in text and "| ddim | 3 |" in text
+
+
+def test_same_ends_puts_every_kind_on_the_interval_ours_choose():
+    prof = ef.Profile.from_curve(ef.sigma_grid(64), GAUSS.mse(ef.sigma_grid(64)), 4)
+    r = run(kinds=["rescaled", "kl_optimal"], profile=prof, same_ends=True, samples=64)
+    ours, peer = (r.schedules[c] for c in r.cells)
+    assert (ours[0], ours[-2]) == pytest.approx((peer[0], peer[-2])) and ours[0] < 80.0
+
+
+@pytest.mark.parametrize("where", ["file", "under a file"])
+def test_an_unwritable_out_is_refused_before_any_sample(tmp_path, where):
+    """compare(out=...) checks the folder first: it never samples everything, then fails (issue 39)."""
+    calls = []
+
+    def counting(x, sigma):
+        calls.append(1)
+        return GAUSS(x, sigma)
+    out = tmp_path / "out"
+    out.write_text("x")
+    if where == "under a file":
+        out = out / "deeper"
+    with pytest.raises(InputError, match="out"):
+        ef.compare(counting, REF, kinds=["edm"], steps=[4], samplers=["ddim"], samples=8, features=FLAT,
+                   progress=False, out=str(out))
+    assert calls == []

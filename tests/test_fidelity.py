@@ -20,13 +20,13 @@ def test_las_from_sampled_gaussian_profiles_is_as_good_as_rescaled():
     g = ef.analytic.Gaussian(0.25, (4,))
     s = ef.sigma_grid()
     exact = ef.Profile.from_curve(s, g.mse(s), 4)
-    ref = {k: ef.schedule(exact, STEPS, k) for k in ("las", "rescaled")}
+    ref = {k: ef.schedule(exact, STEPS, k, interval="range") for k in ("las", "rescaled")}
     for n in (256, 1024):
         errs = {"las": [], "rescaled": []}
         for seed in range(4):
             p = ef.profile(g, g, s, samples=n, seed=seed, control=None, progress=False)
             for k in errs:
-                errs[k].append(max_log_error(ef.schedule(p, STEPS, k), ref[k]))
+                errs[k].append(max_log_error(ef.schedule(p, STEPS, k, interval="range"), ref[k]))
         las, res = np.median(errs["las"]), np.median(errs["rescaled"])
         assert las <= 2 * res, (n, las, res)
 
@@ -53,13 +53,13 @@ def test_las_from_sampled_point_set_profiles_is_within_2x_of_rescaled():
     pts = np.array([0.0, 2.0, 4.0, 6.0])
     s = ef.sigma_grid()
     exact = ef.Profile.from_curve(s, point_set_1d_mse(pts, s), 1)
-    ref = {k: ef.schedule(exact, STEPS, k) for k in ("las", "rescaled")}
+    ref = {k: ef.schedule(exact, STEPS, k, interval="range") for k in ("las", "rescaled")}
     ps = ef.analytic.PointSet(torch.tensor(pts)[:, None])
     errs = {"las": [], "rescaled": []}
     for seed in range(12):
         p = ef.profile(ps, ps, s, samples=1024, seed=seed, progress=False)
         for k in errs:
-            errs[k].append(max_log_error(ef.schedule(p, STEPS, k), ref[k]))
+            errs[k].append(max_log_error(ef.schedule(p, STEPS, k, interval="range"), ref[k]))
     las, res = np.median(errs["las"]), np.median(errs["rescaled"])
     assert las <= 1.75 * res, (las, res)
 
@@ -190,7 +190,7 @@ def test_gaussian_optimal_is_converged():
     s = ef.sigma_grid()
     prof = ef.Profile.from_curve(s, (s[:, None] ** 2 * lam / (s[:, None] ** 2 + lam)).sum(1), 3)
     for K in (6, 8):
-        ours = ef.schedule(prof, K, "gaussian-optimal", eigenvalues=lam)[:-1]
+        ours = ef.schedule(prof, K, "gaussian-optimal", eigenvalues=lam, interval="range")[:-1]
         kl = metrics.gaussian_ddim_kl(ours, lam)
         inner = torch.tensor(np.log(ours[1:-1]), requires_grad=True)
         full = torch.cat([torch.tensor([np.log(80.0)]), inner, torch.tensor([np.log(0.002)])]).exp()

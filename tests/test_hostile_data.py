@@ -284,11 +284,13 @@ def test_arguments_of_the_wrong_type_are_input_errors(tmp_path, value):
     g = ef.sigma_grid(8)
     m = ef.analytic.Gaussian(1.0, (3,))
     prof = ef.profile(m, m, g, samples=8, progress=False)
-    calls = [lambda: ef.schedule(prof, 8, kind=value), lambda: ef.schedule_band(prof, 8, kind=value),
+    calls = [lambda: ef.schedule_band(prof, 8, kind=value),
              lambda: ef.entropic_time(prof, kind=value), lambda: ef.Profile.load(value), lambda: prof.save(value),
              lambda: ef.profile(m, m, g, samples=4, spectral=value, progress=False)]
-    if value is not None:  # checkpoint=None is no checkpoint
+    if value is not None:  # checkpoint=None is no checkpoint, kind=None the sampler's best kind
         calls.append(lambda: ef.profile(m, m, g, samples=4, checkpoint=value, progress=False))
+        calls.append(lambda: ef.schedule(prof, 8, kind=value))
+        calls.append(lambda: ef.schedule(prof, 8, sampler=value))
     if not isinstance(value, (list, np.ndarray, torch.Tensor, int, float)):
         calls += [lambda: ef.analytic.Gaussian(value, (3,)), lambda: ef.analytic.PointSet(value)]
     for call in calls:

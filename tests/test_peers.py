@@ -4,6 +4,7 @@ import math
 
 import numpy as np
 import pytest
+import torch
 
 import entropic_fast as ef
 from entropic_fast import grids, kinds, peers
@@ -13,7 +14,7 @@ GAUSS = ef.Profile.from_curve(S, 4 * S**2 * 0.25 / (S**2 + 0.25), 4)
 
 
 def raw(kind, steps):
-    """A peer's schedule on SD's own range, where the mapping is the identity for schedules that span it."""
+    """A peer's schedule on SD's own range, where the mapping is the identity."""
     table = peers.sd_sigmas()
     prof = ef.Profile.from_curve(np.geomspace(table[0], table[-1], 32), np.ones(32), 1)
     return ef.schedule(prof, steps, kind)
@@ -21,10 +22,76 @@ def raw(kind, steps):
 
 @pytest.mark.parametrize("kind", kinds.PEER_KINDS)
 @pytest.mark.parametrize("steps", [2, 3, 7, 10, 16, 33, 100])
-def test_every_peer_spans_the_range_and_descends(kind, steps):
+def test_every_peer_starts_at_the_top_stays_in_the_range_and_descends(kind, steps):
     s = ef.schedule(GAUSS, steps, kind, sigma_min=0.01, sigma_max=20.0)
-    assert s.shape == (steps + 1,) and s[0] == 20.0 and s[-2] == 0.01 and s[-1] == 0
+    top = s[0] <= 20.0 if kind == "ddim_uniform" else s[0] == 20.0  # ComfyUI's ddim_uniform starts below the top
+    assert s.shape == (steps + 1,) and top and s[-2] >= 0.01 and s[-1] == 0
     assert np.all(np.diff(s) < 0)
+
+
+# ---- ComfyUI's own code (comfy/samplers.py and comfy_extras/nodes_align_your_steps.py at a125cd8), imitated
+# statement by statement in torch float32 on a ModelSamplingDiscrete of SD's table, to check the peers against
+
+class _ModelSampling:
+    """ComfyUI's ModelSamplingDiscrete for SD (scaled_linear 0.00085..0.012): float32 sigmas, log-sigma lookup."""
+
+    def __init__(self):
+        betas = torch.linspace(0.00085 ** 0.5, 0.012 ** 0.5, 1000, dtype=torch.float64) ** 2
+        ac = torch.cumprod(1.0 - betas, dim=0)
+        self.sigmas = (((1 - ac) / ac) ** 0.5).float()
+        self.log_sigmas = self.sigmas.log()
+        self.sigma_min, self.sigma_max = self.sigmas[0], self.sigmas[-1]
+
+    def timestep(self, sigma):
+        dists = torch.as_tensor(sigma).log() - self.log_sigmas[:, None]
+        return dists.abs().argmin(dim=0).view(torch.as_tensor(sigma).shape)
+
+    def sigma(self, timestep):
+        t = torch.clamp(torch.as_tensor(timestep).float(), min=0, max=len(self.sigmas) - 1)
+        low, high = t.floor().long(), t.ceil().long()
+        w = t.frac()
+        return ((1 - w) * self.log_sigmas[low] + w * self.log_sigmas[high]).exp()
+
+
+def _comfy(kind, steps):
+    ms = _ModelSampling()
+    if kind == "simple":
+        ss = len(ms.sigmas) / steps
+        return [float(ms.sigmas[-(1 + int(x * ss))]) for x in range(steps)]
+    if kind in ("normal", "sgm_uniform"):
+        start, end = ms.timestep(ms.sigma_max), ms.timestep(ms.sigma_min)
+        ts = torch.linspace(start, end, steps + 1)[:-1] if kind == "sgm_uniform" else torch.linspace(start, end, steps)
+        return [float(ms.sigma(t)) for t in ts]
+    if kind == "ddim_uniform":
+        ss, x, sigs = max(len(ms.sigmas) // steps, 1), 1, []
+        while x < len(ms.sigmas):
+            sigs.append(float(ms.sigmas[x]))
+            x += ss
+        return sigs[::-1]
+    if kind == "beta":
+        from scipy import stats
+        ts = np.rint(stats.beta.ppf(1 - np.linspace(0, 1, steps, endpoint=False), 0.6, 0.6) * 999)
+        return [float(ms.sigmas[int(t)]) for t in dict.fromkeys(ts)]
+    if kind == "linear_quadratic":
+        return (torch.FloatTensor(list(1 - peers.linear_quadratic(steps))).neg() + 1).mul(ms.sigma_max).tolist()
+    model = {"ays-sd15": "sd15", "ays-sdxl": "sdxl"}[kind]
+    levels = np.array(peers.AYS[model])
+    if steps + 1 != levels.size:  # their loglinear_interp
+        levels = np.exp(np.interp(np.linspace(0, 1, steps + 1), np.linspace(0, 1, levels.size), np.log(levels[::-1])))[::-1]
+    return [float(v) for v in torch.FloatTensor(levels.copy())[:-1]]
+
+
+@pytest.mark.parametrize("kind", ["simple", "normal", "sgm_uniform", "ddim_uniform", "beta", "linear_quadratic",
+                                  "ays-sd15", "ays-sdxl"])
+@pytest.mark.parametrize("steps", [3, 4, 8, 10, 16, 25])
+def test_on_sds_range_each_peer_is_comfyuis_own_output(kind, steps):
+    want = _comfy(kind, steps)
+    got = raw(kind, steps)[:-1]
+    if kind == "ddim_uniform" and len(want) == steps + 1:  # documented: ComfyUI gives one more; we leave out the top
+        want = want[1:]
+    if kind == "beta" and len(want) < steps:  # documented: ComfyUI drops a repeat; we keep steps distinct sigmas
+        pytest.skip("ComfyUI's beta repeats a timestep here (documented difference)")
+    np.testing.assert_allclose(got, want, rtol=2e-6)
 
 
 def test_sd_table_has_the_published_ends():
@@ -88,16 +155,19 @@ def test_kl_optimal_is_the_tangent_law_of_scale_one_and_polyexponential_generali
 @pytest.mark.parametrize("model", ["sd15", "sdxl", "svd"])
 def test_ays_reproduces_the_published_list_and_interpolates_in_log_sigma(model):
     published = np.array(peers.AYS[model])
-    np.testing.assert_allclose(peers.ays(model, 11), published, rtol=1e-12)
-    mid = peers.ays(model, 21)[1::2]  # halfway between published neighbours in log sigma
+    np.testing.assert_allclose(peers.ays(model, 10), published[:-1], rtol=1e-12)  # 11 levels, the last one 0
+    mid = peers.ays_levels(model, 21)[1::2]  # halfway between published neighbours in log sigma
     np.testing.assert_allclose(mid, np.sqrt(published[:-1] * published[1:]), rtol=1e-12)
-    if model != "svd":  # SD's lists span SD's table: on its range the mapping leaves them as published
-        np.testing.assert_allclose(raw(f"ays-{model}", 11)[:-1], published, rtol=2e-8)
+    if model != "svd":  # SD's lists are made for SD's table: on its range the mapping leaves them as published
+        np.testing.assert_allclose(raw(f"ays-{model}", 10)[:-1], published[:-1], rtol=2e-8)
 
 
 def test_onto_keeps_the_shape_in_log_sigma():
     t = np.array([10.0, 1.0, 0.1])
     np.testing.assert_allclose(peers.onto(t, 0.002, 80.0), [80.0, math.sqrt(80 * 0.002), 0.002, 0.0], rtol=1e-12)
+    # from a source range: a sigma at its middle (in log) lands at the middle of the target
+    np.testing.assert_allclose(peers.onto([100.0, 1.0], 0.01, 1.0, source=(0.01, 100.0)), [1.0, 0.1, 0.0],
+                               rtol=1e-12)
     with pytest.raises(ef.InputError, match="strictly descending"):
         peers.onto([1.0, 1.0], 0.1, 1.0)
 

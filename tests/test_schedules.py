@@ -6,6 +6,7 @@ import pytest
 import torch
 
 import entropic_fast as ef
+from entropic_fast import kinds
 from entropic_fast.errors import InputError
 
 C, D = 0.5, 3
@@ -26,14 +27,14 @@ def tangent_law(K, smin=0.002, smax=80.0, c=C):
 
 @pytest.mark.parametrize("K", [8, 16, 32])
 def test_rescaled_schedule_is_the_tangent_law(K):
-    s = ef.schedule(gaussian_profile(), K, "rescaled")
+    s = ef.schedule(gaussian_profile(), K, "rescaled", interval="range")
     assert s.shape == (K + 1,) and s[-1] == 0 and s[0] == 80.0 and s[-2] == 0.002
     np.testing.assert_allclose(s[:-1], tangent_law(K), rtol=1e-4)
 
 
 @pytest.mark.parametrize("K", [8, 16])
 def test_spectral_schedule_of_isotropic_data_is_the_tangent_law(K):
-    np.testing.assert_allclose(ef.schedule(gaussian_profile(), K, "spectral")[:-1], tangent_law(K), rtol=1e-4)
+    np.testing.assert_allclose(ef.schedule(gaussian_profile(), K, "spectral", interval="range")[:-1], tangent_law(K), rtol=1e-4)
 
 
 def test_left_riemann_recipe_is_worse():
@@ -60,29 +61,35 @@ def test_las_coincides_with_entropic_for_gaussian_data(n, rtol):
     s = ef.sigma_grid(n)
     p = ef.Profile.from_curve(s, 4 * s**2 * 0.25 / (s**2 + 0.25), 4)
     for K in (8, 16, 32):
-        np.testing.assert_allclose(ef.schedule(p, K, "las"), ef.schedule(p, K, "entropic"), rtol=rtol)
+        np.testing.assert_allclose(ef.schedule(p, K, "las", interval="range"), ef.schedule(p, K, "entropic", interval="range"),
+                                   rtol=rtol)
 
 
 def test_sub_range_uses_the_same_time():
     p = gaussian_profile()
-    s = ef.schedule(p, 6, "rescaled", sigma_min=0.01, sigma_max=10.0)
+    s = ef.schedule(p, 6, "rescaled", sigma_min=0.01, sigma_max=10.0, interval="range")
     np.testing.assert_allclose(s[:-1], tangent_law(6, 0.01, 10.0), rtol=1e-4)
 
 
 def test_sampled_profile_schedule_is_close_and_smoothing_is_on():
     gauss = ef.analytic.Gaussian(C**2, (D,))
     p = ef.profile(gauss, gauss, samples=256, control=None, progress=False)  # the plain mean is noisy
-    s = ef.schedule(p, 16, "rescaled")
+    s = ef.schedule(p, 16, "rescaled", interval="range")
     np.testing.assert_allclose(s[:-1], tangent_law(16), rtol=0.05)
     from entropic_fast.schedules import error_curve
     assert np.all(np.diff(error_curve(p)) >= 0) and not np.all(np.diff(p.mse) >= 0)
 
 
 @pytest.mark.parametrize("kind", ef.KINDS)
-def test_every_kind_is_strictly_descending_with_exact_ends(kind):
-    s = ef.schedule(gaussian_profile(), 10, kind, sigma_min=0.01, sigma_max=20.0)
-    assert s.shape == (11,) and s[0] == 20.0 and s[-2] == 0.01 and s[-1] == 0
-    assert np.all(np.diff(s) < 0)
+def test_every_kind_is_strictly_descending_within_its_bounds(kind):
+    """On the bounds (interval="range") every kind but the peers that ComfyUI ends elsewhere spans them exactly;
+    by default ours choose an interval inside them."""
+    s = ef.schedule(gaussian_profile(), 10, kind, sigma_min=0.01, sigma_max=20.0, interval="range")
+    assert s.shape == (11,) and s[-1] == 0 and np.all(np.diff(s) < 0)
+    if not kinds.get(kind).peer:
+        assert s[0] == 20.0 and s[-2] == 0.01
+    auto = ef.schedule(gaussian_profile(), 10, kind, sigma_min=0.01, sigma_max=20.0)
+    assert 0.01 <= auto[-2] and auto[0] <= 20.0 and np.all(np.diff(auto) < 0)
 
 
 def test_tangent_kind_finds_the_data_scale():
@@ -91,16 +98,16 @@ def test_tangent_kind_finds_the_data_scale():
 
 def test_flat_and_tiny_error_curves():
     s = ef.sigma_grid(64)
-    tiny = ef.schedule(ef.Profile.from_curve(s, 1e-280 * s**2 / (1 + s**2), 1), 12, "entropic")
-    ref = ef.schedule(ef.Profile.from_curve(s, s**2 / (1 + s**2), 1), 12, "entropic")
+    tiny = ef.schedule(ef.Profile.from_curve(s, 1e-280 * s**2 / (1 + s**2), 1), 12, "entropic", interval="range")
+    ref = ef.schedule(ef.Profile.from_curve(s, s**2 / (1 + s**2), 1), 12, "entropic", interval="range")
     np.testing.assert_allclose(tiny, ref, rtol=1e-12)
     with pytest.warns(UserWarning, match="exceeds the trivial bound"):  # 2.0 > d s^2 at small sigma
-        flat = ef.schedule(ef.Profile.from_curve(s, np.full(64, 2.0), 1), 12, "rescaled")
+        flat = ef.schedule(ef.Profile.from_curve(s, np.full(64, 2.0), 1), 12, "rescaled", interval="range")
     assert np.all(np.diff(flat[:-1]) < 0)
     with pytest.raises(InputError, match="error is zero at every sigma"):
         ef.schedule(ef.Profile.from_curve(s, np.zeros(64), 1), 12, "rescaled")
     with pytest.raises(InputError, match="does not increase"):  # zero on the requested sub-range only
-        ef.schedule(ef.Profile.from_curve(s, np.where(s < 1, 0.0, s), 1), 12, "rescaled", sigma_max=0.5)
+        ef.schedule(ef.Profile.from_curve(s, np.where(s < 1, 0.0, s), 1), 12, "rescaled", sigma_max=0.5, interval="range")
 
 
 @pytest.mark.parametrize("kwargs, match", [
@@ -138,10 +145,10 @@ def test_an_undertrained_profile_warns_and_cap_clips_it_to_the_trivial_bound():
     exact = d * s**2 * c**2 / (s**2 + c**2)
     bad = ef.Profile.from_curve(s, np.where(s > 2, 30 * exact, exact), d)
     data = torch.randn(20000, d, generator=torch.Generator().manual_seed(0)) * c
-    true = ef.schedule(ef.Profile.from_curve(s, exact, d), 10, "rescaled")
+    true = ef.schedule(ef.Profile.from_curve(s, exact, d), 10, "rescaled", interval="range")
     with pytest.warns(UserWarning, match=r"exceeds the trivial bound .*worst at sigma 80: 30 against 0.99"):
-        raw = ef.schedule(bad, 10, "rescaled", data=data)
-    capped = ef.schedule(bad, 10, "rescaled", data=data, cap=True)
+        raw = ef.schedule(bad, 10, "rescaled", data=data, interval="range")
+    capped = ef.schedule(bad, 10, "rescaled", data=data, cap=True, interval="range")
     assert np.sum(raw[:-1] > 2) >= np.sum(true[:-1] > 2) + 2  # the raw profile crowds the steps up high
     np.testing.assert_allclose(capped[1:-2], true[1:-2], rtol=0.06)
     bound = ef.schedules.trivial_bound(bad, data)

@@ -58,14 +58,14 @@ def test_parseval_spectral_errors_sum_to_mse(backend):
 @pytest.mark.parametrize("K", [8, 16])
 def test_spectral_schedule_from_exact_curves(K):
     m = model()
-    s = ef.schedule(exact_profile(m), K, "spectral")
+    s = ef.schedule(exact_profile(m), K, "spectral", interval="range")
     np.testing.assert_allclose(s[:-1], closed_form_spectral(m.eigenvalues, K), rtol=1e-4)
 
 
 def test_spectral_schedule_from_a_sampled_profile():
     m = model()
     p = ef.profile(m, m, samples=256, spectral=True, seed=1, progress=False)
-    s = ef.schedule(p, 12, "spectral")
+    s = ef.schedule(p, 12, "spectral", interval="range")
     np.testing.assert_allclose(s[:-1], closed_form_spectral(m.eigenvalues, 12), rtol=0.02)
 
 

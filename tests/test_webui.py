@@ -128,10 +128,14 @@ def test_webuis_float32_limits_and_the_discarding_samplers(webui):
 
 
 def test_a_range_beyond_the_profile_is_clipped_with_a_warning(webui):
-    save_profile(webui, 0.0291675, 14.614643)
+    prof = save_profile(webui, 0.0291675, 14.614643)
     with pytest.warns(UserWarning, match=r"sigma 0.01 .. 14.6146 requested, the profile covers 0.0291675 .. 14.6146"):
         got = get_sigmas(webui.sd, "Entropic", 8, 0.01, 14.614643)
-    assert float(got[-2]) == pytest.approx(0.0291675, rel=1e-6) and got.shape == (9,)
+    assert got.shape == (9,) and float(got[-2]) >= 0.0291675 * (1 - 1e-6)  # clipped: the bounds are the profile's
+    want = ef.schedule(prof, 8, "rescaled", interval="range")
+    assert float(ef.schedule(prof, 8, "rescaled", interval="range")[-2]) == pytest.approx(0.0291675, rel=1e-6)
+    torch.testing.assert_close(got, torch.tensor(ef.schedule(prof, 8, "rescaled"), dtype=torch.float32))
+    assert want[0] > float(got[0])  # the rule starts below the model's top
 
 
 def test_flux_in_forge_gets_flow_times(webui):

@@ -20,6 +20,7 @@ from entropic_fast.schedules import schedule
 NODE_KINDS = tuple(k.name for k in TABLE if k.needs != "spectra" and not k.peer)  # no spectra recorded; the
 # peers are ComfyUI's own schedulers (or its Align-Your-Steps node)
 KSAMPLER_NAME = "entropic"  # the entry in KSampler's scheduler list: rescaled entropic time
+NODE_SAMPLERS = ("euler", "euler_ancestral", "heun", "dpmpp_2m", "ddim")  # ComfyUI's names the interval rule knows
 
 
 def _comfy(name):
@@ -72,13 +73,14 @@ def check_fits(prof, model, where="the profile"):
                          "(EDM convention): it was measured on another model; run EntropicProfile on this one")
 
 
-def entropic_sigmas(prof, steps, kind="rescaled", denoise=1.0, flow=False):
-    """What ``EntropicScheduler`` returns: ``steps`` sigmas (+ 0) of the schedule, the last ``steps`` of a
-    longer one when ``denoise < 1`` (as ComfyUI's BasicScheduler does), as flow times for flow models."""
+def entropic_sigmas(prof, steps, kind="rescaled", denoise=1.0, flow=False, sampler="euler"):
+    """What ``EntropicScheduler`` returns: ``steps`` sigmas (+ 0) of the schedule for ``sampler`` (its interval
+    chosen from the profile within the model's range), the last ``steps`` of a longer one when ``denoise < 1`` (as
+    ComfyUI's BasicScheduler does), as flow times for flow models."""
     if denoise <= 0.0:
         return torch.zeros(0)
     total = steps if denoise >= 1.0 else int(steps / denoise)
-    s = torch.tensor(schedule(prof, total, kind), dtype=torch.float32)[-(steps + 1):]
+    s = torch.tensor(schedule(prof, total, kind, sampler=sampler), dtype=torch.float32)[-(steps + 1):]
     return s / (1 + s) if flow else s
 
 
@@ -131,14 +133,17 @@ class EntropicScheduler:
             "kind": (list(NODE_KINDS), {"default": "rescaled",
                                         "tooltip": "spectral needs a spectral profile (ef.profile(spectral=True))"}),
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
+        }, "optional": {
+            "sampler": (list(NODE_SAMPLERS), {"default": "euler", "tooltip": "the sampler you run the sigmas with: "
+                                              "it sets where they start and stop (heun and dpmpp_2m: as euler)"}),
         }}
 
-    def get_sigmas(self, model, profile, steps, kind, denoise):
+    def get_sigmas(self, model, profile, steps, kind, denoise, sampler="euler"):
         if model_sampling(model) is None:
             raise InputError(f"model must be a ComfyUI MODEL, got {type(model).__name__}")
         prof = Profile.load(_input_path(profile))
         check_fits(prof, model, f"profile {profile!r}")
-        return (entropic_sigmas(prof, steps, kind, denoise, is_flow(model_sampling(model))),)
+        return (entropic_sigmas(prof, steps, kind, denoise, is_flow(model_sampling(model)), sampler),)
 
 
 class EntropicProfile:

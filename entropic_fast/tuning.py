@@ -1,0 +1,127 @@
+"""``ef.tune``: where the interval rule is not enough, search the interval on the model itself.
+
+For one sampler, budget and kind, the candidates are the rule's interval (``interval``) scaled by
+``FACTORS`` at each end (a 5 x 5 grid, within the bounds); each is a cell of ``ef.compare``'s run (the same
+resumable, batch- and rank-independent generation), scored by the Frechet distance of ``samples`` samples'
+features to the reference, from noise seeds ``SEED_BASE`` and up, which no comparison draws by default (a tuned
+interval is not scored on the noise that chose it). The winner is written into the profile's meta (``tuned``),
+which ``ef.schedule`` and every client read from the profile file: the tuned interval replaces the rule's for that
+sampler, budget and kind, within the caller's bounds. Measured proxies: the distance to the exact ODE result from
+the same noise favours blur (it made the Frechet distance worse on digits), so the score is the Frechet distance
+itself, on whatever features the user has.
+"""
+import dataclasses
+import os
+import time
+from typing import Any, Callable, Optional, Union
+
+import numpy as np
+import torch
+from tqdm.auto import tqdm
+
+from . import checks, kinds, metrics, protocol, samplers
+from .comparison import Cell, Job, Run, default_features, reference_of
+from .errors import InputError
+from .estimate import pick_device
+from .profile import Profile
+from .schedules import ends, schedule, tuned_key
+
+FACTORS = (0.5, 0.71, 1.0, 1.41, 2.0)  # each end of the rule's interval scaled by these
+SEED_BASE = 1_000_000  # tuning's noise seeds: far from compare's 0, 1, 2, ...
+
+
+@dataclasses.dataclass(frozen=True)
+class Tuned:
+    """The search's result: every candidate's ``(sigma_min, sigma_max, frechet)``, the best, the rule's, and the
+    profile with the best written into its meta (``profile.save(path)`` for the clients)."""
+    candidates: list
+    best: tuple
+    rule: tuple
+    profile: Profile
+    meta: dict
+
+    def markdown(self):
+        lines = [f"Tuning {self.meta['key']}: Frechet distance of {self.meta['samples']} samples x "
+                 f"{self.meta['seeds']} seed(s), {self.meta['evaluations']:,} network evaluations in "
+                 f"{self.meta['seconds']:.0f} s.", "", "| sigma_min | sigma_max | Frechet | |", "| --- | --- | --- | --- |"]
+        for a, b, fd in sorted(self.candidates, key=lambda c: c[2]):
+            mark = "best" if (a, b) == self.best[:2] else ("the rule's" if (a, b) == self.rule[:2] else "")
+            lines.append(f"| {a:.4g} | {b:.4g} | {fd:.3f} | {mark} |")
+        return "\n".join(lines) + "\n"
+
+
+def candidates(prof, steps, kind, sampler, sigma_min=None, sigma_max=None):
+    """The rule's interval and the grid around it, within the bounds: ``[(sigma_min, sigma_max)]``, the rule first."""
+    rule = ends(prof, steps, kind, sigma_min, sigma_max, sampler=sampler, interval="auto")
+    lo, hi = ends(prof, steps, kind, sigma_min, sigma_max, interval="range")
+    out = [rule]
+    for fa in FACTORS:
+        for fb in FACTORS:
+            a, b = min(max(rule[0] * fa, lo), hi), min(max(rule[1] * fb, lo), hi)
+            if b > 1.5 * a and (a, b) not in out:
+                out.append((a, b))
+    return out
+
+
+def tune(denoiser: Callable, reference: Any, profile: Union[Profile, str], sampler: str = "ddim", steps: int = 8, *,
+         kind: Optional[str] = None, samples: int = 256, seeds: int = 1, features: Optional[Callable] = None,
+         labels: Any = None, checkpoint: Optional[str] = None, batch_size: int = 256,
+         device: Union[str, torch.device, None] = None, sigma_min: Optional[float] = None,
+         sigma_max: Optional[float] = None, progress: bool = True) -> Tuned:
+    """Search the interval of ``kind`` (default the sampler's) for ``sampler`` at ``steps`` network evaluations on
+    ``denoiser``, scored by the Frechet distance of features to ``reference`` (data rows, a dataset reader or a
+    statistics file; ``features`` as in ``ef.compare``, default the digits classifier's for 8x8 digits); the cost
+    is printed before the run; ``checkpoint`` resumes an interrupted search. Returns :class:`Tuned`, whose
+    ``profile`` carries the best interval for the schedule and the clients."""
+    prof = Profile.load(profile) if isinstance(profile, (str, os.PathLike)) else profile
+    spec = samplers.get(sampler)
+    kind = kinds.get(spec.kind if kind is None else kind).name
+    budget = checks.integer(steps, "steps", 2)
+    n = samplers.steps_within(spec.name, budget)
+    pairs = candidates(prof, n, kind, spec.name, sigma_min, sigma_max)
+    cells = [Cell(spec.name, budget, f"{kind}[{a:.6g},{b:.6g}]") for a, b in pairs]
+    job, ref = _job(denoiser, reference, prof, dict(zip(cells, pairs)), kind=kind, steps=n, samples=samples,
+                    seeds=seeds, features=features, labels=labels, checkpoint=checkpoint, batch_size=batch_size,
+                    device=device)
+    evals = len(cells) * len(job.seeds) * job.samples * cells[0].evaluations
+    bar = tqdm(total=len(job.groups) * job.samples, desc="tune", unit="sample", disable=not progress, leave=False)
+    if progress:
+        bar.write(f"tune: {len(cells)} intervals x {len(job.seeds)} seed(s) x {job.samples} samples x "
+                  f"{cells[0].evaluations} evaluations = {evals:,} network evaluations")
+    t0 = time.monotonic()
+    try:
+        moments = Run(job, ref.mu.numel()).execute(bar)
+    finally:
+        bar.close()
+    to = metrics.FrechetTo(ref.mu, ref.cov)
+    fd = [float(np.mean([to(*moments.mean_cov(g)) for g, (c, _) in enumerate(job.groups) if c == cell]))
+          for cell in cells]
+    scored = [(a, b, f) for (a, b), f in zip(pairs, fd)]
+    best = min(scored, key=lambda c: c[2])
+    key = tuned_key(spec.name, n, kind)
+    meta = {"key": key, "interval": [best[0], best[1]], "frechet": best[2], "rule": list(pairs[0]),
+            "rule_frechet": scored[0][2], "samples": job.samples, "seeds": len(job.seeds), "evaluations": evals,
+            "seconds": round(time.monotonic() - t0, 1), "features": getattr(job.features, "description", None)}
+    tuned = {**prof.meta.get("tuned", {}), key: meta}
+    return Tuned(scored, best, scored[0], prof.with_meta(tuned=tuned), meta)
+
+
+def _job(denoiser, reference, prof, intervals, *, kind, steps, samples, seeds, features, labels, checkpoint,
+         batch_size, device):
+    """The comparison job of the candidates (``{cell: interval}``, their schedules made here) and the reference's
+    statistics."""
+    samples, batch_size = checks.integer(samples, "samples", 2), checks.integer(batch_size, "batch_size", 1)
+    seeds = checks.integer(seeds, "seeds", 1)
+    data = None if isinstance(reference, (str, os.PathLike)) else protocol.Data(reference)
+    device = pick_device(denoiser, data or protocol.Data(torch.zeros(1, 1)), device)
+    if data is None:
+        raise InputError("tune needs the reference as data rows (the samples' shape comes from them)")
+    shape = tuple(data.example.shape[1:])
+    features = default_features(shape, device) if features is None else features
+    ref = reference_of(data, features, shape, batch_size, device, samples)
+    sched = {c: torch.as_tensor(schedule(prof, steps, kind, sampler=c.sampler, interval=ab), dtype=torch.float64,
+                                device=device) for c, ab in intervals.items()}
+    job = Job(denoiser, list(intervals), [SEED_BASE + s for s in range(seeds)], samples, sched, shape,
+              dtype=protocol.declared_dtype(denoiser) or torch.float32, device=device, features=features,
+              labels=None if labels is None else torch.as_tensor(labels), batch_size=batch_size, checkpoint=checkpoint)
+    return job, ref

@@ -1,0 +1,64 @@
+"""ef.tune and `entropic-fast tune`: the interval searched on the model, written into the profile that
+ef.schedule and the clients read; resumable; its cost said up front."""
+import numpy as np
+import pytest
+import torch
+
+import entropic_fast as ef
+from entropic_fast import tuning
+from entropic_fast.cli import main
+
+GAUSS = ef.analytic.Gaussian(0.25, (1, 2, 2))
+REF = GAUSS.sample(2000, generator=torch.Generator().manual_seed(1))
+GRID = ef.sigma_grid(64)
+PROF = ef.Profile.from_curve(GRID, GAUSS.mse(GRID), 4)
+FLAT = lambda x: x.flatten(1)  # noqa: E731
+
+
+def tune(**kw):
+    args = dict(samples=192, features=FLAT, progress=False, batch_size=512)
+    args.update(kw)
+    return ef.tune(GAUSS, REF, PROF, "ddim", 4, **args)
+
+
+def test_the_best_candidate_is_written_into_the_profile_and_schedule_uses_it(tmp_path):
+    r = tune()
+    fds = [c[2] for c in r.candidates]
+    assert r.best[2] == min(fds) and r.rule == r.candidates[0] and len(r.candidates) > 15
+    assert r.meta["evaluations"] == len(r.candidates) * 192 * 4
+    s = ef.schedule(r.profile, 4, sampler="ddim")
+    assert (s[-2], s[0]) == pytest.approx(r.best[:2])
+    np.testing.assert_array_equal(ef.schedule(r.profile, 5), ef.schedule(PROF, 5))  # another budget: the rule
+    path = tmp_path / "tuned.npz"
+    r.profile.save(path)
+    np.testing.assert_array_equal(ef.schedule(ef.Profile.load(path), 4), s)
+    narrow = ef.schedule(r.profile, 4, sigma_min=0.002, sigma_max=r.best[1] / 2)  # bounds still bound
+    assert narrow[0] <= r.best[1] / 2
+
+
+def test_tuning_draws_noise_no_comparison_draws():
+    assert min(tune(samples=64).candidates[0][:2]) > 0
+    assert tuning.SEED_BASE > 10**5
+
+
+def test_an_interrupted_search_resumes_from_its_checkpoint(tmp_path):
+    ck = str(tmp_path / "t.ckpt")
+    first = tune(checkpoint=ck)
+    again = tune(checkpoint=ck)  # every unit finished: nothing is generated twice, the same table
+    assert [c[2] for c in again.candidates] == [c[2] for c in first.candidates]
+
+
+def test_the_command_line_tunes_and_the_schedule_command_reads_it(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    PROF.save(tmp_path / "p.npz")
+    np.save(tmp_path / "x.npy", REF.numpy())
+    (tmp_path / "gm.py").write_text("import entropic_fast as ef\n"
+                                    "def factory():\n    return ef.analytic.Gaussian(0.25, (1, 2, 2))\n"
+                                    "def flat():\n    return lambda x: x.flatten(1)\n")
+    assert main(["tune", "--model", "gm:factory", "--profile", "p.npz", "--reference", "x.npy", "--features",
+                 "gm:flat", "--steps", "4", "--samples", "64", "--out", "t.npz", "--quiet"]) == 0
+    out = capsys.readouterr().out
+    assert "Tuning ddim/4/rescaled" in out and "best" in out
+    assert main(["schedule", "t.npz", "--steps", "4", "--format", "json"]) == 0
+    tuned = ef.Profile.load(tmp_path / "t.npz").meta["tuned"]["ddim/4/rescaled"]["interval"]
+    assert f"{tuned[1]:.6g}"[:5] in capsys.readouterr().out
