@@ -71,6 +71,16 @@ def verdicts(result):
     return lines, counts
 
 
+def control_text(control):
+    """The same-ends control's section: the table and rescaled against the best other on the same ends."""
+    cl, cc = verdicts(control)
+    return ["## Control: the same ends", "",
+            "The peers and EDM on the interval rescaled chooses for the row's sampler and budget: what is left "
+            "between them is the spacing's share.", "", control.markdown(),
+            f"Rescaled against the best other on the same ends: {cc['win']} wins, {cc['tie']} ties, "
+            f"{cc['loss']} losses.", "", *cl, ""]
+
+
 def run(args, net, reference, features, prof, kinds_, same_ends):
     return ef.compare(net, reference, profile=prof, kinds=kinds_, steps=args.control_steps if same_ends else args.steps,
                       samplers=SAMPLERS,
@@ -85,6 +95,8 @@ def main():
     p.add_argument("--seeds", type=int, default=2, help="seeds per cell")
     p.add_argument("--steps", type=int, nargs="+", default=[4, 8, 16], help="network evaluation budgets")
     p.add_argument("--control-steps", type=int, nargs="+", default=[4, 8], help="budgets of the same-ends control")
+    p.add_argument("--kinds", nargs="+", default=None, help="the kinds (default: every kind)")
+    p.add_argument("--no-control", action="store_true", help="leave out the same-ends control")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"), help="output folder")
     args = p.parse_args()
@@ -94,31 +106,28 @@ def main():
     net = net.to(device)
     prof = ef.profile(net, train.to(device), samples=256, batch_size=1024, spectral=True, control=None,
                       progress=False)
-    every = [k.name for k in kinds.TABLE if k.alias is None]
+    every = args.kinds or [k.name for k in kinds.TABLE if k.alias is None]
     result = run(args, net, reference, features, prof, every, False)
-    control = run(args, net, reference, features, prof, [*CONTROL, kinds.OUR_KINDS[1]], True)
+    control = None if args.no_control else run(args, net, reference, features, prof, [*CONTROL, "rescaled"], True)
     seconds = time.time() - t0
     lines, counts = verdicts(result)
-    cl, cc = verdicts(control)
+    evaluations = result.meta["evaluations"] + (control.meta["evaluations"] if control else 0)
     name = f"compare_{args.model}"
     text = [f"# The schedule benchmark on the {args.model} model ({len(every)} kinds)", "",
             f"Command: `python benchmarks/compare_digits.py {' '.join(sys.argv[1:])}`  ",
-            f"Machine: {machine(device)}  ", f"Wall time: {seconds:.0f} s (profile, "
-            f"{result.meta['evaluations'] + control.meta['evaluations']:,} network evaluations)", "",
+            f"Machine: {machine(device)}  ", f"Wall time: {seconds:.0f} s (profile, {evaluations:,} network "
+            "evaluations)", "",
             f"Ours ({', '.join(OURS)}) choose their interval from the profile for each sampler and budget "
             "(`entropic_fast.interval`); the classic kinds and the peers run on the model's range, as clients "
             "give it to them.", "", result.markdown(),
             f"Our best kind against the best other kind, per row: {counts['win']} wins, {counts['tie']} ties (within "
             f"a spread over seeds, or both at the matched floor), {counts['loss']} losses.", "", *lines, "",
-            "## Control: the same ends", "",
-            "The peers and EDM on the interval rescaled chooses for the row's sampler and budget: what is left "
-            "between them is the spacing's share.", "", control.markdown(),
-            f"Rescaled against the best other on the same ends: {cc['win']} wins, {cc['tie']} ties, "
-            f"{cc['loss']} losses.", "", *cl, "", f"![compare]({name}.png)", ""]
+            *(control_text(control) if control else []), f"![compare]({name}.png)", ""]
     os.makedirs(args.out, exist_ok=True)
     ef.files.write_text(os.path.join(args.out, f"{name}.md"), "\n".join(text))
     ef.files.write_text(os.path.join(args.out, f"{name}.json"),
-                        json.dumps({**result.to_dict(), "same_ends": control.to_dict(), "command": sys.argv[1:],
+                        json.dumps({**result.to_dict(), "same_ends": control.to_dict() if control else None,
+                                    "command": sys.argv[1:],
                                     "seconds": seconds}))
     result.figure(os.path.join(args.out, f"{name}.png"))
     print("\n".join(text))

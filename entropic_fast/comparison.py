@@ -201,6 +201,7 @@ class Comparison:
         kinds_ = list(dict.fromkeys(c.kind for c in self.cells))
         r, rows = self.reference, self.rows()
         kept = [row for row in rows if not self.same(row)]
+        left = [f"{row[0]} at {row[1]}" for row in rows if self.same(row)]
         spread = "" if len(self.seeds) < 2 else " ± std"
         lines = [f"Frechet distance of {self.meta['samples']} samples per cell to {r.description} "
                  f"({self.meta['features']}), mean{spread} over {len(self.seeds)} seed(s); best per row in bold. "
@@ -208,8 +209,7 @@ class Comparison:
                     f"{r.floor:.3f} ± {r.floor_std:.3f}; rows marked * are within two of its spreads in every cell. "
                     if r.floor is not None else "")
                  + "Rows compare samplers at equal network evaluations (Heun: 2 per step, Euler on the last)."
-                 + (f" Left out, every kind giving the same schedule: {', '.join(f'{a} at {b}' for a, b, *_ in rows if self.same((a, b)))}."
-                    if len(kept) < len(rows) else ""), "",
+                 + (f" Left out, every kind giving the same schedule: {', '.join(left)}." if left else ""), "",
                  "| sampler | evaluations | steps | " + " | ".join(kinds_) + " |", "| --- " * (len(kinds_) + 3) + "|"]
         for sampler, _, steps, evals, cells in kept:
             means = [cells[k][0] for k in kinds_]

@@ -57,8 +57,8 @@ class Block(nn.Module):
 
 
 class DiT(nn.Module):
-    """Patches of ``PATCH`` x ``PATCH`` (16 tokens) as tokens with learned positions, ``depth`` blocks, a linear head back to
-    patches: ``DiT(x, c_noise) -> F_x`` (the backbone of ``digits.EDMDenoiser``)."""
+    """Patches of ``PATCH`` x ``PATCH`` as tokens (16 of them) with learned positions, ``depth`` blocks, a linear
+    head back to patches: ``DiT(x, c_noise) -> F_x`` (the backbone of ``digits.EDMDenoiser``)."""
 
     def __init__(self, width=96, depth=4, heads=4, emb=128, channels=1):
         super().__init__()
@@ -76,7 +76,8 @@ class DiT(nn.Module):
 
     def forward(self, x, c_noise):
         b, c, hgt, wid = x.shape
-        p = x.reshape(b, c, hgt // PATCH, PATCH, wid // PATCH, PATCH).permute(0, 2, 4, 1, 3, 5).reshape(b, -1, c * PATCH**2)
+        p = x.reshape(b, c, hgt // PATCH, PATCH, wid // PATCH, PATCH).permute(0, 2, 4, 1, 3, 5)
+        p = p.reshape(b, -1, c * PATCH**2)
         e = self.emb(self.fourier(c_noise))
         h = self.inp(p) + self.pos
         for blk in self.blocks:

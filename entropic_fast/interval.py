@@ -35,8 +35,8 @@ def _schedules(u, phi, steps, a, b):
     pa, pb = np.interp(a, u, phi), np.interp(b, u, phi)
     frac = np.arange(steps)[:, None] / max(steps - 1, 1)
     targets = pb[None, :] - frac * (pb - pa)[None, :]
-    s = np.exp(np.interp(targets, phi, u))
-    s[0], s[-1] = np.exp(b), np.exp(a)
+    s = curves.exp(np.interp(targets, phi, u))
+    s[0], s[-1] = curves.exp(b), curves.exp(a)
     return np.concatenate([s, np.zeros((1, s.shape[1]))])[:, :, None]
 
 
@@ -53,7 +53,7 @@ def _best(u, phi, steps, lam, w, sampler, a, b):
     """``(log a, log b)``: the centre (in log sigma) of the candidates ``MIN_RATIO`` apart whose :func:`frechet` is
     within ``NEAR`` of the smallest. The optimum is flat, and its centre moves less with the profile's sampling
     noise than the argmin does."""
-    ok = b - a >= np.log(MIN_RATIO)
+    ok = b - a >= curves.log(MIN_RATIO)
     a, b = a[ok], b[ok]
     if a.size == 0:
         raise InputError(f"the range is too narrow to choose an interval in (less than {MIN_RATIO}x)")
@@ -79,7 +79,7 @@ def choose(prof, steps, time, sampler="ddim", lo=None, hi=None, recursion=None):
     if not hi >= lo * MIN_RATIO:
         return float(lo), float(hi)
     lam, w = effective_spectrum(prof, top=float(np.max(error_curve(prof))))  # no direction beyond tr Cov
-    ends = np.linspace(np.log(lo), np.log(hi), GRID)
+    ends = np.linspace(curves.log(lo), curves.log(hi), GRID)
     a, b = (g.ravel() for g in np.meshgrid(ends, ends, indexing="ij"))
     a, b = _best(u, phi, steps, lam, w, rule, a, b)
     cell = ends[1] - ends[0]
@@ -87,4 +87,5 @@ def choose(prof, steps, time, sampler="ddim", lo=None, hi=None, recursion=None):
     a, b = (g.ravel() for g in np.meshgrid(np.clip(a + near, ends[0], ends[-1]), np.clip(b + near, ends[0], ends[-1]),
                                            indexing="ij"))
     a, b = _best(u, phi, steps, lam, w, rule, a, b)
-    return float(min(max(np.exp(a), lo), hi)), float(min(max(np.exp(b), lo), hi))
+    a, b = curves.exp(a), curves.exp(b)  # the portable exp: the same bits on every CPU
+    return float(min(max(a, lo), hi)), float(min(max(b, lo), hi))

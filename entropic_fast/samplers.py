@@ -118,7 +118,8 @@ class Sampler:
     """A sampler as the rest of the package needs it: how it runs, what a step costs, what the interval rule
     charges it (``surrogate``: the Gaussian recursion of ``gaussian.sampler_gain`` that ``interval`` minimises,
     measured in ``benchmarks/results/interval_rule.md``) and the kind that samples best with it (measured:
-    ``benchmarks/results/compare_digits.md``, ``compare_blobs.md``)."""
+    ``benchmarks/results/compare_digits.md``, ``compare_digits16.md``: rescaled is the best of
+    ours or within a spread of it in most rows, and needs nothing but the error curve)."""
     name: str
     run: Callable
     per_step: int  # network evaluations per step (Heun: 2, Euler on the last)

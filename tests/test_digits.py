@@ -50,7 +50,8 @@ def test_denoiser_interface():
 
 
 def test_training_scripts_run(tmp_path):
-    for script, args in (("train_digits.py", ["--steps", "3", "--batch", "8"]), ("train_classifier.py", ["--epochs", "1"])):
+    for script, args in (("train_digits.py", ["--steps", "3", "--batch", "8"]), ("train_classifier.py", ["--epochs", "1"]),
+                         ("train_digits16.py", ["--steps", "2", "--batch", "8"])):
         out = tmp_path / script.replace("train_", "").replace(".py", ".pt")
         subprocess.run([sys.executable, os.path.join(ROOT, "scripts", script), *args, "--out", str(out)],
                        check=True, capture_output=True)
@@ -64,3 +65,22 @@ def test_demo_quick(tmp_path):
                  "samples_8steps.png", "frechet.md"):
         assert (tmp_path / name).stat().st_size > 0, name
     assert "| ddim | 4 | 4 |" in text and "| heun | 3 | 2 |" in text and ef.Profile.load(tmp_path / "profile.npz").spectral
+
+
+def test_the_second_model_is_a_trained_transformer_on_16x16_digits():
+    """digits16: the shipped DiT's record, its data, its features, and a profile between the training set's ideal
+    denoiser and the trivial bound."""
+    from entropic_fast import digits16
+    x, y = digits16.load("train")
+    assert x.shape[1:] == (1, 16, 16) and len(x) == 9 * int(0.8 * 1797) and x.min() >= -1 and x.max() <= 1
+    assert len(set(digits16.load("test")[0][:1].flatten().tolist())) > 1
+    rec = digits.record("digits16_dit.pt")
+    net = digits16.denoiser()
+    assert rec["parameters"] == sum(p.numel() for p in net.parameters()) and rec["test_loss"] < 0
+    assert "DiT" in net.description and isinstance(net.unet, digits16.DiT)
+    assert digits16.features()(x[:5]).shape == (5, 128)
+    grid = np.array([0.05, 0.5, 5.0, 50.0])
+    p = ef.profile(net, x, grid, samples=128, control=None, progress=False)
+    bound = np.minimum(256 * grid**2, float(x.reshape(len(x), -1).var(0).sum()))
+    assert np.all(p.mse < 1.05 * bound + 3 * p.stderr), (p.mse, bound)
+    assert p.mse[1] < 0.5 * bound[1]  # it has learned the data: far below the trivial bound mid-range

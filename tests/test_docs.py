@@ -296,23 +296,25 @@ def readme_table(first_header):
 
 
 def test_the_readme_frechet_table_is_the_committed_comparison():
+    """Each row of the README's table: our kind's cell and the best other kind's, as compare_<model>.json holds them
+    (mean ± std over seeds), the other really the best of the kinds that are not ours, and the verdict."""
     import json
-    result = json.load(open(os.path.join(ROOT, "benchmarks", "results", "compare_digits.json")))
-    cells = {(c["sampler"], c["evaluations"], c["kind"]): np.asarray(c["frechet"]) for c in result["cells"]}
-    header, rows = readme_table("sampler")
-    kinds = [h.split(" ")[0] for h in header[2:]]
-    assert len(rows) == 4
+    from entropic_fast import kinds
+    header, rows = readme_table("model")
+    assert header[:3] == ["model", "sampler", "evaluations"] and len(rows) >= 6
     for row in rows:
-        values = []
-        for kind, cell in zip(kinds, row[2:]):
+        result = json.load(open(os.path.join(ROOT, "benchmarks", "results", f"compare_{row[0]}.json")))
+        cells = {(c["sampler"], c["evaluations"], c["kind"]): np.asarray(c["frechet"]) for c in result["cells"]}
+        here = {k: v for (sm, ev, k), v in cells.items() if (sm, ev) == (row[1], int(row[2]))}
+        ours_kind, ours_cell = row[3].split(" ", 1)
+        other_kind, other_cell = row[4].split(" ", 1)
+        for kind, cell in ((ours_kind, ours_cell), (other_kind, other_cell)):
             mean, std = (float(v) for v in cell.strip("*").split(" ± "))
-            f = cells[row[0], int(row[1]), kind]
-            assert abs(mean - f.mean()) < 0.051 and abs(std - f.std()) < 0.051, (row[:2], kind, cell, f)
-            values.append(mean)
-        bold = [kind for kind, cell in zip(kinds, row[2:]) if cell.startswith("**")]
-        assert bold == [kinds[int(np.argmin(values))]], row  # the best of the columns shown
-    readme = open(os.path.join(ROOT, "README.md")).read().replace("\n", " ")
-    assert f"real halves of the data give {result['floor']:.1f}" in readme  # the floor: two halves of the data
+            f = here[kind]
+            assert abs(mean - f.mean()) < 0.051 and abs(std - f.std()) < 0.051, (row[:3], kind, cell, f)
+        assert ours_kind in kinds.OUR_KINDS and other_kind not in kinds.OUR_KINDS
+        assert other_kind == min((k for k in here if k not in kinds.OUR_KINDS), key=lambda k: here[k].mean()), row
+        assert row[5] in ("win", "tie", "loss")
 
 
 def test_the_readme_costs_are_the_committed_time_to_accuracy():

@@ -18,7 +18,8 @@ def run_python(code, cwd=ROOT, python=sys.executable, **kw):
 
 def test_the_core_works_without_the_demo_and_plots_extras():
     r = run_python(BLOCK + "import entropic_fast as ef; m = ef.analytic.Gaussian(1.0, (2,)); "
-                   "p = ef.profile(m, m, ef.sigma_grid(8), samples=8, progress=False); print(ef.schedule(p, 4)[0])")
+                   "p = ef.profile(m, m, ef.sigma_grid(8), samples=8, progress=False); "
+                   "print(ef.schedule(p, 4, interval='range')[0])")
     assert r.returncode == 0 and r.stdout.strip() == "80.0", r.stderr[-2000:]
 
 
