@@ -7,8 +7,8 @@ noise (common random numbers: the kinds' differences are not blurred by the nois
 (:class:`RowNoise`, stochastic samplers' steps too), so a sample depends on (cell, seed, sample index) alone:
 not on the batch it came in, the batch size or the number of ranks. The metric is the Frechet distance of
 features (``features=``; the digits classifier's for 8x8 digits) to the reference's (data, or a statistics file
-as FID tools write it), mean and spread over seeds; the floor is the distance between two real halves of the
-reference. Work is cut into units of ``CHUNK`` samples of one (cell, seed), shared among torch.distributed
+as FID tools write it), mean and spread over seeds; the matched floor is what as many real rows as a cell has
+samples score against the reference (:func:`matched_floor`). Work is cut into units of ``CHUNK`` samples of one (cell, seed), shared among torch.distributed
 ranks, checkpointed with their feature sums and resumed after SIGINT or SIGTERM, nothing counted twice.
 """
 import dataclasses
@@ -77,8 +77,8 @@ class RowNoise:
 
 @dataclasses.dataclass
 class Reference:
-    """What samples are compared with: the features' mean and covariance, and the floor (the distance between two
-    real halves, where the reference is data)."""
+    """What samples are compared with: the features' mean and covariance, and the matched floor with its spread
+    (where the reference is data)."""
     mu: torch.Tensor
     cov: torch.Tensor
     description: str
