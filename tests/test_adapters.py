@@ -189,7 +189,7 @@ def test_float32_model_limits_are_accepted_and_clamped():
     prof = ef.Profile.from_curve(ef.sigma_grid(64, 0.0291675, 157.4072723388672 - 3e-6), np.geomspace(1e-3, 50, 64), 4)
     lo32, hi32 = float(np.float32(prof.sigmas[0])), float(np.float32(prof.sigmas[-1]))
     assert hi32 > prof.sigmas[-1] and lo32 != prof.sigmas[0]
-    s = get_sigmas_entropic(10, prof, sigma_min=lo32, sigma_max=hi32)
+    s = get_sigmas_entropic(10, prof, sigma_min=lo32, sigma_max=hi32, interval="range")  # the bounds themselves
     assert s.dtype == torch.float32 and s.shape == (11,) and float(s[-1]) == 0
     assert float(s[0]) == pytest.approx(prof.sigmas[-1], rel=1e-6)
     with pytest.raises(InputError, match="sigma_max <= 157.407"):
