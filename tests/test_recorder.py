@@ -98,11 +98,14 @@ def test_a_recorded_profile_is_an_ordinary_profile(tmp_path):
     train_like(rec, GAUSS, steps=200, p_std=2.0)
     p = ef.Profile.load(rec.profile().save(tmp_path / "rec.npz"))
     assert p.meta["recorded"]["steps"] == 200
-    s = ef.schedule(p, 16, "rescaled")
-    exact = ef.schedule(ef.Profile.from_curve(p.sigmas, GAUSS.mse(p.sigmas), 16), 16, "rescaled")
+    s = ef.schedule(p, 16, "rescaled", interval="range")
+    exact_prof = ef.Profile.from_curve(p.sigmas, GAUSS.mse(p.sigmas), 16)
+    exact = ef.schedule(exact_prof, 16, "rescaled", interval="range")  # the spacing, on the same ends
     assert np.max(np.abs(s[:-1] / exact[:-1] - 1)) < 0.05
-    lo, hi = ef.schedule_band(p, 16, "rescaled")
+    lo, hi = ef.schedule_band(p, 16, "rescaled", interval="range")
     assert np.all(lo <= s) and np.all(s <= hi)
+    auto, want = ef.schedule(p, 16, "rescaled"), ef.schedule(exact_prof, 16, "rescaled")  # and the rule's ends
+    assert abs(np.log(auto[-2] / want[-2])) < 0.05 and abs(np.log(auto[0] / want[0])) < 0.3
 
 
 def test_a_recorded_prior_plans_the_first_round():
