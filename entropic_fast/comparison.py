@@ -537,9 +537,10 @@ def compare(denoiser: Callable, reference: Any, *, profile: Union[Profile, str, 
     sampler and budget (the control that tells the interval's share from the spacing's). Our kinds choose their
     interval (``entropic_fast.interval``), the others run on the profile's range (the model's, as in clients).
     Returns a :class:`Comparison`."""
-    job, ref, width = _job(denoiser, reference, profile, kinds, steps, samplers, samples, seeds, features, labels,
-                           shape, out, checkpoint, save_images, batch_size, device, sigma_min, sigma_max,
-                           same_ends=checks.flag(same_ends, "same_ends"))
+    job, ref, width = _job(denoiser, reference, profile, kinds_=kinds, steps=steps, samplers_=samplers,
+                           samples=samples, seeds=seeds, features=features, labels=labels, shape=shape, out=out,
+                           checkpoint=checkpoint, save_images=save_images, batch_size=batch_size, device=device,
+                           sigma_min=sigma_min, sigma_max=sigma_max, same_ends=checks.flag(same_ends, "same_ends"))
     evals = sum(c.evaluations for c in job.cells) * len(job.seeds) * job.samples
     bar = tqdm(total=len(job.groups) * job.samples, desc="compare", unit="sample", disable=not progress, leave=False)
     if progress:
@@ -560,13 +561,9 @@ def compare(denoiser: Callable, reference: Any, *, profile: Union[Profile, str, 
     return result
 
 
-def _job(denoiser, reference, profile, kinds_, steps, samplers_, samples, seeds, features, labels, shape, out,
-         checkpoint, save_images, batch_size, device, sigma_min, sigma_max, same_ends=False):
-    """The checked :class:`Job`, the :class:`Reference` and the features' width."""
-    cells = _cells(kinds_, steps, samplers_)
-    samples, batch_size = checks.integer(samples, "samples", 2), checks.integer(batch_size, "batch_size", 1)
-    seeds = _seeds(seeds)
-    _check_out(out, save_images)
+def reference_for(denoiser, reference, features, shape, batch_size, device, samples):
+    """``(device, shape, features, Reference)``: what a run compares its samples with, checked (shared with
+    ``tuning``): the reference read once, the device the model's, the shape the reference's unless given."""
     data = None if isinstance(reference, (str, os.PathLike)) else protocol.Data(reference)  # read once
     device = pick_device(denoiser, data or protocol.Data(torch.zeros(1, 1)), device)
     if shape is None:
@@ -578,6 +575,17 @@ def _job(denoiser, reference, profile, kinds_, steps, samplers_, samples, seeds,
     if not callable(features):
         raise InputError(f"features must be a callable from samples to (rows, width) features, got {features!r}")
     ref = reference_of(data if data is not None else reference, features, shape, batch_size, device, samples)
+    return device, shape, features, ref
+
+
+def _job(denoiser, reference, profile, *, kinds_, steps, samplers_, samples, seeds, features, labels, shape, out,
+         checkpoint, save_images, batch_size, device, sigma_min, sigma_max, same_ends=False):
+    """The checked :class:`Job`, the :class:`Reference` and the features' width."""
+    cells = _cells(kinds_, steps, samplers_)
+    samples, batch_size = checks.integer(samples, "samples", 2), checks.integer(batch_size, "batch_size", 1)
+    seeds = _seeds(seeds)
+    _check_out(out, save_images)
+    device, shape, features, ref = reference_for(denoiser, reference, features, shape, batch_size, device, samples)
     prof = _range_profile(profile, shape, sigma_min, sigma_max)
     if prof.dim != int(np.prod(shape)):
         raise InputError(f"the profile is of data of dimension {prof.dim}, the samples' shape {tuple(shape)} has "
@@ -589,7 +597,8 @@ def _job(denoiser, reference, profile, kinds_, steps, samplers_, samples, seeds,
     dist = distributed()
     if dist is not None and checkpoint is not None:
         checkpoint = f"{checkpoint}.rank{dist[0]}-of-{dist[1]}"
-    job = Job(denoiser, cells, seeds, samples, _schedules(cells, prof, ref, device, same_ends), shape, dtype, device,
-              features, labels, batch_size, None if not (save_images and out) else os.path.join(out, "images"),
-              checkpoint, dist=dist)
+    job = Job(denoiser, cells, seeds, samples, _schedules(cells, prof, ref, device, same_ends), shape, dtype=dtype,
+              device=device, features=features, labels=labels, batch_size=batch_size,
+              images=None if not (save_images and out) else os.path.join(out, "images"), checkpoint=checkpoint,
+              dist=dist)
     return job, ref, ref.mu.numel()

@@ -20,9 +20,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checks, kinds, metrics, protocol, samplers
-from .comparison import Cell, Job, Run, default_features, reference_of
-from .errors import InputError
-from .estimate import pick_device
+from .comparison import Cell, Job, Run, reference_for
 from .profile import Profile
 from .schedules import ends, schedule, tuned_key
 
@@ -69,8 +67,8 @@ def tune(denoiser: Callable, reference: Any, profile: Union[Profile, str], sampl
          device: Union[str, torch.device, None] = None, sigma_min: Optional[float] = None,
          sigma_max: Optional[float] = None, progress: bool = True) -> Tuned:
     """Search the interval of ``kind`` (default the sampler's) for ``sampler`` at ``steps`` network evaluations on
-    ``denoiser``, scored by the Frechet distance of features to ``reference`` (data rows, a dataset reader or a
-    statistics file; ``features`` as in ``ef.compare``, default the digits classifier's for 8x8 digits); the cost
+    ``denoiser``, scored by the Frechet distance of features to ``reference`` (data rows or a dataset
+    reader; ``features`` as in ``ef.compare``, default the digits classifier's for 8x8 digits); the cost
     is printed before the run; ``checkpoint`` resumes an interrupted search. Returns :class:`Tuned`, whose
     ``profile`` carries the best interval for the schedule and the clients."""
     prof = Profile.load(profile) if isinstance(profile, (str, os.PathLike)) else profile
@@ -112,13 +110,7 @@ def _job(denoiser, reference, prof, intervals, *, kind, steps, samples, seeds, f
     statistics."""
     samples, batch_size = checks.integer(samples, "samples", 2), checks.integer(batch_size, "batch_size", 1)
     seeds = checks.integer(seeds, "seeds", 1)
-    data = None if isinstance(reference, (str, os.PathLike)) else protocol.Data(reference)
-    device = pick_device(denoiser, data or protocol.Data(torch.zeros(1, 1)), device)
-    if data is None:
-        raise InputError("tune needs the reference as data rows (the samples' shape comes from them)")
-    shape = tuple(data.example.shape[1:])
-    features = default_features(shape, device) if features is None else features
-    ref = reference_of(data, features, shape, batch_size, device, samples)
+    device, shape, features, ref = reference_for(denoiser, reference, features, None, batch_size, device, samples)
     sched = {c: torch.as_tensor(schedule(prof, steps, kind, sampler=c.sampler, interval=ab), dtype=torch.float64,
                                 device=device) for c, ab in intervals.items()}
     job = Job(denoiser, list(intervals), [SEED_BASE + s for s in range(seeds)], samples, sched, shape,

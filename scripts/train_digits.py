@@ -10,7 +10,6 @@ Usage: python scripts/train_digits.py [--steps 4000] [--batch 128] [--out PATH]
 import argparse
 import copy
 import json
-import math
 import os
 import sys
 import time
@@ -18,7 +17,7 @@ import time
 import torch
 
 sys.path.insert(0, os.path.dirname(__file__))
-from _common import save_with_record  # noqa: E402
+from _common import ema_update, save_with_record, warmup_cosine  # noqa: E402
 
 import entropic_fast as ef  # noqa: E402
 from entropic_fast import digits  # noqa: E402
@@ -44,9 +43,7 @@ def main():
     net = digits.EDMDenoiser(float(x.std()), args.channels)
     ema = copy.deepcopy(net).requires_grad_(False)
     opt = torch.optim.Adam(net.parameters(), lr=args.lr)
-    warm = max(1, min(200, args.steps // 10))
-    sched = torch.optim.lr_scheduler.LambdaLR(
-        opt, lambda i: min(1.0, (i + 1) / warm) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(i / args.steps, 1)))))
+    sched = warmup_cosine(opt, args.steps)
     t0, losses = time.time(), []
     for step in range(args.steps):
         loss = digits.edm2_loss(net, x[torch.randint(len(x), (args.batch,), generator=g)], g, recorder=recorder)
@@ -54,9 +51,7 @@ def main():
         loss.backward()
         opt.step()
         sched.step()
-        with torch.no_grad():
-            for pe, p in zip(ema.parameters(), net.parameters()):
-                pe.lerp_(p, 1 - args.ema)
+        ema_update(ema, net, args.ema)
         losses.append(loss.item())
         if (step + 1) % 250 == 0:
             drift.append(snapshot(recorder, step + 1))

@@ -187,8 +187,9 @@ def test_seeds_are_independent_streams():
     of two seeds through a stochastic step of a zero denoiser are uncorrelated."""
     zero = lambda x, sigma: 0.5 * x  # noqa: E731  linear: each sample mixes its start noise and its draws
     ref = torch.randn(4000, 1, 2, 2, generator=torch.Generator().manual_seed(3))
-    job, _, _ = cmp._job(zero, ref, None, ["edm"], [3], ["ddim-stochastic"], 4000, 2, FLAT, None, None, None,
-                         None, False, 4000, "cpu", 0.5, 1.0)
+    job, _, _ = cmp._job(zero, ref, None, kinds_=["edm"], steps=[3], samplers_=["ddim-stochastic"], samples=4000,
+                         seeds=2, features=FLAT, labels=None, shape=None, out=None, checkpoint=None,
+                         save_images=False, batch_size=4000, device="cpu", sigma_min=0.5, sigma_max=1.0)
     run_ = cmp.Run(job, 4)
     rows = np.arange(4000)
     a, b = (run_.generate(g, rows).flatten() for g in (0, 1))
