@@ -42,8 +42,10 @@ def numbers64(value, name):
         raise InputError(f"{name} must be numbers (a number, an array or a tensor), got {value!r}") from None
 
 
-def flag(value, name):
-    """``value`` as a Python bool (numpy bools accepted; 0, 1, strings and None refused)."""
+def flag(value, name, allow_none=False):
+    """``value`` as a Python bool (numpy bools accepted; 0, 1, strings and None refused, None kept where allowed)."""
+    if value is None and allow_none:
+        return None
     if not isinstance(value, (bool, np.bool_)):
         raise InputError(f"{name} must be True or False, got {value!r}")
     return bool(value)

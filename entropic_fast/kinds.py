@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from . import grids, peers, times
+from . import checks, grids, peers, times
 from .errors import InputError
 from .gaussian import eigenvalues_of, gaussian_optimal
 
@@ -91,7 +91,8 @@ def _kl_optimal(prof, steps, smin, smax, smooth, cap, options):
 
 def _polyexponential(prof, steps, smin, smax, smooth, cap, options):
     _no_options("polyexponential", options, ("rho",))
-    return peers.polyexponential(steps, smin, smax, **options)
+    rho = checks.real(options.get("rho", 1.0), "rho", positive=True)
+    return peers.polyexponential(steps, smin, smax, rho)
 
 
 TABLE = (

@@ -102,7 +102,7 @@ def beta(steps, alpha=0.6, b=0.6):
     b)`` quantiles of ``1 - i / steps``, rounded to the table (unrounded where rounding would repeat one)."""
     table = sd_sigmas()
     q = 1 - np.linspace(0, 1, steps, endpoint=False)
-    t = np.array([beta_ppf(v, alpha, b) for v in q]) * (len(table) - 1)
+    t = beta_ppf(q, alpha, b) * (len(table) - 1)
     r = np.rint(t)
     return _table_sigma(r if np.unique(r).size == r.size else t, table)
 
@@ -165,40 +165,45 @@ def ays_levels(model, n):
 # ---- the Beta quantile, without scipy ------------------------------------------------------------------------
 
 def _betacf(x, a, b, iterations=300):
-    """The continued fraction of the incomplete beta function (Lentz's method; Numerical Recipes 6.4)."""
+    """The continued fraction of the incomplete beta function at every element of ``x`` (Lentz's method;
+    Numerical Recipes 6.4); an element stops changing once it has converged."""
     tiny = 1e-300
-    c, d = 1.0, 1.0 - (a + b) * x / (a + 1)
-    d = 1.0 / (d if abs(d) > tiny else tiny)
-    h = d
+    keep = lambda v: np.where(np.abs(v) > tiny, v, tiny)  # noqa: E731
+    c, d = np.ones_like(x), 1.0 / keep(1.0 - (a + b) * x / (a + 1))
+    h, live = d.copy(), np.ones(x.shape, bool)
     for m in range(1, iterations + 1):
         for num in (m * (b - m) * x / ((a + 2 * m - 1) * (a + 2 * m)),
                     -(a + m) * (a + b + m) * x / ((a + 2 * m) * (a + 2 * m + 1))):
-            d = 1.0 + num * d
-            d = 1.0 / (d if abs(d) > tiny else tiny)
-            c = 1.0 + num / c
-            c = c if abs(c) > tiny else tiny
-            h *= d * c
-        if abs(d * c - 1.0) < 1e-15:
+            d = np.where(live, 1.0 / keep(1.0 + num * d), d)
+            c = np.where(live, keep(1.0 + num / c), c)
+            h = np.where(live, h * d * c, h)
+        live &= ~(np.abs(d * c - 1.0) < 1e-15)
+        if not live.any():
             break
     return h
 
 
 def beta_cdf(x, a, b):
-    """The regularised incomplete beta function ``I_x(a, b)``."""
-    if x <= 0 or x >= 1:
-        return float(x >= 1)
-    front = math.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x))
-    if x < (a + 1) / (a + b + 2):
-        return front * _betacf(x, a, b) / a
-    return 1.0 - front * _betacf(1 - x, b, a) / b
+    """The regularised incomplete beta function ``I_x(a, b)`` at every element of ``x`` (the portable exp/log)."""
+    x = np.asarray(x, np.float64)
+    inside = (x > 0) & (x < 1)
+    y = np.where(inside, x, 0.5)
+    front = curves.exp(math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * curves.log(y)
+                       + b * curves.log(1.0 - y))
+    low = y < (a + 1) / (a + b + 2)  # each element on the side where its continued fraction converges fast
+    out = np.empty_like(y)
+    out[low] = front[low] * _betacf(y[low], a, b) / a
+    out[~low] = 1.0 - front[~low] * _betacf(1.0 - y[~low], b, a) / b
+    return np.where(inside, out, (x >= 1).astype(np.float64))
 
 
 def beta_ppf(q, a, b):
-    """The ``Beta(a, b)`` quantile of ``q`` by bisection on :func:`beta_cdf` (to 1e-15)."""
-    lo, hi = 0.0, 1.0
-    if q <= 0 or q >= 1:
-        return float(q >= 1)
+    """The ``Beta(a, b)`` quantile of every element of ``q`` by bisection on :func:`beta_cdf` (to 1e-15)."""
+    q = np.asarray(q, np.float64)
+    lo, hi = np.zeros_like(q), np.ones_like(q)
     for _ in range(60):
         mid = 0.5 * (lo + hi)
-        lo, hi = (mid, hi) if beta_cdf(mid, a, b) < q else (lo, mid)
-    return 0.5 * (lo + hi)
+        below = beta_cdf(mid, a, b) < q
+        lo, hi = np.where(below, mid, lo), np.where(below, hi, mid)
+    out = np.where((q <= 0) | (q >= 1), (q >= 1).astype(np.float64), 0.5 * (lo + hi))
+    return float(out) if out.ndim == 0 else out

@@ -1,4 +1,5 @@
 """Profile: per-sigma float64 accumulators of the denoising error, with merge and save/load."""
+import hashlib
 import json
 import os
 import warnings
@@ -278,8 +279,9 @@ class Profile:
         spec, entries = sums.to_file(self._fields)
         meta = json.dumps({**self.meta, "format_version": FORMAT_VERSION, "dim": self.dim, **entries},
                           default=_json_default)
-        files.savez(path, sigmas=self.sigmas, sum=self.sum, sumsq=self.sumsq, count=self.count,
-                    meta=np.array(meta), **spec)
+        members = dict(sigmas=self.sigmas, sum=self.sum, sumsq=self.sumsq, count=self.count, meta=np.array(meta),
+                       **spec)
+        files.savez(path, **members, checksum=np.array(checksum(members)))
         return path
 
     @classmethod
@@ -302,23 +304,26 @@ class Profile:
             z = np.load(path, allow_pickle=False)
         except (FileNotFoundError, ProfileFormatError):
             raise
-        except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
+        except (OSError, ValueError, EOFError, NotImplementedError, zipfile.BadZipFile) as e:
             raise bad(f"{type(e).__name__}: {e}") from None
         try:
             with z:
-                missing = [k for k in ("meta", "sigmas") + ACCUMULATORS if k not in z.files]
+                members = {k: z[k] for k in z.files}
+                stored = members.pop("checksum", None)
+                missing = [k for k in ("meta", "sigmas") + ACCUMULATORS if k not in members]
                 if missing:
                     raise bad(f"arrays {missing} are missing")
-                text = z["meta"]
-                arrays = {k: z[k] for k in ("sigmas",) + ACCUMULATORS}
-                spec = {k: z[k] for k in sums.FIELDS if k in z.files}
+                text = members["meta"]
+                arrays = {k: members[k] for k in ("sigmas",) + ACCUMULATORS}
+                spec = {k: members[k] for k in sums.FIELDS if k in members}
                 if text.dtype.kind != "U" or text.ndim != 0:
                     raise bad(f"meta is {text.dtype} {text.shape}, not a JSON string")
                 meta = json.loads(str(text))
         except ProfileFormatError:
             raise
-        except (OSError, ValueError, KeyError, EOFError, RecursionError, MemoryError, zipfile.BadZipFile) as e:
-            raise bad(f"{type(e).__name__}: {str(e)[:200]}") from None  # MemoryError: a member claiming gigabytes
+        except (OSError, ValueError, KeyError, EOFError, RecursionError, MemoryError, NotImplementedError,
+                zipfile.BadZipFile) as e:  # MemoryError: a member claiming gigabytes; NotImplementedError: a
+            raise bad(f"{type(e).__name__}: {str(e)[:200]}") from None  # compression method zipfile lacks
         if not isinstance(meta, dict):
             raise bad(f"meta is a JSON {type(meta).__name__}, not an object")
         for k, a in {**arrays, **spec}.items():
@@ -328,6 +333,7 @@ class Profile:
         if isinstance(version, bool) or version not in READS:  # true == 1 in Python, not a version
             raise ProfileFormatError(f"{path} has profile format version {version!r}; this library reads "
                                      f"versions {', '.join(map(str, READS))}")
+        _verify(members, stored, path, bad)
         if "dim" not in meta:
             raise bad("meta has no 'dim'")
         dim, fields = meta.pop("dim"), sums.from_file(spec, meta)
@@ -369,3 +375,26 @@ class Profile:
 
     def __repr__(self):
         return f"Profile({self.sigmas.size} sigmas in [{self.sigmas[0]:.4g}, {self.sigmas[-1]:.4g}], dim={self.dim})"
+
+
+# ---- the file's checksum: every file written now carries one ---------------------------------------------------
+
+def checksum(members):
+    """SHA-256 of a profile file's arrays: each name, dtype, shape and bytes, in name order (the meta included)."""
+    h = hashlib.sha256()
+    for name in sorted(members):
+        a = np.ascontiguousarray(members[name])
+        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
+def _verify(members, stored, path, bad):
+    """Refuse a file whose arrays or meta differ from its ``stored`` checksum; note a file written without one."""
+    if stored is None:
+        warnings.warn(f"{path} carries no checksum (written by an older entropic_fast): damage to it cannot be "
+                      "detected; load and save it again to add one", stacklevel=3)
+        return
+    if stored.dtype.kind != "U" or stored.ndim != 0 or str(stored) != checksum(members):
+        raise bad("its contents do not match its checksum (the file is damaged)")
+

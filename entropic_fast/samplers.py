@@ -119,7 +119,9 @@ class Sampler:
     charges it (``surrogate``: the Gaussian recursion of ``gaussian.sampler_gain`` that ``interval`` minimises,
     measured in ``benchmarks/results/interval_rule.md``) and the kind that samples best with it (measured:
     ``benchmarks/results/compare_digits.md``, ``compare_digits16.md``: rescaled is the best of
-    ours or within a spread of it in most rows, and needs nothing but the error curve)."""
+    ours or within a spread of it in most rows, and needs nothing but the error curve). ``surrogate_steps``: the
+    steps the rule charges per step of the sampler (DPM++(2M), a second-order multistep method, does the work of
+    about two first-order steps: measured in ``interval_rule.md``)."""
     name: str
     run: Callable
     per_step: int  # network evaluations per step (Heun: 2, Euler on the last)
@@ -128,6 +130,7 @@ class Sampler:
     kind: str
     aliases: tuple = ()
     doc: str = ""
+    surrogate_steps: int = 1
 
 
 TABLE = (
@@ -135,7 +138,7 @@ TABLE = (
     Sampler("ddim-stochastic", _ddim_stochastic, 1, True, "ddim-stochastic", "rescaled", ("euler_ancestral",),
             "stochastic DDIM / Euler ancestral"),
     Sampler("heun", heun, 2, False, "ddim", "rescaled", (), "EDM's Heun (2nd order)"),
-    Sampler("dpmpp_2m", dpmpp_2m, 1, False, "ddim", "rescaled", ("dpm++2m",), "DPM-Solver++(2M)"),
+    Sampler("dpmpp_2m", dpmpp_2m, 1, False, "ddim", "rescaled", ("dpm++2m",), "DPM-Solver++(2M)", 2),
 )
 _BY_NAME = {n: t for t in TABLE for n in (t.name, *t.aliases)}
 SAMPLERS = {t.name: t.run for t in TABLE}

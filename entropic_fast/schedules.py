@@ -77,12 +77,36 @@ def schedule(prof: Profile, steps: int, kind: Optional[str] = None, sigma_min: O
     from . import samplers  # here: `import entropic_fast` does not load the samplers
     spec = samplers.get(sampler)
     k = kinds.get(spec.kind if kind is None else kind)
-    steps = checks.integer(steps, "steps", 2)
+    steps = checked_steps(steps)
     cap = checks.flag(cap, "cap")
+    smooth = checks.flag(smooth, "smooth", allow_none=True)
     smin, smax = ends(prof, steps, k.name, sigma_min, sigma_max, smooth, sampler=spec.name, interval=interval)
     if k.name == "gaussian-optimal":
         options = {"sampler": spec.name, **options}
-    return k.build(prof, steps, smin, smax, smooth, cap, options)
+    return descending(k.build(prof, steps, smin, smax, smooth, cap, options), k.name, options, (smin, smax))
+
+
+MAX_STEPS = 10_000  # no sampler runs more; ComfyUI asks steps / denoise of a scheduler (10^7 at denoise 1e-6)
+
+
+def checked_steps(steps):
+    """``steps`` as an int in ``[2, MAX_STEPS]``."""
+    steps = checks.integer(steps, "steps", 2)
+    if steps > MAX_STEPS:
+        raise InputError(f"steps must be at most {MAX_STEPS:,} (no sampler runs more), got {steps:,}")
+    return steps
+
+
+def descending(sigmas, kind, options, bounds):
+    """``sigmas`` when finite and strictly descending to the final 0; else a clear error (a range too narrow for
+    the steps, or an option out of range) instead of repeated or NaN sigmas."""
+    s = np.asarray(sigmas, np.float64)
+    if not (np.all(np.isfinite(s)) and s[-1] == 0 and np.all(np.diff(s.astype(np.float32)) < 0)):  # as clients
+        # hold them
+        extra = f" with {options}" if options else ""
+        raise InputError(f"kind {kind!r}{extra} on [{bounds[0]:.6g}, {bounds[1]:.6g}] gives sigmas that do not "
+                         f"strictly descend ({s[:4].tolist()}...): widen the range or change the option")
+    return sigmas
 
 
 def tuned_key(sampler, steps, kind):
@@ -148,6 +172,7 @@ def schedule_band(prof: Profile, steps: int, kind: str = "rescaled", level: floa
     check_profile(prof)
     if not isinstance(kind, str) or kind not in BAND_KINDS:
         raise InputError(f"schedule_band supports kinds {', '.join(BAND_KINDS)}; got {kind!r}")
+    smooth = checks.flag(smooth, "smooth", allow_none=True)
     level = checks.real(level, "level")
     if not 0 < level < 1:
         raise InputError(f"level must be between 0 and 1, got {level}")

@@ -25,7 +25,8 @@ def check_profile(prof):
 
 def _smoothing(prof, smooth):
     """Isotonic smoothing is on by default for sampled profiles, off for exact curves."""
-    return (not prof.exact) if smooth is None else bool(smooth)
+    smooth = checks.flag(smooth, "smooth", allow_none=True)
+    return (not prof.exact) if smooth is None else smooth
 
 
 def checked_mse(prof):
@@ -60,7 +61,13 @@ def span(prof, sigma_min, sigma_max):
     if not (lo * (1 - 1e-6) <= smin < smax <= hi * (1 + 1e-6)):
         raise InputError(f"need {lo:.6g} <= sigma_min < sigma_max <= {hi:.6g} (the profiled grid), "
                          f"got sigma_min={smin}, sigma_max={smax}")
+    if smax < smin * (1 + MIN_WIDTH):
+        raise InputError(f"the range [{smin!r}, {smax!r}] is too narrow for a schedule: sigma_max must be at least "
+                         f"{MIN_WIDTH:.1%} above sigma_min")
     return min(max(smin, lo), hi), min(max(smax, lo), hi)
+
+
+MIN_WIDTH = 1e-3  # the narrowest range a schedule is spread over, relative (float32 steps stay distinct)
 
 
 # ---- the integrands, in u = log sigma

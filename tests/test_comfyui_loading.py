@@ -194,3 +194,53 @@ def test_a_one_step_ksampler_run_falls_back(comfy):
     with pytest.warns(UserWarning, match="steps must be an integer >= 2"):
         got = samplers.calculate_sigmas(eps, "entropic", 1)
     assert (got == -1).all()  # ComfyUI's normal schedule: the generation goes on
+
+
+def _damage(out, eps, how):
+    """The KSampler entry's seven crashes of the hostile audit, each made on disk or in the output folder."""
+    from entropic_fast.adapters.comfyui import model_record
+    rec = model_record(eps)
+    if how == "dangling link":
+        os.symlink(str(out / "gone.npz"), out / "zz.npz")
+    elif how == "no output folder":
+        os.rmdir(out)
+    elif how in ("record a string", "record without keys", "record sigma a string"):
+        bad = {"record a string": "EPS", "record without keys": {"sampling": rec["sampling"]},
+               "record sigma a string": {**rec, "sigma_min": "0.03"}}[how]
+        grid = ef.sigma_grid(32, rec["sigma_min"], rec["sigma_max"])
+        ef.Profile.from_curve(grid, grid**2 / (grid**2 + 1), 4, meta={"comfyui": bad}).save(out / "bad.npz")
+    elif how == "compression method":
+        eps_profile(out / "method.npz", eps)
+        data = bytearray(open(out / "method.npz", "rb").read())
+        at = data.find(b"PK\x01\x02")
+        data[at + 10:at + 12] = (99).to_bytes(2, "little")
+        open(out / "method.npz", "wb").write(bytes(data))
+    elif how == "unreadable listing":
+        os.rmdir(out)
+        open(out, "w").close()  # the output folder is a file
+
+
+@pytest.mark.parametrize("how", ["dangling link", "no output folder", "record a string", "record without keys",
+                                 "record sigma a string", "compression method", "unreadable listing"])
+def test_a_damaged_output_folder_falls_back_with_a_warning(comfy, how):
+    samplers, nodes, out = comfy
+    nodes.register_ksampler_scheduler()
+    eps = sampling_of(ModelSamplingDiscrete, EPS)
+    _damage(out, eps, how)
+    with pytest.warns(UserWarning, match="entropic scheduler: .*Using 'normal'"):
+        got = samplers.calculate_sigmas(eps, "entropic", 8)
+    assert (got == -1).all()  # ComfyUI's normal schedule: the generation goes on
+
+
+def test_a_tiny_denoise_is_bounded_and_bad_ones_are_named(tmp_path):
+    import time
+    from entropic_fast.comfyui.nodes import entropic_sigmas
+    grid = ef.sigma_grid(32, 0.0292, 14.6146)
+    prof = ef.Profile.from_curve(grid, 4 * grid**2 * 0.25 / (grid**2 + 0.25), 4)
+    t = time.perf_counter()
+    got = entropic_sigmas(prof, 20, "rescaled", 1e-6)  # ComfyUI would ask 2 * 10^7 steps
+    assert time.perf_counter() - t < 5 and got.shape == (21,) and float(got[-1]) == 0
+    assert torch.all(got[:-1] > 0) and torch.all(torch.diff(got) < 0)
+    for denoise in (float("nan"), "x", None):
+        with pytest.raises(InputError, match="denoise"):
+            entropic_sigmas(prof, 20, "rescaled", denoise)

@@ -89,3 +89,50 @@ def test_constructor_validates(kwargs, match):
     args = dict(sigmas=[0.5, 1.0], sum=[1.0, 1.0], sumsq=[1.0, 1.0], count=[1.0, 1.0], dim=1)
     with pytest.raises(InputError, match=match):
         ef.Profile(**{**args, **kwargs})
+
+
+def _rewrite(src, dst, change):
+    """A consistent archive (valid zip, CRCs right) with ``change(members)`` applied to the arrays of ``src``."""
+    with zipfile.ZipFile(src) as z:
+        members = {n[:-4]: np.load(z.open(n)) for n in z.namelist()}
+    change(members)
+    np.savez(dst, **members)
+    return dst
+
+
+@pytest.mark.parametrize("change", [
+    lambda m: m.__setitem__("mean_sum/npy", m.pop("mean_sum")),  # a flipped bit in an optional member's name
+    lambda m: m.__setitem__("sum", m["sum"] * (1 + 1e-12)),  # an array changed, the archive rebuilt around it
+    lambda m: m.__setitem__("meta", np.array(str(m["meta"]).replace('"seed": 1', '"seed": 2'))),  # the meta
+    lambda m: m.pop("count"),  # a member lost
+], ids=["renamed", "array", "meta", "dropped"])
+def test_any_damage_behind_a_valid_archive_is_refused_by_the_checksum(tmp_path, change):
+    s = np.array([0.1, 1.0])
+    spectral = ef.Profile.from_curve(s, [0.01, 0.5], 4, {"seed": 1}, spectra=np.full((2, 1, 2, 2), 0.1),
+                                     data_power=np.ones((1, 2, 2)), data_mean=np.full((1, 2, 2), 0.5))
+    good = spectral.save(tmp_path / "good.npz")
+    bad = _rewrite(good, tmp_path / "bad.npz", change)
+    with pytest.raises(ProfileFormatError, match="bad.npz is not a readable .*(checksum|missing)"):
+        ef.Profile.load(bad)
+
+
+def test_a_file_without_a_checksum_loads_with_a_note(tmp_path):
+    p = from_samples([0.1, 1.0], [[1.0, 2.0]] * 2)
+    old = _rewrite(p.save(tmp_path / "p.npz"), tmp_path / "old.npz", lambda m: m.pop("checksum"))
+    with pytest.warns(UserWarning, match="old.npz carries no checksum"):
+        q = ef.Profile.load(old)
+    np.testing.assert_array_equal(q.sum, p.sum)
+    with zipfile.ZipFile(q.save(tmp_path / "again.npz")) as z:
+        assert "checksum.npy" in z.namelist()  # saved again, it carries one
+
+
+def test_an_unsupported_compression_method_is_a_format_error(tmp_path):
+    good = from_samples([0.1, 1.0], [[1.0, 2.0]] * 2).save(tmp_path / "good.npz")
+    data = bytearray(open(good, "rb").read())
+    at = data.find(b"PK\x03\x04")
+    data[at + 8:at + 10] = (99).to_bytes(2, "little")  # the first member's method: 99 (AES), which zipfile lacks
+    central = data.find(b"PK\x01\x02")
+    data[central + 10:central + 12] = (99).to_bytes(2, "little")
+    (tmp_path / "m99.npz").write_bytes(bytes(data))
+    with pytest.raises(ProfileFormatError, match="m99.npz is not a readable"):
+        ef.Profile.load(tmp_path / "m99.npz")

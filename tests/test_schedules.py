@@ -156,3 +156,43 @@ def test_an_undertrained_profile_warns_and_cap_clips_it_to_the_trivial_bound():
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # no tr Cov known: d s^2 alone, which this profile respects
         ef.schedule(ef.Profile.from_curve(s, np.minimum(exact * 1.5, d * s**2), d), 10, "rescaled")
+
+
+def _gauss_profile():
+    s = ef.sigma_grid(64)
+    return ef.Profile.from_curve(s, 16 * s**2 * 0.25 / (s**2 + 0.25), 16)
+
+
+@pytest.mark.parametrize("kind", ["rescaled", "edm", "beta", "simple", "kl_optimal"])
+@pytest.mark.parametrize("smooth", [-1, "x", 0])
+def test_smooth_is_a_flag_for_every_kind_and_the_band(kind, smooth):
+    with pytest.raises(InputError, match="smooth must be True or False"):
+        ef.schedule(_gauss_profile(), 8, kind, smooth=smooth)
+    with pytest.raises(InputError, match="smooth must be True or False"):
+        ef.schedule_band(_gauss_profile(), 8, smooth=smooth)
+
+
+@pytest.mark.parametrize("rho", [0, -1, float("nan"), float("inf")])
+def test_polyexponential_refuses_a_rho_that_is_not_positive(rho):
+    with pytest.raises(InputError, match="rho must be"):
+        ef.schedule(_gauss_profile(), 8, "polyexponential", rho=rho)
+
+
+@pytest.mark.parametrize("kind, options, bounds", [
+    ("polyexponential", {"rho": 1e6}, (0.002, 80.0)),  # every inner sigma at the bottom
+    ("linear_quadratic", {}, (1.0, 1.0 + 1e-13)),
+    ("rescaled", {}, (1.0, 1.0 + 1e-13)),
+    ("edm", {}, (1.0, 1.0 + 1e-13)),
+])
+def test_a_schedule_that_would_not_descend_is_refused(kind, options, bounds):
+    with pytest.raises(InputError, match="strictly descend|too narrow"):
+        ef.schedule(_gauss_profile(), 8, kind, sigma_min=bounds[0], sigma_max=bounds[1], **options)
+
+
+def test_steps_are_bounded_and_beta_is_fast_up_to_the_bound():
+    import time
+    with pytest.raises(InputError, match="steps must be at most 10,000"):
+        ef.schedule(_gauss_profile(), 10**6, "beta")
+    t = time.perf_counter()
+    s = ef.schedule(_gauss_profile(), 10_000, "beta")
+    assert time.perf_counter() - t < 10 and s.shape == (10_001,) and np.all(np.diff(s) < 0)

@@ -180,3 +180,36 @@ def test_a_schedule_the_profile_cannot_give_does_not_stop_the_generation(webui):
     with pytest.warns(UserWarning, match="using Karras' schedule for this generation"):
         got = get_sigmas(webui.sd, "Entropic", 1, 0.0291675, 14.614643)  # one step: no schedule of ours
     assert got.shape == (2,) and float(got[-1]) == 0
+
+
+def test_a_replaced_profile_with_the_old_mtime_is_read_again(webui):
+    """``cp -p`` / ``rsync -a`` keep the mtime: the cache is keyed on the content."""
+    save_profile(webui, 0.0291675, 14.614643)
+    path = webui.shared.opts.entropic_fast_profile
+    before = get_sigmas(webui.sd, "Entropic", 8, 0.0291675, 14.614643)
+    stat = os.stat(path)
+    grid = ef.sigma_grid(64, 0.0291675, 14.614643)
+    ef.Profile.from_curve(grid, 4 * grid**2 * 4.0 / (grid**2 + 4.0), 4).save(path)  # other data, c = 2
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    after = get_sigmas(webui.sd, "Entropic", 8, 0.0291675, 14.614643)
+    assert not torch.equal(before, after)
+
+
+@pytest.mark.parametrize("damage", ["dangling link", "folder", "method"])
+def test_a_damaged_profile_falls_back_with_a_warning(webui, damage):
+    save_profile(webui, 0.0291675, 14.614643)
+    path = webui.shared.opts.entropic_fast_profile
+    if damage == "dangling link":
+        os.remove(path)
+        os.symlink(str(webui.tmp / "gone.npz"), path)
+    elif damage == "folder":
+        os.remove(path)
+        os.mkdir(path)
+    else:
+        data = bytearray(open(path, "rb").read())
+        at = data.find(b"PK\x01\x02")
+        data[at + 10:at + 12] = (99).to_bytes(2, "little")  # a compression method zipfile lacks
+        open(path, "wb").write(bytes(data))
+    with pytest.warns(UserWarning, match="no usable profile"):
+        got = get_sigmas(webui.sd, "Entropic", 6, 0.0292, 14.6)
+    torch.testing.assert_close(got, torch.tensor(ef.grids.karras(6, 0.0292, 14.6), dtype=torch.float32))

@@ -15,7 +15,8 @@ from entropic_fast.errors import InputError
 from entropic_fast.files import check_writable
 from entropic_fast.profile import Profile
 from entropic_fast.kinds import TABLE
-from entropic_fast.schedules import schedule
+from entropic_fast import checks
+from entropic_fast.schedules import MAX_STEPS, schedule
 
 NODE_KINDS = tuple(k.name for k in TABLE if k.needs != "spectra" and not k.peer)  # no spectra recorded; the
 # peers are ComfyUI's own schedulers (or its Align-Your-Steps node)
@@ -59,6 +60,10 @@ def check_fits(prof, model, where="the profile"):
     if have is None:
         return
     rec = prof.meta.get("comfyui")
+    if rec and not (isinstance(rec, dict) and all(isinstance(rec.get(k), (int, float)) and not isinstance(
+            rec.get(k), bool) for k in ("sigma_min", "sigma_max"))):
+        raise InputError(f"{where} has a damaged model record (meta['comfyui'] = {str(rec)[:80]!r}): run "
+                         "EntropicProfile on this model again")
     if rec:
         same = (rec.get("sampling"), rec.get("prediction")) == (have["sampling"], have["prediction"])
         if not (same and _near(rec["sigma_min"], have["sigma_min"]) and _near(rec["sigma_max"], have["sigma_max"])):
@@ -77,9 +82,12 @@ def entropic_sigmas(prof, steps, kind="rescaled", denoise=1.0, flow=False, sampl
     """What ``EntropicScheduler`` returns: ``steps`` sigmas (+ 0) of the schedule for ``sampler`` (its interval
     chosen from the profile within the model's range), the last ``steps`` of a longer one when ``denoise < 1`` (as
     ComfyUI's BasicScheduler does), as flow times for flow models."""
+    steps = checks.integer(steps, "steps", 1)
+    denoise = checks.real(denoise, "denoise")
     if denoise <= 0.0:
         return torch.zeros(0)
-    total = steps if denoise >= 1.0 else int(steps / denoise)
+    total = steps if denoise >= 1.0 else min(int(steps / denoise), max(steps, MAX_STEPS))  # ComfyUI asks steps /
+    # denoise; past MAX_STEPS the tail is the same few small sigmas, as from an endless schedule
     s = torch.tensor(schedule(prof, total, kind, sampler=sampler), dtype=torch.float32)[-(steps + 1):]
     return s / (1 + s) if flow else s
 
@@ -198,28 +206,42 @@ def _newest_fitting_profile(model_sampling_obj):
     out, have = folders.get_output_directory(), model_record(model_sampling_obj)
     if have is None:
         return None, "the model has no sigma range to match a profile by"
-    names = sorted((f for f in os.listdir(out) if f.endswith(".npz")),
-                   key=lambda f: -os.path.getmtime(os.path.join(out, f)))
-    for name in names:
+    try:
+        names = [f for f in os.listdir(out) if f.endswith(".npz")]
+    except OSError as e:
+        return None, f"cannot list ComfyUI's output folder {out} ({e})"
+    for name in sorted(names, key=lambda f: -_mtime(os.path.join(out, f))):
         try:
             prof = Profile.load(os.path.join(out, name))
-            check_fits(prof, model_sampling_obj)
-        except (InputError, OSError, ValueError):
+            check_fits(prof, model_sampling_obj, f"profile {name!r}")
+        except (InputError, OSError, ValueError) as e:
+            logging.info("entropic scheduler: skipping %s (%s)", name, e)
             continue
         if prof.meta.get("comfyui"):
             return prof, name
     return None, f"no profile of a {have['sampling']} ({have['prediction']}) model in {out}"
 
 
+def _mtime(path):
+    """A file's modification time; 0 for one that cannot be read (a dangling link): sorted last."""
+    try:
+        return os.path.getmtime(path)
+    except OSError:
+        return 0.0
+
+
 def ksampler_sigmas(model_sampling_obj, steps):
     """KSampler's ``entropic`` scheduler: rescaled entropic time from the newest fitting EntropicProfile output;
     without one, ComfyUI's ``normal`` schedule and a warning (never an error in the middle of a generation)."""
-    prof, why = _newest_fitting_profile(model_sampling_obj)
+    try:
+        prof, why = _newest_fitting_profile(model_sampling_obj)
+    except Exception as e:  # noqa: BLE001  the promise: never an exception in the middle of a generation
+        prof, why = None, f"no profile could be read ({type(e).__name__}: {e})"
     if prof is not None:
         try:
             return entropic_sigmas(prof, steps, "rescaled", 1.0, is_flow(model_sampling_obj))
-        except InputError as e:  # e.g. one step: no schedule of ours
-            why = str(e)
+        except Exception as e:  # noqa: BLE001  e.g. one step: no schedule of ours
+            why = f"{why}: {e}"
     else:
         why += "; run EntropicProfile on this model first"
     msg = f"entropic scheduler: {why}. Using 'normal' for now."

@@ -7,6 +7,7 @@ repository. Settings > Entropic schedules: the profile file (``entropic-fast pro
 registered under its name and its label (the dropdown passes labels). Forge's Flux gets flow times. Without a
 usable profile a generation still runs: Karras' schedule and a warning.
 """
+import hashlib
 import os
 import warnings
 
@@ -22,15 +23,17 @@ _cache = {}
 
 
 def _profile():
-    """The profile named in the settings, loaded once per file version; None (with a warning) if unusable."""
+    """The profile named in the settings, loaded once per file content (a copy that keeps the old mtime, as
+    ``cp -p`` or ``rsync -a`` make, is still read again); None (with a warning) if unusable."""
     path = os.path.expanduser(str(getattr(shared.opts, OPTION, "") or ""))
     try:
-        key = (path, os.path.getmtime(path))
+        with open(path, "rb") as f:
+            key = (path, hashlib.sha256(f.read()).hexdigest())
         if key not in _cache:
             _cache.clear()
             _cache[key] = Profile.load(path)
         return _cache[key]
-    except (OSError, ValueError) as e:
+    except Exception as e:  # noqa: BLE001  never an exception in the middle of a generation
         warnings.warn(f"entropic_fast: no usable profile ({e}); set Settings > Entropic schedules > profile file. "
                       "Using Karras' schedule for now.")
         return None
@@ -51,7 +54,7 @@ def sigmas(n, sigma_min, sigma_max, device="cpu", **_):
         return fallback(n, sigma_min, sigma_max, device)
     try:
         return scheduler(prof, _kind())(n, sigma_min, sigma_max, device)
-    except ValueError as e:  # entropic_fast's InputError: say why, and let the generation go on
+    except Exception as e:  # noqa: BLE001  say why, and let the generation go on
         warnings.warn(f"entropic_fast: {e}; using Karras' schedule for this generation")
         return fallback(n, sigma_min, sigma_max, device)
 
