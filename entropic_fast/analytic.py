@@ -48,7 +48,9 @@ class Gaussian:
 
     def mse(self, sigmas):
         """Exact MMSE ``sum_i s^2 v_i / (s^2 + v_i)`` at each sigma (float64 ndarray)."""
-        s2 = np.asarray(sigmas, np.float64)[:, None] ** 2
+        s2 = checks.finite_array(sigmas, "sigmas", 1)[:, None] ** 2
+        if np.any(s2 < 0):
+            raise InputError(f"sigmas must be >= 0, got {s2.min()}")
         v = self.var.reshape(-1).numpy()[None, :]
         return (s2 * v / (s2 + v)).sum(1)
 
@@ -115,7 +117,14 @@ class PointSet(GMM):
 
 def power_law_spectrum(shape, amplitude=1.0, exponent=2.0, floor=1e-3):
     """A symmetric power spectrum ``amplitude / (1 + |k|^2)^(exponent/2) + floor`` on a (C, H, W) DFT grid."""
-    C, H, W = shape
+    if np.ndim(shape) != 1 or len(shape) != 3:
+        raise InputError(f"shape must be (C, H, W), got {shape!r}")
+    C, H, W = (checks.integer(n, "shape", 1) for n in shape)
+    amplitude, floor = checks.real(amplitude, "amplitude"), checks.real(floor, "floor")
+    exponent = checks.real(exponent, "exponent")
+    if amplitude < 0 or floor < 0 or amplitude + floor <= 0:
+        raise InputError(f"a power spectrum needs amplitude >= 0 and floor >= 0, not both 0; got amplitude="
+                         f"{amplitude}, floor={floor}")
     ky, kx = torch.fft.fftfreq(H, 1 / H, dtype=torch.float64), torch.fft.fftfreq(W, 1 / W, dtype=torch.float64)
     k2 = ky[:, None] ** 2 + kx[None, :] ** 2
     return (amplitude / (1 + k2) ** (exponent / 2) + floor).expand(C, H, W).clone()

@@ -42,6 +42,14 @@ def numbers64(value, name):
         raise InputError(f"{name} must be numbers (a number, an array or a tensor), got {value!r}") from None
 
 
+def seed(value, name="seed"):
+    """``value`` as an int in ``[0, 2**64)``: the seeds a run's streams are keyed by (-1 would wrap to 2**64 - 1)."""
+    out = integer(value, name)
+    if not 0 <= out < 2**64:
+        raise InputError(f"{name} must be a whole number in [0, 2**64), got {value!r}")
+    return out
+
+
 def flag(value, name, allow_none=False):
     """``value`` as a Python bool (numpy bools accepted; 0, 1, strings and None refused, None kept where allowed)."""
     if value is None and allow_none:

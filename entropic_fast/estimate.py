@@ -196,7 +196,7 @@ def job(denoiser, data, grid, *, batch_size=256, seed=0, spectral=False, device=
     dtype = torch.float64 if data.example.dtype == torch.float64 else torch.float32
     net_dtype = protocol.declared_dtype(denoiser) or dtype
     _check_range(grid, data.example, net_dtype)
-    out = Job(denoiser, None, data, grid, device, dtype, net_dtype, kern, checks.integer(seed, "seed"),
+    out = Job(denoiser, None, data, grid, device, dtype, net_dtype, kern, checks.seed(seed),
               shard=shard, dist=dist, nonfinite=nonfinite, checkpoint=_checkpoint_path(checkpoint, dist, shard),
               every=checks.integer(checkpoint_every, "checkpoint_every", 1),
               seconds=checks.real(checkpoint_seconds, "checkpoint_seconds", positive=True, finite=False),

@@ -90,6 +90,9 @@ def sliced_wasserstein(x, y, projections=256, generator=None):
         raise InputError(f"need non-empty sample sets, got {len(x)} and {len(y)} rows")
     if x.shape[1] != y.shape[1]:
         raise InputError(f"sample dimensions differ: {x.shape[1]} and {y.shape[1]}")
+    for name, a in (("x", x), ("y", y)):
+        if not bool(torch.isfinite(a).all()):
+            raise InputError(f"{name} holds non-finite values ({int((~torch.isfinite(a)).sum())} of {a.numel()})")
     g = generator or torch.Generator().manual_seed(0)
     dirs = torch.randn(x.shape[1], projections, generator=g, dtype=torch.float64)
     dirs /= dirs.norm(dim=0, keepdim=True)

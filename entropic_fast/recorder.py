@@ -23,6 +23,7 @@ from .errors import InputError
 from .grids import sigma_grid
 from .profile import Profile
 
+MAX_POINTS = 4096  # knots of the fitted curve: more is no finer a profile, and its fit is dense in them
 _MW = [(m, p) for m in range(3) for p in range(2)]  # sum w t^m e^p: the fit's normal equations
 _MW2 = [(m, p) for m in range(5) for p in range(3)]  # sum w^2 t^m e^p: its sandwich variance and Kish's count
 
@@ -34,7 +35,10 @@ class Recorder:
 
     def __init__(self, sigma_min=0.002, sigma_max=80.0, points=64, *, half_life=None, data_variance=None, dim=None,
                  device=None):
-        self.grid = sigma_grid(checks.integer(points, "points", 2), sigma_min, sigma_max)
+        points = checks.integer(points, "points", 2)
+        if points > MAX_POINTS:
+            raise InputError(f"points must be at most {MAX_POINTS} (knots of the fitted curve), got {points}")
+        self.grid = sigma_grid(points, sigma_min, sigma_max)
         self.variance = None if data_variance is None else checks.real(data_variance, "data_variance", positive=True)
         self.half_life = None if half_life is None else checks.real(half_life, "half_life", positive=True)
         self.decay = 1.0 if half_life is None else 0.5 ** (1.0 / self.half_life)
@@ -55,14 +59,18 @@ class Recorder:
         sigma, err = self._errors(sigma, x0_hat, x0, errors)
         if self._u is None:
             self._start(sigma.device, self.dim)
-            self._v = (torch.tensor(self.variance, dtype=torch.float64, device=sigma.device) if self.variance is not None
-                       else x0.detach().to(torch.float64).var())  # on the device: no sync
+            v = (torch.tensor(self.variance, dtype=torch.float64, device=sigma.device) if self.variance is not None
+                 else x0.detach().to(torch.float64).flatten().var())  # on the device: no sync
+            self._vbad = ~(torch.isfinite(v) & (v > 0))  # a constant or one-value first batch: said at profile()
+            self._v = torch.where(self._vbad, torch.ones_like(v), v)
         self.steps += 1
-        u = sigma.to(torch.float64).log()
+        sigma = sigma.to(torch.float64)
+        u = sigma.log()
         lo, hi = self._u[0], self._u[-1]
-        self.outside += torch.stack([(u < lo).sum(), (u > hi).sum()]).to(torch.float64)
+        usable = torch.isfinite(sigma) & (sigma > 0)  # NaN, inf or <= 0: an invalid row, not an outside one
+        self.outside += torch.stack([(usable & (u < lo)).sum(), (usable & (u > hi)).sum()]).to(torch.float64)
         ok = (u >= lo) & (u <= hi)
-        finite = torch.isfinite(err)
+        finite = torch.isfinite(err) & (err >= 0) & usable
         nbad = (~finite).sum().to(torch.float64)
         self.bad[1] = torch.where((self.bad[0] == 0) & (nbad > 0), float(self.steps), self.bad[1])
         self.bad[0] += nbad
@@ -84,12 +92,20 @@ class Recorder:
             if x0_hat.shape != x0.shape or x0.shape[0] != sigma.shape[0]:
                 raise InputError(f"x0_hat {tuple(x0_hat.shape)} and x0 {tuple(x0.shape)} must have the same shape, with "
                                  f"one row per sigma ({sigma.shape[0]})")
+            if x0_hat.is_complex() or x0.is_complex():
+                raise InputError(f"x0_hat and x0 must be real, got {x0_hat.dtype} and {x0.dtype}")
+            if self.dim is not None and x0[0].numel() != self.dim:
+                raise InputError(f"rows of {x0[0].numel()} values after rows of {self.dim}: every step's rows must have "
+                                 "the same size")
             self.dim = self.dim or x0[0].numel()
             errors = (x0_hat.detach().to(torch.float64) - x0.detach().to(torch.float64)).square().flatten(1).sum(1)
         elif self.dim is None or (self.variance is None and self._u is None):
             raise InputError("errors= alone do not say the data's size and variance: give Recorder(dim=..., "
                              "data_variance=...), or x0_hat and x0 at the first add()")
-        errors = torch.as_tensor(errors).detach().to(torch.float64)
+        errors = torch.as_tensor(errors).detach()
+        if errors.is_complex() or sigma.is_complex():
+            raise InputError(f"errors and sigma must be real, got {errors.dtype} and {sigma.dtype}")
+        errors = errors.to(torch.float64)
         if errors.shape != sigma.shape:
             raise InputError(f"errors must have one value per sigma ({tuple(sigma.shape)}), got {tuple(errors.shape)}")
         return sigma.detach().to(errors.device), errors
@@ -106,10 +122,15 @@ class Recorder:
         self.sums.index_add_(0, j, torch.stack(cols, 1))
 
     def check(self):
-        """Refuse non-finite errors, naming the step of the first (a host sync)."""
+        """Refuse invalid rows (errors non-finite or negative, sigmas not finite and > 0), naming the step of the
+        first, and a first batch that gave no data variance (a host sync)."""
         if self._u is not None and float(self.bad[0]) > 0:
-            raise InputError(f"{int(self.bad[0])} non-finite training errors, the first at step {int(self.bad[1])} "
-                             "(counted from the recorder's first add)")
+            raise InputError(f"{int(self.bad[0])} invalid training rows (errors non-finite or negative, or sigmas not "
+                             f"finite and > 0), the first at step {int(self.bad[1])} (counted from the recorder's "
+                             "first add)")
+        if self._u is not None and bool(self._vbad):
+            raise InputError("the first batch's x0 has no variance (constant, or a single value): give "
+                             "Recorder(data_variance=...), the variance of one value of the data")
 
     def profile(self):
         """The recorded profile: ``mse`` and ``stderr`` the fit's at each knot, meta saying how it was recorded."""

@@ -21,7 +21,18 @@ def _check(x, sigmas):
         raise InputError(f"sigmas must be finite, descending, positive values ending in 0, got {s}")
     if not torch.is_tensor(x) or x.ndim < 2:
         raise InputError(f"x must be a batch tensor (B, *shape), got {getattr(x, 'shape', type(x).__name__)}")
+    if not x.dtype.is_floating_point:
+        raise InputError(f"x must be a floating-point tensor (the starting noise), got {x.dtype}")
     return [float(v) for v in s]
+
+
+def _finished(x, dtype):
+    """The sample in the caller's dtype; refused where the denoiser's output made it non-finite (one sync, at the
+    end)."""
+    if not bool(torch.isfinite(x).all()):
+        raise InputError(f"the samples hold non-finite values ({int((~torch.isfinite(x)).sum())} of {x.numel()}): "
+                         "the denoiser returned NaN or inf along the way")
+    return x.to(dtype)
 
 
 def _denoise(denoiser, x, s, labels, dtype):
@@ -29,9 +40,10 @@ def _denoise(denoiser, x, s, labels, dtype):
                        device=x.device)
     xin = x.to(dtype)
     out = denoiser(xin, sigma) if labels is None else denoiser(xin, sigma, labels)
-    if not torch.is_tensor(out) or out.shape != x.shape:
-        raise InputError(f"denoiser output has shape {tuple(getattr(out, 'shape', ()))} at sigma={s:.6g}, "
-                         f"expected the input's {tuple(x.shape)}")
+    if not torch.is_tensor(out) or out.shape != x.shape or out.is_complex():
+        raise InputError(f"denoiser output has shape {tuple(getattr(out, 'shape', ()))} at sigma={s:.6g}, expected "
+                         f"real values of the input's shape {tuple(x.shape)} (got "
+                         f"{getattr(out, 'dtype', type(out).__name__)})")
     return out.to(torch.float64)
 
 
@@ -59,7 +71,7 @@ def ddim(denoiser, x, sigmas, generator=None, labels=None, eta=0.0):
         x = den + math.sqrt(max(nxt**2 - c**2, 0.0)) / cur * (x - den)
         if c > 0:
             x = x + c * _normal(x, generator)
-    return x.to(dtype)
+    return _finished(x, dtype)
 
 
 @torch.no_grad()
@@ -75,7 +87,7 @@ def heun(denoiser, x, sigmas, generator=None, labels=None):
         else:
             d2 = (x_euler - _denoise(denoiser, x_euler, nxt, labels, dtype)) / nxt
             x = x + (nxt - cur) * 0.5 * (d + d2)
-    return x.to(dtype)
+    return _finished(x, dtype)
 
 
 def dpmpp_2m_update(x, den, old, cur, nxt, h_last, log=math.log, expm1=math.expm1):
@@ -103,7 +115,7 @@ def dpmpp_2m(denoiser, x, sigmas, generator=None, labels=None):
             break
         x, h_last = dpmpp_2m_update(x, den, old, cur, nxt, h_last)
         old = den
-    return x.to(dtype)
+    return _finished(x, dtype)
 
 
 def _ddim_stochastic(denoiser, x, sigmas, generator=None, labels=None):

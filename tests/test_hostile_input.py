@@ -4,6 +4,7 @@ import os
 import stat
 import subprocess
 import sys
+import types
 
 import numpy as np
 import pytest
@@ -498,3 +499,60 @@ def test_checksum_of_a_view_that_starts_between_words():
     p = ef.profile(ef.analytic.Gaussian(1.0, (2,)), x.reshape(-1)[1:1997].reshape(998, 2), GRID[:4],
                    samples=4, progress=False)
     assert p.count.sum() == 16
+
+
+# ---- issue 39: silent wrong results in the samplers, adapters and closed forms -------------------------------
+
+def _den_nan(x, sigma):
+    return x * float("nan")
+
+
+@pytest.mark.parametrize("name", ["ddim", "ddim-stochastic", "heun", "dpmpp_2m"])
+def test_a_sampler_refuses_what_would_return_nan_or_zeros(name):
+    from entropic_fast import samplers
+    run, s = samplers.SAMPLERS[name], torch.tensor([2.0, 1.0, 0.0])
+    with pytest.raises(InputError, match="non-finite"):
+        run(_den_nan, torch.randn(4, 3), s, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(InputError, match="floating-point"):
+        run(lambda x, sg: x * 0.5, torch.ones(4, 3, dtype=torch.int64), s)
+    with pytest.raises(InputError, match="real values"):
+        run(lambda x, sg: x.to(torch.complex64), torch.randn(4, 3), s)
+
+
+def test_nan_sigmas_do_not_pass_the_client_conversions():
+    from entropic_fast.adapters import diffusers, flow
+    with pytest.raises(InputError, match="finite"):
+        flow.flow_times([1.0, float("nan"), 0.0])
+    with pytest.raises(InputError, match="finite"):
+        diffusers.to_diffusers([1.0, float("nan"), 0.0], object())
+
+
+@pytest.mark.parametrize("t", [[-1, 5], [10.7, 5.0], [1000, 5]])
+def test_training_errors_refuses_timesteps_off_the_table(t):
+    from entropic_fast.adapters import diffusers
+
+    class Scheduler:
+        alphas_cumprod = torch.linspace(0.99, 0.01, 1000)
+        config = types.SimpleNamespace(prediction_type="epsilon")
+    n = torch.randn(2, 3)
+    with pytest.raises(InputError, match="timesteps must be whole numbers in \\[0, 999\\]"):
+        diffusers.training_errors(Scheduler(), torch.tensor(t), n, n, n)
+    sigma, _ = diffusers.training_errors(Scheduler(), torch.tensor([0, 999]), n, n, n)
+    np.testing.assert_allclose(sigma.numpy(), np.sqrt((1 - np.array([0.99, 0.01])) / np.array([0.99, 0.01])),
+                               rtol=1e-6)
+
+
+def test_closed_forms_and_metrics_refuse_nan_and_negative_power():
+    from entropic_fast import analytic, metrics
+    with pytest.raises(InputError, match="sigmas must be finite"):
+        analytic.Gaussian(torch.ones(3)).mse([1.0, float("nan")])
+    with pytest.raises(InputError, match="non-finite"):
+        metrics.sliced_wasserstein(torch.full((5, 2), float("nan")), torch.randn(5, 2))
+    with pytest.raises(InputError, match="amplitude >= 0"):
+        analytic.power_law_spectrum((1, 4, 4), amplitude=-1.0)
+
+
+@pytest.mark.parametrize("seed", [-1, 2**64, 1.5])
+def test_a_seed_outside_the_streams_is_refused(seed):
+    with pytest.raises(InputError, match="seed must be"):
+        ef.profile(lambda x, s: x * 0, torch.randn(64, 4), ef.sigma_grid(8), samples=8, seed=seed, progress=False)

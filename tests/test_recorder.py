@@ -77,11 +77,11 @@ def test_add_never_waits_on_the_device(monkeypatch):
 
 def test_bad_input_is_counted_or_refused_with_its_step():
     rec = ef.Recorder(0.1, 10.0, 8)
-    x0 = torch.zeros(4, 3)
+    x0 = torch.randn(4, 3, generator=torch.Generator().manual_seed(0))
     rec.add(torch.tensor([0.01, 1.0, 100.0, 5.0]), x0 + 0.1, x0)
     assert rec.profile().meta["recorded"]["outside_range"] == {"below": 1, "above": 1}
     rec.add(torch.tensor([1.0, 2.0, 3.0, 4.0]), x0 + torch.tensor([0.0, np.nan, 0.0, 0.0])[:, None], x0)
-    with pytest.raises(InputError, match="1 non-finite training errors, the first at step 2"):
+    with pytest.raises(InputError, match="1 invalid training rows .*, the first at step 2"):
         rec.profile()
     with pytest.raises(InputError, match=r"x0_hat \(4, 3\) and x0 \(4, 2\)"):
         rec.add(torch.ones(4), torch.zeros(4, 3), torch.zeros(4, 2))
@@ -183,3 +183,45 @@ def test_diffusers_training_errors_are_ddpm_step_s_clean_prediction(prediction):
         assert float(err[i]) == pytest.approx(float(((pred.double() - clean[i:i + 1].double()) ** 2).sum()), rel=1e-4)
     a = sched.alphas_cumprod[t].double()
     np.testing.assert_allclose(sigma.numpy(), ((1 - a) / a).sqrt().numpy(), rtol=1e-12)
+
+
+def _rows(seed=0, n=8, d=3):
+    return torch.randn(n, d, generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("case", ["negative errors", "nan sigma", "negative sigma", "zero sigma"])
+def test_invalid_rows_are_refused_never_a_nan_profile(case):
+    rec = ef.Recorder(0.1, 10.0, 8, dim=3, data_variance=1.0)
+    sigma, err = torch.full((8,), 2.0), torch.ones(8)
+    if case == "negative errors":
+        err[3] = -1.0
+    else:
+        sigma[3] = {"nan sigma": float("nan"), "negative sigma": -2.0, "zero sigma": 0.0}[case]
+    rec.add(torch.full((8,), 1.0), errors=torch.ones(8))
+    rec.add(sigma, errors=err)
+    with pytest.raises(InputError, match="1 invalid training rows .* the first at step 2"):
+        rec.profile()
+
+
+@pytest.mark.parametrize("first", ["constant", "one value"])
+def test_a_first_batch_without_variance_is_refused_with_the_way_out(first):
+    rec = ef.Recorder(0.1, 10.0, 8)
+    x0 = torch.zeros(8, 3) if first == "constant" else torch.ones(1, 1)
+    rec.add(torch.full((len(x0),), 1.0), x0 + 0.1, x0)
+    with pytest.raises(InputError, match="no variance .*data_variance="):
+        rec.profile()
+    ok = ef.Recorder(0.1, 10.0, 8, data_variance=1.0)
+    ok.add(torch.logspace(-1, 1, 8)[:len(x0)].repeat(8)[:len(x0)] if len(x0) > 1 else torch.ones(1), x0 + 0.1, x0)
+    prof = ok.profile()
+    assert np.all(np.isfinite(prof.mse[prof.count > 0])) and prof.count.sum() > 0
+
+
+def test_complex_rows_and_changing_widths_and_huge_grids_are_refused():
+    rec = ef.Recorder(0.1, 10.0, 8)
+    with pytest.raises(InputError, match="must be real"):
+        rec.add(torch.ones(8), _rows().to(torch.complex64), _rows().to(torch.complex64))
+    rec.add(torch.ones(8), _rows(1), _rows(2))
+    with pytest.raises(InputError, match="rows of 4 values after rows of 3"):
+        rec.add(torch.ones(8), _rows(1, d=4), _rows(2, d=4))
+    with pytest.raises(InputError, match="points must be at most 4096"):
+        ef.Recorder(points=10**6)

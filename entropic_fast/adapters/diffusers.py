@@ -43,7 +43,13 @@ def training_errors(scheduler: Any, timesteps: torch.Tensor, model_output: torch
     output (``epsilon``, ``v_prediction`` or ``sample``, by default the scheduler's) says of the clean sample, as
     ``DDPMScheduler.step`` computes its ``pred_original_sample``. The error in ``x0`` is the EDM error at that sigma."""
     kind = prediction_type or getattr(getattr(scheduler, "config", None), "prediction_type", "epsilon")
-    a = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64).to(noisy.device)[timesteps.long()]
+    table = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64)
+    t = torch.as_tensor(timesteps)
+    if t.is_complex() or t.dtype == torch.bool or not bool((t == t.round()).all()) or bool((t < 0).any()) \
+            or bool((t >= table.numel()).any()):
+        raise InputError(f"timesteps must be whole numbers in [0, {table.numel() - 1}] (the scheduler's table), got "
+                         f"{t.flatten()[:6].tolist()}")
+    a = table.to(noisy.device)[t.long().to(noisy.device)]
     shape = (-1,) + (1,) * (noisy.ndim - 1)
     sa, sb = a.sqrt().view(shape), (1 - a).sqrt().view(shape)
     x, out = noisy.detach().to(torch.float64), model_output.detach().to(torch.float64)
@@ -345,8 +351,8 @@ def to_diffusers(sigmas: Any, scheduler: Any) -> dict:
     sigmas than ours, is refused here with an InputError naming a scheduler to use instead.
     """
     s = np.asarray(sigmas, np.float64)
-    if s.ndim != 1 or s.size < 3 or s[-1] != 0 or np.any(np.diff(s) >= 0):
-        raise InputError(f"sigmas must be descending and end in 0, got {s}")
+    if s.ndim != 1 or s.size < 3 or not np.all(np.isfinite(s)) or s[-1] != 0 or np.any(np.diff(s) >= 0):
+        raise InputError(f"sigmas must be finite, descending and end in 0, got {s}")
     name = type(scheduler).__name__
     candidates = _kwargs(s, scheduler, name, inspect.signature(scheduler.set_timesteps).parameters)
     first = None

@@ -51,6 +51,6 @@ def denoiser(model, time_scale=1.0):
 def flow_times(sigmas):
     """A descending sigma list (trailing 0 allowed) as flow times ``t`` in [0, 1)."""
     s = np.asarray(sigmas, np.float64)
-    if s.ndim != 1 or np.any(s < 0) or np.any(np.diff(s) >= 0):
-        raise InputError(f"sigmas must be descending and >= 0, got {s}")
+    if s.ndim != 1 or not np.all(np.isfinite(s)) or np.any(s < 0) or np.any(np.diff(s) >= 0):
+        raise InputError(f"sigmas must be finite, descending and >= 0, got {s}")
     return sigma_to_t(s)
