@@ -34,7 +34,7 @@ from .schedules import ends, schedule
 from .units import stream_key
 
 CHUNK = 64  # samples per unit of work
-VERSION = 2  # 2: seeds are independent streams (units.stream_key)
+VERSION = 3  # 2: seeds are independent streams (units.stream_key); 3: the features fingerprinted, not named
 DEFAULT_KINDS = ("rescaled", "entropic", "las", "edm", "exponential", "normal", "simple", "beta", "kl_optimal",
                  "ays-sdxl")
 
@@ -108,6 +108,8 @@ def reference_of(reference, features, shape, batch, device, samples):
     rows = data.source if data.is_tensor else data.draw(max(2 * samples, 2), torch.Generator().manual_seed(0))[0]
     if tuple(rows.shape[1:]) != tuple(shape):
         raise InputError(f"the reference's rows have shape {tuple(rows.shape[1:])}, the model's samples {tuple(shape)}")
+    if rows.shape[0] < 2:
+        raise InputError(f"the reference needs at least 2 rows (a covariance), got {rows.shape[0]}")
     f = _features_of(rows.float(), features, batch, device)
     mu, cov = f.mean(0), torch.cov(f.T).reshape(f.shape[1], -1)
     floor = matched_floor(f, mu, cov, samples)
@@ -315,7 +317,7 @@ class Run:
         return {"version": VERSION, "cells": [dataclasses.astuple(c) for c in j.cells], "seeds": j.seeds,
                 "samples": j.samples, "chunk": CHUNK, "shape": list(j.shape), "dtype": str(j.dtype),
                 "schedules": {c.name: j.schedules[c].tolist() for c in j.cells},
-                "model": fingerprint(j.denoiser)[0], "features": _describe(j.features),
+                "model": fingerprint(j.denoiser)[0], "features": fingerprint(j.features)[0],
                 "labels": None if j.labels is None else fingerprint(j.labels)[0],
                 "share": list(j.dist or (0, 1))}
 
@@ -578,6 +580,24 @@ def reference_for(denoiser, reference, features, shape, batch_size, device, samp
     return device, shape, features, ref
 
 
+def _labels(denoiser, labels):
+    """Class labels as a tensor of one or more finite values, for a denoiser that takes them (or None)."""
+    if labels is None:
+        return None
+    try:
+        labels = torch.as_tensor(labels)
+    except (TypeError, ValueError, RuntimeError):
+        raise InputError(f"labels must be an array of class labels, got {type(labels).__name__}") from None
+    if labels.ndim < 1 or labels.shape[0] == 0 or labels.is_complex() or labels.dtype == torch.bool:
+        raise InputError(f"labels must hold one or more real class labels, got {labels.dtype} "
+                         f"{tuple(labels.shape)}")
+    if labels.dtype.is_floating_point and not bool(torch.isfinite(labels).all()):
+        raise InputError(f"labels must be finite, got {int((~torch.isfinite(labels)).sum())} non-finite of "
+                         f"{labels.numel()}")
+    protocol._check_takes_labels(denoiser)
+    return labels
+
+
 def _job(denoiser, reference, profile, *, kinds_, steps, samplers_, samples, seeds, features, labels, shape, out,
          checkpoint, save_images, batch_size, device, sigma_min, sigma_max, same_ends=False):
     """The checked :class:`Job`, the :class:`Reference` and the features' width."""
@@ -591,7 +611,7 @@ def _job(denoiser, reference, profile, *, kinds_, steps, samplers_, samples, see
         raise InputError(f"the profile is of data of dimension {prof.dim}, the samples' shape {tuple(shape)} has "
                          f"{int(np.prod(shape))}: a profile of another model?")
     dtype = protocol.declared_dtype(denoiser) or torch.float32
-    labels = None if labels is None else torch.as_tensor(labels)
+    labels = _labels(denoiser, labels)
     if checkpoint is not None:
         files.check_writable(checks.path(checkpoint, "checkpoint"), "checkpoint")
     dist = distributed()

@@ -1,4 +1,6 @@
 """Sample-quality metrics; here the closed-form KL of deterministic DDIM on Gaussian data."""
+import zipfile
+
 import numpy as np
 import torch
 
@@ -179,12 +181,20 @@ def read_statistics(path):
             if missing:
                 raise InputError(f"{path} has no {' or '.join(missing)} (it holds {sorted(z.files)}): a statistics "
                                  "file is an .npz with mu (features,) and sigma (features, features)")
-            mu, sigma = np.asarray(z["mu"], np.float64), np.asarray(z["sigma"], np.float64)
-    except (OSError, ValueError, EOFError) as e:
-        raise InputError(f"{path} is not a readable statistics file (.npz without pickles): {e}") from None
+            raw = {k: z[k] for k in ("mu", "sigma")}
+    except (OSError, ValueError, EOFError, MemoryError, NotImplementedError, zipfile.BadZipFile) as e:
+        raise InputError(f"{path} is not a readable statistics file (.npz without pickles): {type(e).__name__}: "
+                         f"{str(e)[:200]}") from None  # MemoryError: a header claiming gigabytes
+    bad = [f"{k} is {a.dtype}" for k, a in raw.items() if a.dtype.kind not in "fiu"]
+    if bad:
+        raise InputError(f"{path}: {', '.join(bad)}, not real numbers")
+    mu, sigma = np.asarray(raw["mu"], np.float64), np.asarray(raw["sigma"], np.float64)
     if mu.ndim != 1 or sigma.shape != (mu.size, mu.size) or not (np.all(np.isfinite(mu)) and np.all(np.isfinite(sigma))):
         raise InputError(f"{path}: mu must be a finite vector and sigma a finite square matrix of its size, got shapes "
                          f"{mu.shape} and {sigma.shape}")
     if not np.allclose(sigma, sigma.T, rtol=1e-6, atol=1e-9 * max(np.abs(sigma).max(), 1e-300)):
         raise InputError(f"{path}: sigma is not symmetric, so not a covariance")
+    eig = np.linalg.eigvalsh(sigma)
+    if eig.min() < -1e-6 * max(abs(eig.max()), 1e-300):
+        raise InputError(f"{path}: sigma has a negative eigenvalue ({eig.min():.3g}), so it is not a covariance")
     return mu, sigma

@@ -235,3 +235,47 @@ def test_an_unwritable_out_is_refused_before_any_sample(tmp_path, where):
         ef.compare(counting, REF, kinds=["edm"], steps=[4], samplers=["ddim"], samples=8, features=FLAT,
                    progress=False, out=str(out))
     assert calls == []
+
+
+def test_a_resume_with_other_features_of_the_same_name_is_refused(tmp_path):
+    """Two feature maps under one name would mix in one table: the features are fingerprinted, not named."""
+    kw = dict(reference=stats_file(tmp_path / "stats.npz"), shape=(1, 2, 2), samplers=["ddim"], batch_size=32,
+              checkpoint=tmp_path / "c.npz")
+
+    net, calls = torch.nn.Linear(4, 4), [0]
+
+    def learned(x):
+        calls[0] += 1
+        if calls[0] == 2:
+            os.kill(os.getpid(), signal.SIGINT)
+        return net(x.flatten(1)).detach()
+    with pytest.raises(Interrupted):
+        run(**kw, features=learned)
+    with torch.no_grad():
+        net.weight.mul_(2)  # the same function, other weights
+    with pytest.raises(CheckpointMismatch, match="another comparison"):
+        run(**kw, features=learned)
+    with torch.no_grad():
+        net.weight.div_(2)  # the weights it began with: it resumes
+    assert run(**kw, features=learned).cells
+
+
+@pytest.mark.parametrize("case, match", [
+    ("one row", "at least 2 rows"), ("nan labels", "labels must be finite"), ("empty labels", "one or more"),
+    ("truncated stats", "not a readable statistics file"), ("complex stats", "complex128, not real"),
+    ("negative stats", "negative eigenvalue"),
+])
+def test_bad_references_and_labels_are_named(tmp_path, case, match):
+    path = stats_file(tmp_path / "stats.npz")
+    if case == "truncated stats":
+        data = open(path, "rb").read()
+        path = tmp_path / "cut.npz"
+        path.write_bytes(data[: len(data) // 2])
+    elif case in ("complex stats", "negative stats"):
+        path = tmp_path / "bad.npz"
+        np.savez(path, mu=np.zeros(4), sigma=np.eye(4) * (1j if case == "complex stats" else -1.0))
+    kw = {"one row": dict(reference=REF[:1]),
+          "nan labels": dict(labels=torch.full((8,), float("nan"))),
+          "empty labels": dict(labels=torch.zeros(0))}.get(case, dict(reference=str(path), shape=(1, 2, 2)))
+    with pytest.raises(InputError, match=match):
+        run(**kw)
