@@ -86,9 +86,11 @@ class GMM:
         return self._flat, self.var, self.weights.log()
 
     def __call__(self, x, sigma, labels=None):
-        """Posterior mean, streamed over components with a running log-sum-exp (memory O(batch x chunk))."""
+        """Posterior mean, streamed over components with a running log-sum-exp (memory O(batch x chunk)); at sigma 0
+        the rows themselves (no noise to remove: the formula would be 0 / 0 on a point set)."""
         sigma = torch.as_tensor(sigma, device=x.device).expand(x.shape[0])
-        return gmm_denoise(*(t.to(x.device) for t in self.mixture), x, sigma, self.chunk).to(x.dtype)
+        out = gmm_denoise(*(t.to(x.device) for t in self.mixture), x, sigma, self.chunk).to(x.dtype)
+        return torch.where((sigma == 0).reshape(-1, *([1] * (x.ndim - 1))), x, out)
 
     def moments(self):
         """``(mean (d,), covariance (d, d))`` of the mixture."""

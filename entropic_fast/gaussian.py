@@ -122,6 +122,9 @@ def eigenvalues_of(prof, eigenvalues, data):
         x = torch.as_tensor(checks.finite_array(data, "data")).reshape(len(data), -1)
         if x.shape[0] < 2:
             raise InputError(f"need at least 2 data rows for a PCA, got {x.shape[0]}")
+        if x.shape[1] != prof.dim:
+            raise InputError(f"data rows hold {x.shape[1]} values, the profile's data {prof.dim}: give the rows "
+                             "(N, *shape) of the data the profile measured")
         x = x - x.mean(0)
         small = x.shape[0] < x.shape[1]
         gram = (x @ x.T if small else x.T @ x) / (x.shape[0] - 1)

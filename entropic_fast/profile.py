@@ -133,6 +133,12 @@ class Profile:
         if (spectra is None) != (data_power is None):
             raise InputError("spectra and data_power go together")
         mean = None if spectra is None else (np.zeros(np.shape(data_power)) if data_mean is None else data_mean)
+        if spectra is not None:
+            total = checks.finite_array(spectra, "spectra").reshape(len(mse), -1).sum(1) if np.ndim(spectra) == 4 \
+                else None
+            if total is not None and not np.allclose(total, mse, rtol=1e-6, atol=1e-12 * max(mse.max(), 1e-300)):
+                raise InputError(f"spectra must sum over channels and frequencies to mse (Parseval), got sums "
+                                 f"{total[:3].tolist()} against mse {mse[:3].tolist()}")
         spec = {} if spectra is None else dict(spectral_sum=spectra, power_sum=data_power, power_count=1.0,
                                                mean_sum=mean)
         return cls(sigmas, mse, mse**2, np.ones_like(mse), dim, {**(meta or {}), "exact": True}, **spec)

@@ -78,3 +78,11 @@ def test_bad_input():
         analytic.Gaussian(-1.0, (2,))
     with pytest.raises(InputError, match="weights must be 2 finite values"):
         analytic.GMM(torch.zeros(2, 1), 0.1, [1.0, -1.0])
+
+
+def test_a_point_set_at_sigma_zero_returns_the_rows():
+    ps = analytic.PointSet(torch.randn(5, 2, generator=torch.Generator().manual_seed(0)))
+    x = torch.randn(3, 2, generator=torch.Generator().manual_seed(1))
+    out = ps(x, torch.tensor([0.0, 0.0, 1.0]))
+    torch.testing.assert_close(out[:2], x[:2])
+    assert bool(torch.isfinite(out).all())

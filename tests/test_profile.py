@@ -108,7 +108,8 @@ def _rewrite(src, dst, change):
 ], ids=["renamed", "array", "meta", "dropped"])
 def test_any_damage_behind_a_valid_archive_is_refused_by_the_checksum(tmp_path, change):
     s = np.array([0.1, 1.0])
-    spectral = ef.Profile.from_curve(s, [0.01, 0.5], 4, {"seed": 1}, spectra=np.full((2, 1, 2, 2), 0.1),
+    spectral = ef.Profile.from_curve(s, [0.4, 0.8], 4, {"seed": 1}, spectra=np.array([0.1, 0.2])[:, None, None, None]
+                                     * np.ones((2, 1, 2, 2)),
                                      data_power=np.ones((1, 2, 2)), data_mean=np.full((1, 2, 2), 0.5))
     good = spectral.save(tmp_path / "good.npz")
     bad = _rewrite(good, tmp_path / "bad.npz", change)
@@ -136,3 +137,9 @@ def test_an_unsupported_compression_method_is_a_format_error(tmp_path):
     (tmp_path / "m99.npz").write_bytes(bytes(data))
     with pytest.raises(ProfileFormatError, match="m99.npz is not a readable"):
         ef.Profile.load(tmp_path / "m99.npz")
+
+
+def test_from_curve_spectra_must_sum_to_the_error():
+    s = np.array([0.1, 1.0])
+    with pytest.raises(InputError, match="Parseval"):
+        ef.Profile.from_curve(s, [0.01, 0.5], 4, spectra=np.full((2, 1, 2, 2), 0.1), data_power=np.ones((1, 2, 2)))

@@ -196,3 +196,8 @@ def test_steps_are_bounded_and_beta_is_fast_up_to_the_bound():
     t = time.perf_counter()
     s = ef.schedule(_gauss_profile(), 10_000, "beta")
     assert time.perf_counter() - t < 10 and s.shape == (10_001,) and np.all(np.diff(s) < 0)
+
+
+def test_gaussian_optimal_refuses_data_of_another_dimension():
+    with pytest.raises(InputError, match="data rows hold 1 values, the profile's data 16"):
+        ef.schedule(_gauss_profile(), 8, "gaussian-optimal", data=np.random.default_rng(0).normal(size=50))
