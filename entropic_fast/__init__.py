@@ -12,12 +12,16 @@ from .grids import sigma_grid
 from .profile import Profile
 from .schedules import KINDS, entropic_time, schedule, schedule_band
 
-_LAZY = ("analytic", "samplers", "metrics", "adapters", "plots", "schedules", "grids", "curves", "kernels",
-         "fingerprint", "units", "checkpoint", "signals", "files", "checks", "estimate", "adaptive", "profiling", "protocol", "sums", "batches", "times", "kinds", "gaussian", "peers", "comparison", "recorder", "digits", "digits16", "interval", "tuning", "demo",
-         "cli", "data", "control")
+# the modules of the public API (docs/api.md); the rest are internals, importable by name but not promised
+PUBLIC_MODULES = ("analytic", "samplers", "metrics", "adapters", "plots", "schedules", "grids", "curves", "kinds",
+                  "gaussian", "peers", "comparison", "recorder", "interval", "tuning", "data", "digits", "digits16",
+                  "times", "control")
+_INTERNAL = ("kernels", "fingerprint", "units", "checkpoint", "signals", "files", "checks", "estimate", "adaptive",
+             "profiling", "protocol", "sums", "batches", "demo", "cli")
+_LAZY = PUBLIC_MODULES + _INTERNAL
 
-__all__ = ["sigma_grid", "profile", "compare", "tune", "Recorder", "Profile", "entropic_time", "schedule", "schedule_band", "KINDS", "InputError",
-           "ProfileFormatError", "Interrupted", *_LAZY]
+__all__ = ["sigma_grid", "profile", "compare", "tune", "Recorder", "Profile", "entropic_time", "schedule",
+           "schedule_band", "KINDS", "InputError", "ProfileFormatError", "Interrupted", *PUBLIC_MODULES]
 __version__ = "0.1.0"
 
 

@@ -75,7 +75,7 @@ def minimax_shape(a, n, iterations=200):
     return shape
 
 
-def next_plan(prof, plan, goals, tolerance, level=0.95, budget_units=None, growth=2.0):
+def next_plan(prof, plan, goals, tolerance, *, level=0.95, budget_units=None, growth=2.0):
     """``(done, plan, half_width)`` after a round: ``done`` when the band is within ``tolerance`` or the
     budget (``budget_units`` units in all) is spent; else the next plan (units per sigma, never fewer
     than ``plan``)."""
@@ -172,7 +172,8 @@ class AdaptivePlan:
         """True when the band of the profile so far (``so_far()``) is within tolerance or the budget is spent;
         else the next plan is taken, with this round's record."""
         prof = so_far()
-        done, new, half = next_plan(prof, self.plan, self.goals, self.tolerance, self.level, self.budget, self.growth)
+        done, new, half = next_plan(prof, self.plan, self.goals, self.tolerance, level=self.level,
+                                          budget_units=self.budget, growth=self.growth)
         if not done:
             self.expected = min(predicted_total(prof, self.goals, self.tolerance, self.level), self.budget * UNIT)
         record = {"evaluations": int(self.plan.sum()) * UNIT, "band": half}
@@ -228,7 +229,7 @@ def prior_plan(prior, goals, level, units, floor=1):
     return (floor + np.maximum(share, 0)).astype(np.int64)
 
 
-def plan(samples, tolerance, steps, kind, max_evaluations, pilot, level, prior=None):
+def plan(samples, tolerance, steps, kind, *, max_evaluations, pilot, level, prior=None):
     """The plan of :func:`entropic_fast.profile`'s arguments: fixed (``samples``) or adaptive (``tolerance``)."""
     if samples is not None:
         if tolerance is not None or prior is not None:

@@ -10,6 +10,7 @@ import os
 import sys
 
 from . import samplers
+from .adapters.flow import sigma_to_t
 from .errors import InputError, Interrupted
 from .profile import Profile
 from .schedules import KINDS, schedule, schedule_band
@@ -54,7 +55,7 @@ def _schedule(args):
     elif fmt == "diffusers":  # what EulerDiscreteScheduler.set_timesteps takes (see adapters.diffusers.to_diffusers)
         print(json.dumps({"sigmas": s.tolist()}))
     elif fmt == "flow":  # flow times t = s / (1 + s), ending in 0: ComfyUI's SIGMAS for flow models
-        print(json.dumps({"sigmas": (s / (1 + s)).tolist()}))
+        print(json.dumps({"sigmas": sigma_to_t(s).tolist()}))
     elif fmt == "timesteps":  # continuous VP timesteps of Stable Diffusion's training schedule
         print(json.dumps({"timesteps": _sd_timesteps(s[:-1]).tolist()}))
     elif fmt == "comfyui":  # a comma-separated list, for ComfyUI nodes that read SIGMAS from a string

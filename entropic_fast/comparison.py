@@ -563,7 +563,7 @@ def compare(denoiser: Callable, reference: Any, *, profile: Union[Profile, str, 
     return result
 
 
-def reference_for(denoiser, reference, features, shape, batch_size, device, samples):
+def reference_for(denoiser, reference, features, *, shape, batch_size, device, samples):
     """``(device, shape, features, Reference)``: what a run compares its samples with, checked (shared with
     ``tuning``): the reference read once, the device the model's, the shape the reference's unless given."""
     data = None if isinstance(reference, (str, os.PathLike)) else protocol.Data(reference)  # read once
@@ -605,7 +605,8 @@ def _job(denoiser, reference, profile, *, kinds_, steps, samplers_, samples, see
     samples, batch_size = checks.integer(samples, "samples", 2), checks.integer(batch_size, "batch_size", 1)
     seeds = _seeds(seeds)
     _check_out(out, save_images)
-    device, shape, features, ref = reference_for(denoiser, reference, features, shape, batch_size, device, samples)
+    device, shape, features, ref = reference_for(denoiser, reference, features, shape=shape,
+                                                 batch_size=batch_size, device=device, samples=samples)
     prof = _range_profile(profile, shape, sigma_min, sigma_max)
     if prof.dim != int(np.prod(shape)):
         raise InputError(f"the profile is of data of dimension {prof.dim}, the samples' shape {tuple(shape)} has "

@@ -196,8 +196,8 @@ def job(denoiser, data, grid, *, batch_size=256, seed=0, spectral=False, device=
     dtype = torch.float64 if data.example.dtype == torch.float64 else torch.float32
     net_dtype = protocol.declared_dtype(denoiser) or dtype
     _check_range(grid, data.example, net_dtype)
-    out = Job(denoiser, None, data, grid, device, dtype, net_dtype, kern, checks.seed(seed),
-              shard=shard, dist=dist, nonfinite=nonfinite, checkpoint=_checkpoint_path(checkpoint, dist, shard),
+    out = Job(denoiser, None, data, grid, device=device, dtype=dtype, net_dtype=net_dtype, kern=kern,
+              seed=checks.seed(seed), shard=shard, dist=dist, nonfinite=nonfinite, checkpoint=_checkpoint_path(checkpoint, dist, shard),
               every=checks.integer(checkpoint_every, "checkpoint_every", 1),
               seconds=checks.real(checkpoint_seconds, "checkpoint_seconds", positive=True, finite=False),
               batch_size=checks.integer(batch_size, "batch_size", 1))
@@ -280,12 +280,12 @@ class Run:
         """Denoise rows and accumulate them into the scratch sums."""
         j = self.job
         if j.mixture is not None:
-            return self.scratch.fill_ideal(j.kern, j.mixture, x0, sigma, j.key, rid, idx)
+            return self.scratch.fill_ideal(j.kern, j.mixture, x0, sigma, key=j.key, rid=rid, idx=idx)
         out = j.network(x.to(j.net_dtype), sigma, lab)
         if not torch.is_tensor(out) or out.shape != x.shape:
             raise InputError(f"denoiser output has shape {tuple(getattr(out, 'shape', ()))}, "
                              f"expected the input's {tuple(x.shape)}")
-        self.scratch.fill(j.kern, out, x0, idx, x, sigma, j.controls)
+        self.scratch.fill(j.kern, out, x0, idx, x=x, sigma=sigma, controls=j.controls)
 
     def computed(self, rows):
         """True once the rows are computed; False on out-of-memory (of more than one row). The retry happens after

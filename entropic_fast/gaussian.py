@@ -94,7 +94,7 @@ def sampler_gain(sigmas, eigenvalues, sampler="ddim"):
             if last:
                 amp = den
                 break
-            amp, h_last = dpmpp_2m_update(amp, den, old_amp, cur, nxt, h_last, log, expm1)
+            amp, h_last = dpmpp_2m_update(amp, den, old_amp, cur, nxt, h_last, log=log, expm1=expm1)
             old_amp = den
         else:
             raise InputError(f"unknown sampler {sampler!r}; known: {', '.join(GAUSSIAN_SAMPLERS)}")

@@ -50,10 +50,11 @@ def frechet(sigmas, eigenvalues, weights, sampler="ddim"):
     return np.sum(weights * (np.sqrt(v) - np.sqrt(eigenvalues)) ** 2, axis=-1)
 
 
-def _best(u, phi, steps, lam, w, sampler, a, b):
+def _best(u, phi, steps, spectrum, sampler, ends):
     """``(log a, log b)``: the centre (in log sigma) of the candidates ``MIN_RATIO`` apart whose :func:`frechet` is
     within ``NEAR`` of the smallest. The optimum is flat, and its centre moves less with the profile's sampling
     noise than the argmin does."""
+    (lam, w), (a, b) = spectrum, ends
     ok = b - a >= curves.log(MIN_RATIO)
     a, b = a[ok], b[ok]
     if a.size == 0:
@@ -83,11 +84,11 @@ def choose(prof, steps, time, sampler="ddim", lo=None, hi=None, recursion=None):
     lam, w = effective_spectrum(prof, top=float(np.max(error_curve(prof))))  # no direction beyond tr Cov
     ends = np.linspace(curves.log(lo), curves.log(hi), GRID)
     a, b = (g.ravel() for g in np.meshgrid(ends, ends, indexing="ij"))
-    a, b = _best(u, phi, charged, lam, w, rule, a, b)
+    a, b = _best(u, phi, charged, (lam, w), rule, (a, b))
     cell = ends[1] - ends[0]
     near = np.linspace(-cell, cell, REFINE)
     a, b = (g.ravel() for g in np.meshgrid(np.clip(a + near, ends[0], ends[-1]), np.clip(b + near, ends[0], ends[-1]),
                                            indexing="ij"))
-    a, b = _best(u, phi, charged, lam, w, rule, a, b)
+    a, b = _best(u, phi, charged, (lam, w), rule, (a, b))
     a, b = curves.exp(a), curves.exp(b)  # the portable exp: the same bits on every CPU
     return float(min(max(a, lo), hi)), float(min(max(b, lo), hi))

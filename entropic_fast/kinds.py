@@ -41,7 +41,7 @@ def _time(name):
     def build(prof, steps, smin, smax, smooth, cap, options):
         _no_options(name, options, ("data",))
         prof = times.guard(prof, options.get("data"), cap)
-        return times.equal_steps(prof, steps, get(name).rate, name, smin, smax, smooth)
+        return times.equal_steps(prof, steps, get(name).rate, name, smin, smax, smooth=smooth)
     return build
 
 
@@ -137,6 +137,9 @@ CLASSIC_KINDS = tuple(k.name for k in TABLE if k.rate is None and k.needs in ("r
 PEER_KINDS = tuple(k.name for k in TABLE if k.peer)
 OUR_KINDS = tuple(k.name for k in TABLE if k.chooses)
 BAND_KINDS = tuple(k.name for k in TABLE if k.band)
+# what a client plugin offers (ComfyUI's node, the webui's setting): the kinds a profile without spectra gives, not
+# the peers (the client has its own)
+CLIENT_KINDS = tuple(k.name for k in TABLE if k.needs != "spectra" and not k.peer)
 
 
 def get(name, among=KINDS, what="schedule kind"):

@@ -81,7 +81,8 @@ def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = N
         raise InputError(f"prior must be a Profile (one recorded while training, say), got {type(prior).__name__}")
     grid = _grid(prior.sigmas if sigmas is None and prior is not None else sigmas, samples)
     data = protocol.Data(data, labels)
-    plan = adaptive.plan(samples, tolerance, steps, kind, max_evaluations, pilot, level, prior)
+    plan = adaptive.plan(samples, tolerance, steps, kind, max_evaluations=max_evaluations, pilot=pilot,
+                         level=level, prior=prior)
     if prior is not None and not np.array_equal(prior.sigmas, grid):
         raise InputError(f"the prior's grid ({prior.sigmas.size} sigmas) is not this run's ({grid.size}): profile on "
                          "prior.sigmas (the default with a prior)")

@@ -90,7 +90,7 @@ def heun(denoiser, x, sigmas, generator=None, labels=None):
     return _finished(x, dtype)
 
 
-def dpmpp_2m_update(x, den, old, cur, nxt, h_last, log=math.log, expm1=math.expm1):
+def dpmpp_2m_update(x, den, old, cur, nxt, h_last, *, log=math.log, expm1=math.expm1):
     """One DPM-Solver++(2M) step from ``cur`` to ``nxt`` (Lu et al. 2022, Alg. 2): ``(x', h)``; ``old`` and ``h_last``
     are the previous step's denoised value and log-step (None on the first step: first order)."""
     h = log(cur) - log(nxt)
@@ -146,11 +146,13 @@ class Sampler:
 
 
 TABLE = (
-    Sampler("ddim", ddim, 1, False, "ddim", "rescaled", ("euler",), "DDIM / Euler on the probability-flow ODE"),
-    Sampler("ddim-stochastic", _ddim_stochastic, 1, True, "ddim-stochastic", "rescaled", ("euler_ancestral",),
-            "stochastic DDIM / Euler ancestral"),
-    Sampler("heun", heun, 2, False, "ddim", "rescaled", (), "EDM's Heun (2nd order)"),
-    Sampler("dpmpp_2m", dpmpp_2m, 1, False, "ddim", "rescaled", ("dpm++2m",), "DPM-Solver++(2M)", 2),
+    Sampler("ddim", ddim, 1, False, "ddim", "rescaled", aliases=("euler",),
+            doc="DDIM / Euler on the probability-flow ODE"),
+    Sampler("ddim-stochastic", _ddim_stochastic, 1, True, "ddim-stochastic", "rescaled", aliases=("euler_ancestral",),
+            doc="stochastic DDIM / Euler ancestral"),
+    Sampler("heun", heun, 2, False, "ddim", "rescaled", doc="EDM's Heun (2nd order)"),
+    Sampler("dpmpp_2m", dpmpp_2m, 1, False, "ddim", "rescaled", aliases=("dpm++2m",), doc="DPM-Solver++(2M)",
+            surrogate_steps=2),
 )
 _BY_NAME = {n: t for t in TABLE for n in (t.name, *t.aliases)}
 SAMPLERS = {t.name: t.run for t in TABLE}

@@ -83,7 +83,8 @@ def schedule(prof: Profile, steps: int, kind: Optional[str] = None, sigma_min: O
     smin, smax = ends(prof, steps, k.name, sigma_min, sigma_max, smooth, sampler=spec.name, interval=interval)
     if k.name == "gaussian-optimal":
         options = {"sampler": spec.name, **options}
-    return descending(k.build(prof, steps, smin, smax, smooth, cap, options), k.name, options, (smin, smax))
+    built = k.build(prof, steps, smin, smax, smooth=smooth, cap=cap, options=options)
+    return descending(built, k.name, options, (smin, smax))
 
 
 MAX_STEPS = 10_000  # no sampler runs more; ComfyUI asks steps / denoise of a scheduler (10^7 at denoise 1e-6)

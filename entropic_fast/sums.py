@@ -55,7 +55,7 @@ class Sums:
         for k, v in self.parts.items():
             v += other.parts[k]
 
-    def fill(self, kern, out, x0, idx, x=None, sigma=None, controls=()):
+    def fill(self, kern, out, x0, idx, *, x=None, sigma=None, controls=()):
         """One batch of denoiser outputs ``out`` for the rows ``x0`` (noisy inputs ``x`` at ``sigma``, at the grid
         indices ``idx``) into every part, by the launchers ``kern``."""
         p = self.parts
@@ -69,7 +69,7 @@ class Sums:
             kern.accumulate_error(x0, torch.zeros_like(x0), torch.zeros_like(idx), p["power_acc"], p["power"])
             p["mean"] += x0.reshape(-1, *self.image).sum(0, dtype=torch.float64)
 
-    def fill_ideal(self, kern, mixture, x0, sigma, key, rid, idx):
+    def fill_ideal(self, kern, mixture, x0, sigma, *, key, rid, idx):
         """The model-free path: noise, the mixture's ideal denoiser and its error in one launcher call."""
         kern.ideal_error(*mixture, x0, sigma, key, rid, idx, self.parts["acc"])
 

@@ -159,7 +159,7 @@ def cumulative(prof, rate, smooth=None):
     return curves.cumulative(curves.log(prof.sigmas), rate(prof, smooth))
 
 
-def equal_steps(prof, steps, rate, name, smin, smax, smooth=None):
+def equal_steps(prof, steps, rate, name, smin, smax, *, smooth=None):
     """``steps`` sigmas equally spaced in the time of integrand ``rate`` from ``smax`` to ``smin``, then 0."""
     u = curves.log(prof.sigmas)
     f = rate(prof, smooth, smin, smax)

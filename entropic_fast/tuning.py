@@ -110,7 +110,8 @@ def _job(denoiser, reference, prof, intervals, *, kind, steps, samples, seeds, f
     statistics."""
     samples, batch_size = checks.integer(samples, "samples", 2), checks.integer(batch_size, "batch_size", 1)
     seeds = checks.integer(seeds, "seeds", 1)
-    device, shape, features, ref = reference_for(denoiser, reference, features, None, batch_size, device, samples)
+    device, shape, features, ref = reference_for(denoiser, reference, features, shape=None,
+                                                 batch_size=batch_size, device=device, samples=samples)
     sched = {c: torch.as_tensor(schedule(prof, steps, kind, sampler=c.sampler, interval=ab), dtype=torch.float64,
                                 device=device) for c, ab in intervals.items()}
     job = Job(denoiser, list(intervals), [SEED_BASE + s for s in range(seeds)], samples, sched, shape,

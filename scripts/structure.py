@@ -11,7 +11,7 @@ import sys
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 PACKAGE = ROOT / "entropic_fast"
-FUNCTION_LIMIT, RUN_METHOD_LIMIT = 60, 40
+FUNCTION_LIMIT, RUN_METHOD_LIMIT, POSITIONAL_LIMIT = 60, 40, 6
 
 LAYERS = (
     ("errors", "checks", "signals", "files", "curves", "_curves", "_noise", "_stats", "_ideal"),  # foundations
@@ -104,6 +104,31 @@ def long_functions(limit=FUNCTION_LIMIT):
     return rows
 
 
+def _own_names():
+    """The names of every function and class the package defines (calls to them are the package's own)."""
+    names = set()
+    for path in PACKAGE.rglob("*.py"):
+        for n in ast.walk(ast.parse(path.read_text())):
+            if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names.add(n.name)
+    return names
+
+
+def positional_calls(limit=POSITIONAL_LIMIT):
+    """``(file:line, callee, count)`` of the calls to the package's own functions with more than ``limit``
+    positional arguments (a swap there is silent: keywords say which is which). Triton kernel launches aside."""
+    own, rows = _own_names(), []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        for n in ast.walk(ast.parse(path.read_text())):
+            if not isinstance(n, ast.Call) or isinstance(n.func, ast.Subscript):  # kernel[grid](...): a launch
+                continue
+            name = n.func.attr if isinstance(n.func, ast.Attribute) else getattr(n.func, "id", None)
+            count = sum(not isinstance(a, ast.Starred) for a in n.args)
+            if name in own and count > limit:
+                rows.append((f"{path.relative_to(ROOT)}:{n.lineno}", name, count))
+    return rows
+
+
 def run_methods():
     """``{method: lines}`` of ``estimate.Run``."""
     tree = ast.parse((PACKAGE / "estimate.py").read_text())
@@ -113,15 +138,17 @@ def run_methods():
 
 def report():
     """The measures as lines, and whether they all hold."""
-    back, long = backward(imports()), long_functions()
+    back, long, calls = backward(imports()), long_functions(), positional_calls()
     methods = run_methods()
     over = {k: v for k, v in methods.items() if v > RUN_METHOD_LIMIT}
     lines = [f"functions over {FUNCTION_LIMIT} lines (Triton kernels aside): {len(long)}",
              *(f"  {name}: {k}" for name, k in long),
              f"estimate.Run: {len(methods)} methods, the longest {max(methods.values())} lines "
              f"({max(methods, key=methods.get)}); over {RUN_METHOD_LIMIT}: {len(over)}",
-             f"backward imports: {len(back)}", *(f"  {b}" for b in back)]
-    return lines, not (back or long or over)
+             f"backward imports: {len(back)}", *(f"  {b}" for b in back),
+             f"calls of the package's own functions with over {POSITIONAL_LIMIT} positional arguments: {len(calls)}",
+             *(f"  {where}: {name} ({k})" for where, name, k in calls)]
+    return lines, not (back or long or over or calls)
 
 
 if __name__ == "__main__":

@@ -63,7 +63,8 @@ for name, var in (("gmm", torch.full((40,), 0.046875)), ("points", torch.zeros(4
         acc = torch.zeros(4, 100, dtype=torch.float64)
         for lo in range(0, 100, b):
             x, w = reference.importance_perturb(cpu.perturb, x0[lo:lo + b], sigma[lo:lo + b], 5, rid[lo:lo + b])
-            reference.ideal_error_of(means, var, logw, x0[lo:lo + b], x, sigma[lo:lo + b], rid[lo:lo + b], acc, w)
+            reference.ideal_error_of(means, var, logw, x0[lo:lo + b], x, sigma[lo:lo + b],
+                                     sigma_index=rid[lo:lo + b], acc=acc, weight=w)
         twin.append(digest(acc))
     out["twin rows " + name] = twin
 grid = [math.exp(math.log(0.01) + math.log(8000) * i / 15) for i in range(16)]

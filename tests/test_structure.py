@@ -53,3 +53,21 @@ def test_production_code_does_not_import_the_tests_oracle_nor_private_names():
             private = [n for n in names if n.startswith("_") and not n.startswith("__") and
                        n not in ("_curves", "_noise", "_stats", "_ideal")]
             assert not private, (path, node.module, private)
+
+
+def test_the_package_lists_its_public_api_only():
+    import entropic_fast as ef
+    internals = {"sums", "batches", "units", "signals", "checkpoint", "fingerprint", "files", "checks", "estimate",
+                 "kernels", "protocol"}
+    assert not internals & set(ef.__all__)
+    for name in ef.__all__:
+        assert getattr(ef, name) is not None  # every listed name resolves
+    assert ef.sums.__name__ == "entropic_fast.sums"  # internals still import by name
+
+
+def test_the_positional_measure_finds_a_long_call(tmp_path, monkeypatch):
+    (tmp_path / "mod.py").write_text("def f(*a):\n    pass\n\n\nf(1, 2, 3, 4, 5, 6, 7)\nf(1, 2, 3, 4, 5, 6, x=7)\n"
+                                     "max(1, 2, 3, 4, 5, 6, 7)\n")
+    monkeypatch.setattr(structure, "PACKAGE", tmp_path)
+    monkeypatch.setattr(structure, "ROOT", tmp_path)
+    assert structure.positional_calls() == [("mod.py:5", "f", 7)]  # its own function only, keywords free

@@ -9,6 +9,7 @@ import torch
 
 from ..errors import InputError
 from .base import Adapter
+from .flow import sigma_to_t
 
 
 def vp_log_sigmas(scheduler):
@@ -296,7 +297,7 @@ def _kwargs(s, scheduler, name, params):
             if flow:
                 raise InputError(f"{name} takes no custom sigmas (diffusers): use FlowMatchEulerDiscreteScheduler")
             return _vp_timesteps(s, scheduler, name, params)  # raises: no way to give flow sigmas
-        return _flow_candidates(s[:-1] / (1 + s[:-1]), scheduler, key)
+        return _flow_candidates(sigma_to_t(s[:-1]), scheduler, key)
     if name.startswith("EDM"):
         if "sigmas" not in params:
             raise InputError(f"{name} takes no custom sigmas (diffusers): use EDMEulerScheduler")
@@ -330,7 +331,7 @@ def _verify(s, scheduler, name, kwargs):
     if got is None or "timesteps" in kwargs:  # the timestep path warned with the error it reaches
         return
     got = np.asarray(torch.as_tensor(got, dtype=torch.float64).cpu())
-    want = s / (1 + s) if float(np.max(got)) <= 1.0 + 1e-6 < s[0] else s
+    want = sigma_to_t(s) if float(np.max(got)) <= 1.0 + 1e-6 < s[0] else s
     ok = got.shape == want.shape and bool(np.all(np.abs(got - want) <= 2e-6 * np.abs(want) + 1e-12))
     if not ok:
         raise InputError(f"{name} turns these sigmas into {np.round(got[:6], 5).tolist()}... (wanted "

@@ -68,5 +68,5 @@ def fallback(n, sigma_min, sigma_max, device="cpu"):
         return torch.tensor([hi, 0.0], dtype=torch.float32, device=device)
     if hi <= 1.0:
         s = karras(n, t_to_sigma(max(lo, 1e-4)), t_to_sigma(min(hi, 0.999)))
-        return torch.tensor(s / (1 + s), dtype=torch.float32, device=device)
+        return torch.tensor(sigma_to_t(s), dtype=torch.float32, device=device)
     return torch.tensor(karras(n, lo, hi), dtype=torch.float32, device=device)

@@ -10,16 +10,16 @@ import warnings
 
 import torch
 
+from entropic_fast.adapters.flow import sigma_to_t
 from entropic_fast.adapters.comfyui import ComfyDenoiser, grid_for, is_flow, model_record, model_sampling
 from entropic_fast.errors import InputError
 from entropic_fast.files import check_writable
 from entropic_fast.profile import Profile
-from entropic_fast.kinds import TABLE
+from entropic_fast.kinds import CLIENT_KINDS
 from entropic_fast import checks
 from entropic_fast.schedules import MAX_STEPS, schedule
 
-NODE_KINDS = tuple(k.name for k in TABLE if k.needs != "spectra" and not k.peer)  # no spectra recorded; the
-# peers are ComfyUI's own schedulers (or its Align-Your-Steps node)
+NODE_KINDS = CLIENT_KINDS  # no spectra recorded; the peers are ComfyUI's own schedulers (or its AYS node)
 KSAMPLER_NAME = "entropic"  # the entry in KSampler's scheduler list: rescaled entropic time
 NODE_SAMPLERS = ("euler", "euler_ancestral", "heun", "dpmpp_2m", "ddim")  # ComfyUI's names the interval rule knows
 
@@ -89,7 +89,7 @@ def entropic_sigmas(prof, steps, kind="rescaled", denoise=1.0, flow=False, sampl
     total = steps if denoise >= 1.0 else min(int(steps / denoise), max(steps, MAX_STEPS))  # ComfyUI asks steps /
     # denoise; past MAX_STEPS the tail is the same few small sigmas, as from an endless schedule
     s = torch.tensor(schedule(prof, total, kind, sampler=sampler), dtype=torch.float32)[-(steps + 1):]
-    return s / (1 + s) if flow else s
+    return sigma_to_t(s) if flow else s
 
 
 def profile_latents(model, latent, path, *, samples=256, points=128, seed=0, conditioning=None,

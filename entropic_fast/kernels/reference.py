@@ -204,10 +204,10 @@ def ideal_error(means, var, logw, x0, sigma, seed, row_ids, sigma_index, acc):
     """Noise (importance sampled, ``importance_perturb``), GMM / point-set ideal denoiser and error accumulation
     for rows ``x0`` (rows, dim)."""
     x, weight = importance_perturb(perturb, x0, sigma, seed, row_ids)
-    ideal_error_of(means, var, logw, x0, x, sigma, sigma_index, acc, weight)
+    ideal_error_of(means, var, logw, x0, x, sigma, sigma_index=sigma_index, acc=acc, weight=weight)
 
 
-def ideal_error_of(means, var, logw, x0, x, sigma, sigma_index, acc, weight=None):
+def ideal_error_of(means, var, logw, x0, x, sigma, *, sigma_index, acc, weight=None):
     """The ideal denoiser at the noisy rows ``x`` and its error against ``x0`` (times ``weight``), accumulated.
 
     The denoiser runs on blocks of exactly ``ROW_BLOCK`` rows (the last one zero-padded), so that

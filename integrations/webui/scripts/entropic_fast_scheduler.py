@@ -15,8 +15,9 @@ from modules import script_callbacks, sd_schedulers, shared
 
 from entropic_fast import Profile
 from entropic_fast.adapters.kdiffusion import fallback, scheduler
+from entropic_fast.kinds import CLIENT_KINDS
 
-KINDS = ("rescaled", "entropic", "las", "edm", "tangent")  # what a profile without spectra supports
+KINDS = CLIENT_KINDS  # what a profile without spectra gives, as ComfyUI's node offers them
 OPTION, KIND_OPTION = "entropic_fast_profile", "entropic_fast_kind"
 SECTION = ("entropic_fast", "Entropic schedules")
 _cache = {}
