@@ -238,7 +238,8 @@ def _demo(args):
 def _schedule_parser(sub):
     s = sub.add_parser("schedule", help="print the sigmas of a schedule built from a profile")
     s.add_argument("profile", help="a profile file (.npz) from `entropic-fast profile` or Profile.save")
-    s.add_argument("--steps", type=int, required=True, help="network evaluations of a first-order sampler (>= 2)")
+    s.add_argument("--steps", type=int, default=20,
+                   help="network evaluations of a first-order sampler (>= 2; default 20, ComfyUI's)")
     s.add_argument("--kind", default=None, choices=KINDS,
                    help="how the steps are spaced (default: the kind that samples best with --sampler, rescaled)")
     s.add_argument("--sampler", default="ddim", choices=samplers.NAMES,
@@ -397,7 +398,9 @@ def _tune_parser(sub):
 
 
 def build_parser():
+    from . import __version__
     p = argparse.ArgumentParser(prog="entropic-fast", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"entropic-fast {__version__}")
     sub = p.add_subparsers(dest="command", required=True)
     _schedule_parser(sub)
     _profile_parser(sub)

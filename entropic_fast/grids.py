@@ -32,6 +32,9 @@ def _with_zero(sigmas):
 
 def sigma_grid(n=128, sigma_min=0.002, sigma_max=80.0, rho=7.0):
     """Ascending EDM rho grid of ``n`` sigmas (Karras et al. 2022, eq. 5), float64."""
+    if isinstance(n, float) and not float(n).is_integer() and sigma_max == 80.0 and float(sigma_min) > n:
+        raise InputError(f"sigma_grid(n, sigma_min, sigma_max) takes the number of sigmas first, got n={n!r}: "
+                         f"for a grid from {n!r} to {sigma_min!r} call sigma_grid(128, {n!r}, {sigma_min!r})")
     n = _check_count(n, "n", 2)
     sigma_min, sigma_max = _check_range(sigma_min, sigma_max)
     rho = checks.real(rho, "rho", positive=True)

@@ -99,9 +99,17 @@ def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = N
     return prof
 
 
+MIN_POINTS = 3  # the fewest sigmas a measured error curve is integrated over (two are a range, not a grid)
+
+
 def _grid(sigmas, samples):
     """The run's grid: the one given, checked, or the default of a fixed or an adaptive run."""
     if sigmas is not None:
-        return as_grid(sigmas)
+        grid = as_grid(sigmas)
+        if grid.size < MIN_POINTS:
+            raise InputError(f"sigmas is the grid the error is measured on, and {grid.size} sigmas "
+                             f"({grid.tolist()}) are too few (at least {MIN_POINTS}): for a grid over a range, pass "
+                             f"sigmas=ef.sigma_grid(64, {grid[0]:g}, {grid[-1]:g})")
+        return grid
     return sigma_grid(FIXED_POINTS if samples is not None else ADAPTIVE_POINTS)
 

@@ -36,7 +36,9 @@ def _check_tensor(data, labels):
     if data.ndim < 2 or data.shape[0] < 1 or data[0].numel() < 1:
         raise InputError(f"data must be a tensor (N, *shape) with N >= 1 and non-empty rows, got shape {tuple(data.shape)}")
     if not data.is_floating_point():
-        raise InputError(f"data must be floating point, got {data.dtype}")
+        hint = (": images of 0..255 are scaled to [-1, 1] first, x / 127.5 - 1, as the model was trained on them"
+                if data.dtype == torch.uint8 else ": convert it to floats scaled as the model was trained")
+        raise InputError(f"data must be floating point, got {data.dtype}{hint}")
     # a finite sum has no inf or nan in it (and costs no temporary); an overflowing one is looked at element by element
     if not bool(torch.isfinite(data.sum())) and not bool(torch.isfinite(data).all()):
         bad = int((~torch.isfinite(data.reshape(data.shape[0], -1))).any(1).nonzero()[0, 0])

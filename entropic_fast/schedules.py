@@ -4,6 +4,7 @@ their confidence bands from the profile's sampling error (delta method).
 The time changes and their integrands are ``times``'s, the Gaussian sampler theory ``gaussian``'s, the kinds
 ``kinds``'s; their public names are re-exported here, where users found them.
 """
+import os
 import warnings
 from typing import Any, Optional, Tuple, Union
 
@@ -35,7 +36,7 @@ def entropic_time(prof: Profile, kind: str = "rescaled", smooth: Optional[bool] 
     return curves.cumulative(curves.log(prof.sigmas), k.rate(prof, smooth))
 
 
-def schedule(prof: Profile, steps: int, kind: Optional[str] = None, sigma_min: Optional[float] = None,
+def schedule(prof: Union[Profile, str, os.PathLike], steps: int, kind: Optional[str] = None, sigma_min: Optional[float] = None,
              sigma_max: Optional[float] = None, smooth: Optional[bool] = None, cap: bool = False, *,
              sampler: str = "ddim", interval: Union[str, Tuple[float, float], None] = None,
              **options: Any) -> np.ndarray:
@@ -43,8 +44,8 @@ def schedule(prof: Profile, steps: int, kind: Optional[str] = None, sigma_min: O
 
     Parameters
     ----------
-    prof : Profile
-        The model's measured error curve (``ef.profile``).
+    prof : Profile or path
+        The model's measured error curve (``ef.profile``), or the file it was saved to.
     steps : int
         Sigmas before the final 0 (a first-order sampler's network evaluations).
     kind : str, optional
@@ -73,7 +74,7 @@ def schedule(prof: Profile, steps: int, kind: Optional[str] = None, sigma_min: O
     numpy.ndarray
         ``steps + 1`` descending float64 sigmas, the last 0 (k-diffusion's convention).
     """
-    check_profile(prof)
+    prof = as_profile(prof)
     from . import samplers  # here: `import entropic_fast` does not load the samplers
     spec = samplers.get(sampler)
     k = kinds.get(spec.kind if kind is None else kind)
@@ -85,6 +86,13 @@ def schedule(prof: Profile, steps: int, kind: Optional[str] = None, sigma_min: O
         options = {"sampler": spec.name, **options}
     built = k.build(prof, steps, smin, smax, smooth=smooth, cap=cap, options=options)
     return descending(built, k.name, options, (smin, smax))
+
+
+def as_profile(prof):
+    """A Profile, or the one saved at a path (as ``ef.compare(profile=...)`` takes it), checked."""
+    if isinstance(prof, (str, os.PathLike)):
+        prof = Profile.load(prof)
+    return check_profile(prof)
 
 
 MAX_STEPS = 10_000  # no sampler runs more; ComfyUI asks steps / denoise of a scheduler (10^7 at denoise 1e-6)
@@ -170,7 +178,7 @@ def schedule_band(prof: Profile, steps: int, kind: str = "rescaled", level: floa
     band is ``s_i exp(+- z sd)``. Exact profiles give a band of zero width. Kinds: entropic, rescaled, las
     and the classic kinds (tangent takes its scale from the profile); spectral and gaussian-optimal depend
     on more than the error curve and are refused."""
-    check_profile(prof)
+    prof = as_profile(prof)
     if not isinstance(kind, str) or kind not in BAND_KINDS:
         raise InputError(f"schedule_band supports kinds {', '.join(BAND_KINDS)}; got {kind!r}")
     smooth = checks.flag(smooth, "smooth", allow_none=True)

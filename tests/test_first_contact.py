@@ -5,6 +5,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 import torch
 
 import entropic_fast as ef
@@ -141,3 +142,61 @@ def test_the_cli_grid_defaults_follow_the_run(tmp_path):
             assert ef.Profile.load(out).sigmas.size == points
     finally:
         sys.path.remove(os.path.dirname(__file__))
+
+
+# ---- issue 41: the first hour's rough edges -------------------------------------------------------------------
+
+class _Float32Net(torch.nn.Module):
+    """An ordinary float32 network that reads sigma (a linear layer on the row and sigma)."""
+
+    def __init__(self):
+        super().__init__()
+        self.lin = torch.nn.Linear(5, 4)
+
+    def forward(self, x, sigma):
+        return self.lin(torch.cat([x, sigma[:, None]], 1))
+
+
+def test_numpy_float64_data_profiles_a_float32_network():
+    data = np.random.default_rng(0).normal(size=(64, 4))  # numpy's default dtype
+    prof = ef.profile(_Float32Net(), data, ef.sigma_grid(8), samples=8, progress=False)
+    assert np.all(np.isfinite(prof.mse))
+
+
+def test_schedule_takes_a_saved_profile_by_path(tmp_path):
+    s = ef.sigma_grid(32)
+    prof = ef.Profile.from_curve(s, 4 * s**2 / (1 + s**2), 4)
+    path = prof.save(tmp_path / "p.npz")
+    np.testing.assert_array_equal(ef.schedule(path, 8), ef.schedule(prof, 8))
+    np.testing.assert_array_equal(ef.schedule_band(str(path), 8)[0], ef.schedule_band(prof, 8)[0])
+
+
+def test_the_grid_helpers_say_what_was_meant():
+    from entropic_fast.errors import InputError
+    with pytest.raises(InputError, match=r"number of sigmas first.*sigma_grid\(128, 0.002, 80\)"):
+        ef.sigma_grid(0.002, 80)
+    with pytest.raises(InputError, match=r"too few .*ef.sigma_grid\(64, 0.002, 80\)"):
+        ef.profile(lambda x, s: x * 0, torch.randn(8, 2), [0.002, 80.0], samples=4, progress=False)
+    with pytest.raises(InputError, match=r"x / 127.5 - 1"):
+        ef.profile(lambda x, s: x * 0, torch.zeros(8, 2, dtype=torch.uint8), ef.sigma_grid(4), samples=4,
+                   progress=False)
+
+
+def test_the_cli_has_a_version_and_a_default_step_count(tmp_path, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"entropic-fast {ef.__version__}"
+    s = ef.sigma_grid(32)
+    path = ef.Profile.from_curve(s, 4 * s**2 / (1 + s**2), 4).save(tmp_path / "p.npz")
+    assert main(["schedule", str(path), "--format", "json"]) == 0
+    import json
+    assert len(json.loads(capsys.readouterr().out)["sigmas"]) == 21  # 20 steps and the final 0
+
+
+def test_installing_never_asks_for_triton():
+    """CUDA torch brings the Triton it was built with; asking for another lets pip replace the user's torch."""
+    import tomllib
+    project = tomllib.load(open(os.path.join(os.path.dirname(os.path.dirname(__file__)), "pyproject.toml"), "rb"))
+    needs = project["project"]["dependencies"]
+    assert not [d for d in needs if d.lower().startswith("triton")], needs
+    assert [d for d in needs if d.startswith("torch")] == ["torch>=2.1"]  # any torch the user has
