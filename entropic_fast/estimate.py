@@ -232,12 +232,22 @@ class Run:
     def __init__(self, job, plan):
         self.job, self.plan = job, plan
         plan.start(job.grid.size)
-        self.sums = sums.Sums(job.grid.size, job.device, len(job.controls), job.image)
+        self.committed = (sums.Sums(job.grid.size, job.device, len(job.controls), job.image), [])
         self.pending, self.scratch = self.sums.like(), self.sums.like()  # units not yet finished; the batch
-        self.finished, self.limit = [], Limit(job.batch_size)
+        self.limit = Limit(job.batch_size)
         self.since, self.last_save = 0, time.monotonic()
         self.last_check = self.last_save
         self.grid = torch.as_tensor(job.grid, dtype=job.dtype, device=job.device)
+
+    @property
+    def sums(self):
+        """The sums of the finished units (with :attr:`finished`, one consistent pair: :meth:`commit`)."""
+        return self.committed[0]
+
+    @property
+    def finished(self):
+        """The ids of the finished units, in the order they finished."""
+        return self.committed[1]
 
     def signature(self):
         """Every argument that determines the result: what a checkpoint must match to be resumed."""
@@ -261,9 +271,10 @@ class Run:
         if path is None or not os.path.exists(path):
             return
         state = self.plan.state()
-        self.finished, arrays, saved = ckpt.read(path, self.signature(), self.sums.shapes(), tuple(state))
-        self.plan.restore(saved, self.finished)
+        finished, arrays, saved = ckpt.read(path, self.signature(), self.sums.shapes(), tuple(state))
+        self.plan.restore(saved, finished)
         self.sums.load_(arrays)
+        self.committed = (self.sums, list(finished))
 
     # -- one batch
 
@@ -312,11 +323,15 @@ class Run:
             self.run_rows(tuple(None if t is None else t[lo:lo + step] for t in rows))
 
     def commit(self, ids):
-        """The rows of finished units and their ids into the sums, together (signals held)."""
+        """The rows of finished units and their ids into the sums, together: the new pair is built aside and stored
+        in one step, so an exception raised at any instant (a signal handler's KeyboardInterrupt included) leaves
+        the old pair or the new one, never sums that count units the ids do not hold."""
         with signals.held():
-            self.sums.add_(self.pending)
+            total = self.sums.like()
+            total.add_(self.sums)
+            total.add_(self.pending)
+            self.committed = (total, [*self.finished, *ids])  # one attribute store: atomic
             self.pending.zero_()
-            self.finished.extend(ids)
         self.since += len(ids)
 
     # -- checkpoints and checks

@@ -332,3 +332,36 @@ def test_a_handler_that_raises_during_the_swap_leaves_the_callers_handlers(monke
     finally:
         monkeypatch.setattr(sig.signal, "signal", real)
     assert {s: signal.getsignal(s) for s in sig.SIGNALS} == mine and sig._State.previous is None
+
+
+@pytest.mark.parametrize("at", [3, 6, 9, 12])
+def test_an_exception_inside_a_commit_leaves_a_consistent_checkpoint(tmp_path, monkeypatch, at):
+    """A KeyboardInterrupt from a signal handler of the user's (SIGALRM, say) is not held like SIGINT: raised in
+    the middle of adding the sums (one part added, the rest not), the checkpoint must still resume to the
+    uninterrupted result."""
+    from entropic_fast import sums
+    data = torch.randn(256, 4, generator=torch.Generator().manual_seed(0))
+    grid = ef.sigma_grid(6)
+    kw = dict(samples=64, batch_size=32, progress=False, spectral=False)
+    whole = ef.profile(_smooth_denoiser, data, grid, **kw)
+    calls, real = [0], sums.Sums.add_
+
+    def flaky(self, other):
+        calls[0] += 1
+        if calls[0] == at:
+            first = next(iter(self.parts))
+            self.parts[first] += other.parts[first]  # half of the parts added
+            raise KeyboardInterrupt
+        return real(self, other)
+    monkeypatch.setattr(sums.Sums, "add_", flaky)
+    ck = tmp_path / "ck.npz"
+    with pytest.raises((KeyboardInterrupt, ef.Interrupted)):
+        ef.profile(_smooth_denoiser, data, grid, **kw, checkpoint=ck, checkpoint_every=1)
+    monkeypatch.setattr(sums.Sums, "add_", real)
+    again = ef.profile(_smooth_denoiser, data, grid, **kw, checkpoint=ck)
+    np.testing.assert_array_equal(again.sum, whole.sum)
+    np.testing.assert_array_equal(again.count, whole.count)
+
+
+def _smooth_denoiser(x, sigma):
+    return x / (1 + sigma[:, None] ** 2)
