@@ -166,9 +166,14 @@ def _load_data(spec, labels=True):
         raise _Usage(f"--data {spec}: no such file") from None
     except (OSError, ValueError, EOFError) as e:
         raise _Usage(f"--data {spec} is not a numeric .npy array ({e})") from None
-    if not isinstance(a, np.ndarray) or a.dtype.kind not in "fiu":
-        raise _Usage(f"--data {spec} holds {getattr(a, 'dtype', type(a).__name__)}, not numbers")
-    return torch.from_numpy(a.astype(np.float32) if a.dtype.kind in "iu" else a)
+    if not isinstance(a, np.ndarray):
+        raise _Usage(f"--data {spec} is an .npz archive posing as .npy: give a single array saved with np.save")
+    if a.dtype.kind in "iub":
+        raise _Usage(f"--data {spec} holds {a.dtype} (integers): the model sees floats scaled as it was trained, "
+                     "for images of 0..255 x / 127.5 - 1 (np.save the scaled float32 array)")
+    if a.dtype.kind != "f":
+        raise _Usage(f"--data {spec} holds {a.dtype}, not real numbers")
+    return torch.from_numpy(a)
 
 
 def _grid(values):

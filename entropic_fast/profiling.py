@@ -27,6 +27,7 @@ bar, any object with ``update(rows)`` (ComfyUI's ``ProgressBar``). ``compile=Tru
 dropped), so it compiles once. ``channels_last=True`` hands 4-d inputs to the network in channels-last memory
 format and converts a module denoiser's parameters to it (in place, as ``Module.to`` does).
 """
+import warnings
 from typing import Any, Callable, Optional, Sequence, Tuple, Union
 
 import numpy as np
@@ -99,7 +100,7 @@ def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = N
     return prof
 
 
-MIN_POINTS = 3  # the fewest sigmas a measured error curve is integrated over (two are a range, not a grid)
+MIN_POINTS = 3  # fewer sigmas make no curve: two are a range, which is what a caller passing two meant
 
 
 def _grid(sigmas, samples):
@@ -107,9 +108,9 @@ def _grid(sigmas, samples):
     if sigmas is not None:
         grid = as_grid(sigmas)
         if grid.size < MIN_POINTS:
-            raise InputError(f"sigmas is the grid the error is measured on, and {grid.size} sigmas "
-                             f"({grid.tolist()}) are too few (at least {MIN_POINTS}): for a grid over a range, pass "
-                             f"sigmas=ef.sigma_grid(64, {grid[0]:g}, {grid[-1]:g})")
+            warnings.warn(f"sigmas is the grid the error is measured on, and {grid.size} sigmas ({grid.tolist()}) "
+                          f"make no curve to integrate: for a grid over that range, pass "
+                          f"sigmas=ef.sigma_grid(64, {grid[0]:g}, {grid[-1]:g})", stacklevel=3)
         return grid
     return sigma_grid(FIXED_POINTS if samples is not None else ADAPTIVE_POINTS)
 

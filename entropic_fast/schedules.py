@@ -91,6 +91,8 @@ def schedule(prof: Union[Profile, str, os.PathLike], steps: int, kind: Optional[
 def as_profile(prof):
     """A Profile, or the one saved at a path (as ``ef.compare(profile=...)`` takes it), checked."""
     if isinstance(prof, (str, os.PathLike)):
+        if not os.path.exists(prof):
+            raise InputError(f"no profile file at {os.fspath(prof)!r} (ef.profile(...).save(path) writes one)")
         prof = Profile.load(prof)
     return check_profile(prof)
 

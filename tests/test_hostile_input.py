@@ -170,7 +170,7 @@ def test_numpy_scalars_are_ordinary_arguments():
 
 
 @pytest.mark.parametrize("call, match", [
-    (lambda: ef.schedule("x.npz", 8), r"expected a Profile \(load a file with ef.Profile.load"),
+    (lambda: ef.schedule("x.npz", 8), r"no profile file at 'x.npz'"),
     (lambda: ef.entropic_time(None), "expected a Profile"),
     (lambda: ef.schedule(ef.Profile.from_curve(GRID, GRID, 1), 8.5), "steps must be an integer"),
     (lambda: ef.schedule(ef.Profile.from_curve(GRID, GRID, 1), 8, sigma_min=np.nan), "sigma_min must be finite"),
@@ -556,3 +556,14 @@ def test_closed_forms_and_metrics_refuse_nan_and_negative_power():
 def test_a_seed_outside_the_streams_is_refused(seed):
     with pytest.raises(InputError, match="seed must be"):
         ef.profile(lambda x, s: x * 0, torch.randn(64, 4), ef.sigma_grid(8), samples=8, seed=seed, progress=False)
+
+
+def test_the_cli_refuses_integer_and_disguised_data_files(tmp_path, capsys):
+    np.save(tmp_path / "int.npy", np.arange(64 * 4).reshape(64, 4))
+    np.savez(tmp_path / "fake.npz", x=np.zeros((4, 4)))
+    os.rename(tmp_path / "fake.npz", tmp_path / "fake.npy")
+    for name, said in (("int.npy", "x / 127.5 - 1"), ("fake.npy", "posing as .npy")):
+        code = main(["profile", "--model", "entropic_fast.digits:denoiser", "--data", str(tmp_path / name), "--out",
+                     str(tmp_path / "o.npz"), "--samples", "4", "--quiet"])
+        err = capsys.readouterr().err
+        assert code != 0 and said in err and "Traceback" not in err
