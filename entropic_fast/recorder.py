@@ -14,6 +14,7 @@ sum by ``0.5 ** (1 / half_life)`` per call; the effective sample count per knot 
 The result (``profile()``) is an ordinary Profile whose ``mse`` and ``stderr`` are these estimates.
 """
 import math
+import warnings
 
 import numpy as np
 import torch
@@ -219,7 +220,25 @@ def _as_profile(grid, mse, se, n_eff, dim, meta):
     m = np.where(seen, np.maximum(mse, 0.0), 0.0)
     s = np.where(seen & np.isfinite(se), se, 0.0)
     sumsq = np.where(seen, s**2 * n * (n - 1) + m**2 * n, 0.0)
-    return Profile(grid, m * n, sumsq, n, dim, meta)
+    keep = _covered(grid, seen)
+    if keep != slice(None):
+        meta = {**meta, "recorded": {**meta["recorded"], "trimmed_to": [float(grid[keep][0]), float(grid[keep][-1])]}}
+    return Profile(grid[keep], (m * n)[keep], sumsq[keep], n[keep], dim, meta)
+
+
+def _covered(grid, seen):
+    """The knots from the first with samples to the last: training sigmas (EDM's log-normal, say) rarely reach the
+    ends of a wide grid, and a profile with empty ends gives no schedule. Said in a warning."""
+    idx = np.flatnonzero(seen)
+    if idx.size < 2:
+        raise InputError(f"training steps reached {idx.size} knot(s) of the grid [{grid[0]:g}, {grid[-1]:g}]: record "
+                         "more steps, or a grid (sigma_min, sigma_max) where the training sigmas fall")
+    if idx[0] == 0 and idx[-1] == grid.size - 1:
+        return slice(None)
+    warnings.warn(f"no training sigmas reached the knots outside [{grid[idx[0]]:.4g}, {grid[idx[-1]]:.4g}] of the "
+                  f"grid [{grid[0]:.4g}, {grid[-1]:.4g}]: the profile covers that range (a schedule stays within it)",
+                  stacklevel=3)
+    return slice(int(idx[0]), int(idx[-1]) + 1)
 
 
 def half_life_for(steps, fraction=0.1):

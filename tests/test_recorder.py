@@ -225,3 +225,21 @@ def test_complex_rows_and_changing_widths_and_huge_grids_are_refused():
         rec.add(torch.ones(8), _rows(1, d=4), _rows(2, d=4))
     with pytest.raises(InputError, match="points must be at most 4096"):
         ef.Recorder(points=10**6)
+
+
+def test_edm_training_sigmas_give_a_usable_schedule_as_the_guide_records_them():
+    """The training guide's example: Recorder(0.002, 80, points=64) fed EDM's log-normal training sigmas
+    (P_mean -1.2, P_std 1.2) for 100 steps leaves the knots above sigma ~20 empty: the profile covers what was
+    reached, says so, and gives a schedule (and a prior) within it."""
+    g = torch.Generator().manual_seed(0)
+    rec = ef.Recorder(0.002, 80, points=64)
+    for _ in range(100):
+        x0 = GAUSS.sample(64, generator=g).float()
+        sigma = torch.exp(-1.2 + 1.2 * torch.randn(64, generator=g))
+        x = x0 + sigma[:, None] * torch.randn(x0.shape, generator=g)
+        rec.add(sigma, GAUSS(x, sigma), x0)
+    with pytest.warns(UserWarning, match="no training sigmas reached the knots outside"):
+        prof = rec.profile()
+    assert prof.sigmas[0] >= 0.002 and prof.sigmas[-1] < 80 and prof.meta["recorded"]["trimmed_to"]
+    s = ef.schedule(prof, 16)
+    assert s[0] <= prof.sigmas[-1] and np.all(np.diff(s) < 0)
