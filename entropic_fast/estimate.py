@@ -197,7 +197,8 @@ def job(denoiser, data, grid, *, batch_size=256, seed=0, spectral=False, device=
     net_dtype = protocol.declared_dtype(denoiser) or dtype
     _check_range(grid, data.example, net_dtype)
     out = Job(denoiser, None, data, grid, device=device, dtype=dtype, net_dtype=net_dtype, kern=kern,
-              seed=checks.seed(seed), shard=shard, dist=dist, nonfinite=nonfinite, checkpoint=_checkpoint_path(checkpoint, dist, shard),
+              seed=checks.seed(seed), shard=shard, dist=dist, nonfinite=nonfinite,
+              checkpoint=_checkpoint_path(checkpoint, dist, shard),
               every=checks.integer(checkpoint_every, "checkpoint_every", 1),
               seconds=checks.real(checkpoint_seconds, "checkpoint_seconds", positive=True, finite=False),
               batch_size=checks.integer(batch_size, "batch_size", 1))

@@ -36,9 +36,9 @@ def entropic_time(prof: Profile, kind: str = "rescaled", smooth: Optional[bool] 
     return curves.cumulative(curves.log(prof.sigmas), k.rate(prof, smooth))
 
 
-def schedule(prof: Union[Profile, str, os.PathLike], steps: int, kind: Optional[str] = None, sigma_min: Optional[float] = None,
-             sigma_max: Optional[float] = None, smooth: Optional[bool] = None, cap: bool = False, *,
-             sampler: str = "ddim", interval: Union[str, Tuple[float, float], None] = None,
+def schedule(prof: Union[Profile, str, os.PathLike], steps: int, kind: Optional[str] = None,
+             sigma_min: Optional[float] = None, sigma_max: Optional[float] = None, smooth: Optional[bool] = None,
+             cap: bool = False, *, sampler: str = "ddim", interval: Union[str, Tuple[float, float], None] = None,
              **options: Any) -> np.ndarray:
     """``steps`` sigmas from the start ``s_max`` down to the stop ``s_min``, then 0, for ``sampler``.
 
@@ -110,10 +110,10 @@ def checked_steps(steps):
 
 def descending(sigmas, kind, options, bounds):
     """``sigmas`` when finite and strictly descending to the final 0; else a clear error (a range too narrow for
-    the steps, or an option out of range) instead of repeated or NaN sigmas."""
+    the steps, or an option out of range) instead of repeated or NaN sigmas. Checked in float32, as clients hold
+    them."""
     s = np.asarray(sigmas, np.float64)
-    if not (np.all(np.isfinite(s)) and s[-1] == 0 and np.all(np.diff(s.astype(np.float32)) < 0)):  # as clients
-        # hold them
+    if not (np.all(np.isfinite(s)) and s[-1] == 0 and np.all(np.diff(s.astype(np.float32)) < 0)):
         extra = f" with {options}" if options else ""
         raise InputError(f"kind {kind!r}{extra} on [{bounds[0]:.6g}, {bounds[1]:.6g}] gives sigmas that do not "
                          f"strictly descend ({s[:4].tolist()}...): widen the range or change the option")
