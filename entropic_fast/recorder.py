@@ -220,25 +220,28 @@ def _as_profile(grid, mse, se, n_eff, dim, meta):
     m = np.where(seen, np.maximum(mse, 0.0), 0.0)
     s = np.where(seen & np.isfinite(se), se, 0.0)
     sumsq = np.where(seen, s**2 * n * (n - 1) + m**2 * n, 0.0)
-    keep = _covered(grid, seen)
+    keep = _covered(grid, seen, n)
     if keep != slice(None):
         meta = {**meta, "recorded": {**meta["recorded"], "trimmed_to": [float(grid[keep][0]), float(grid[keep][-1])]}}
     return Profile(grid[keep], (m * n)[keep], sumsq[keep], n[keep], dim, meta)
 
 
-def _covered(grid, seen):
-    """The knots from the first with samples to the last: training sigmas (EDM's log-normal, say) rarely reach the
-    ends of a wide grid, and a profile with empty ends gives no schedule. Said in a warning."""
-    idx = np.flatnonzero(seen)
-    if idx.size < 2:
-        raise InputError(f"training steps reached {idx.size} knot(s) of the grid [{grid[0]:g}, {grid[-1]:g}]: record "
-                         "more steps, or a grid (sigma_min, sigma_max) where the training sigmas fall")
-    if idx[0] == 0 and idx[-1] == grid.size - 1:
+def _covered(grid, seen, n):
+    """The run of consecutive knots with samples that holds the most of them: training sigmas (EDM's log-normal,
+    say) reach the ends of a wide grid rarely or not at all, and a profile with empty knots gives no schedule.
+    Said in a warning."""
+    edges = np.flatnonzero(np.diff(np.concatenate([[0], seen.astype(int), [0]])))
+    runs = list(zip(edges[::2], edges[1::2]))  # [start, stop) of each run of seen knots
+    lo, hi = max(runs, key=lambda r: n[r[0]:r[1]].sum()) if runs else (0, 0)
+    if hi - lo < 2:
+        raise InputError(f"training steps reached {int(seen.sum())} knot(s) of the grid [{grid[0]:g}, {grid[-1]:g}] "
+                         "in a row: record more steps, or a grid (sigma_min, sigma_max) where the training sigmas fall")
+    if lo == 0 and hi == grid.size:
         return slice(None)
-    warnings.warn(f"no training sigmas reached the knots outside [{grid[idx[0]]:.4g}, {grid[idx[-1]]:.4g}] of the "
-                  f"grid [{grid[0]:.4g}, {grid[-1]:.4g}]: the profile covers that range (a schedule stays within it)",
-                  stacklevel=3)
-    return slice(int(idx[0]), int(idx[-1]) + 1)
+    warnings.warn(f"training sigmas reached the knots of [{grid[lo]:.4g}, {grid[hi - 1]:.4g}] of the grid "
+                  f"[{grid[0]:.4g}, {grid[-1]:.4g}] (not those beyond, or not all): the profile covers that range, "
+                  "and a schedule stays within it", stacklevel=3)
+    return slice(int(lo), int(hi))
 
 
 def half_life_for(steps, fraction=0.1):
