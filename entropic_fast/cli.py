@@ -402,10 +402,18 @@ def _tune_parser(sub):
     t.set_defaults(run=_tune)
 
 
+def _version():
+    """The installed package's version (its metadata: what pip installed)."""
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        return version("entropic_fast")
+    except PackageNotFoundError:
+        return "unknown (not installed)"
+
+
 def build_parser():
-    from . import __version__
     p = argparse.ArgumentParser(prog="entropic-fast", description=__doc__.split("\n")[0])
-    p.add_argument("--version", action="version", version=f"entropic-fast {__version__}")
+    p.add_argument("--version", action="version", version=f"entropic-fast {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     _schedule_parser(sub)
     _profile_parser(sub)
