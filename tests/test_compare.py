@@ -20,6 +20,15 @@ REF = GAUSS.sample(3000, generator=torch.Generator().manual_seed(1))
 FLAT = lambda x: x.flatten(1)  # noqa: E731
 
 
+@pytest.fixture
+def sigint():
+    """SIGINT raising KeyboardInterrupt, as in a terminal: a process started in the background by a
+    non-interactive shell inherits SIGINT ignored, and an ignored signal stays ignored (signals.py)."""
+    old = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, old)
+
+
 def run(**kw):
     args = dict(reference=REF, kinds=["edm", "exponential"], steps=[4], samplers=["ddim"], samples=150, seeds=1,
                 features=FLAT, progress=False)
@@ -62,7 +71,7 @@ def stats_file(path):
     return str(path)
 
 
-def test_an_interrupted_comparison_resumes_to_the_same_table(tmp_path):
+def test_an_interrupted_comparison_resumes_to_the_same_table(tmp_path, sigint):
     """SIGINT in the middle (from the features of the third batch): the checkpoint holds the finished units, and
     the rerun gives the uninterrupted table."""
     ref = stats_file(tmp_path / "stats.npz")  # the features see the samples only
@@ -237,7 +246,7 @@ def test_an_unwritable_out_is_refused_before_any_sample(tmp_path, where):
     assert calls == []
 
 
-def test_a_resume_with_other_features_of_the_same_name_is_refused(tmp_path):
+def test_a_resume_with_other_features_of_the_same_name_is_refused(tmp_path, sigint):
     """Two feature maps under one name would mix in one table: the features are fingerprinted, not named."""
     kw = dict(reference=stats_file(tmp_path / "stats.npz"), shape=(1, 2, 2), samplers=["ddim"], batch_size=32,
               checkpoint=tmp_path / "c.npz")
