@@ -294,9 +294,10 @@ class Run:
         if j.mixture is not None:
             return self.scratch.fill_ideal(j.kern, j.mixture, x0, sigma, key=j.key, rid=rid, idx=idx)
         out = j.network(x.to(j.net_dtype), sigma.to(j.net_dtype), lab)  # numpy's float64 rows, a float32 net
-        if not torch.is_tensor(out) or out.shape != x.shape:
-            raise InputError(f"denoiser output has shape {tuple(getattr(out, 'shape', ()))}, "
-                             f"expected the input's {tuple(x.shape)}")
+        if not torch.is_tensor(out):
+            raise InputError(protocol.not_a_tensor(out, x))
+        if out.shape != x.shape:
+            raise InputError(f"denoiser output has shape {tuple(out.shape)}, expected the input's {tuple(x.shape)}")
         self.scratch.fill(j.kern, out, x0, idx, x=x, sigma=sigma, controls=j.controls)
 
     def computed(self, rows):

@@ -146,11 +146,39 @@ def _check_takes_labels(denoiser, labels_kwarg=None):
                          "--no-labels on the command line)") from None
 
 
+def _check_takes_two(denoiser):
+    """Refuse, before any work, a denoiser that cannot be called as ``denoiser(x, sigma)``."""
+    if not callable(denoiser):
+        raise InputError(f"the denoiser must be callable as denoiser(x, sigma) -> D(x), got {type(denoiser).__name__}")
+    try:
+        sig = inspect.signature(denoiser.forward if isinstance(denoiser, torch.nn.Module) else denoiser)
+    except (TypeError, ValueError):  # a builtin or C callable: no signature to read
+        return
+    try:
+        sig.bind(None, None)
+    except TypeError:
+        raise InputError(f"the denoiser {describe(denoiser)} cannot be called as denoiser(x, sigma): its signature is "
+                         f"{sig}; wrap the model (ef.adapters: edm, diffusers, flow, comfyui) or write the two-argument "
+                         "function") from None
+
+
+def not_a_tensor(out, x):
+    """What to say of a denoiser that returned ``out``, not a tensor (a diffusers model's output object, say)."""
+    hint = ""
+    if hasattr(out, "sample") or type(out).__module__.split(".")[0] == "diffusers":
+        hint = ("; a diffusers model returns an output object and predicts noise at a timestep: wrap it with "
+                "ef.adapters.diffusers.denoiser(unet, scheduler)")
+    return (f"the denoiser returned {type(out).__name__}, not a tensor of the input's shape {tuple(x.shape)} "
+            f"(the protocol: denoiser(x, sigma) -> D(x)){hint}")
+
+
 def check_labelling(denoiser, data, labels_kwarg):
     """A labelled run's denoiser takes the labels (by ``labels_kwarg`` where given); all labels checked once, before
     the loop (by the denoiser's ``check_labels``, where it has one), so the loop never syncs with the device for them."""
     if labels_kwarg is not None and (not isinstance(labels_kwarg, str) or not labels_kwarg.isidentifier()):
         raise InputError(f"labels_kwarg must be a keyword name such as 'cond', got {labels_kwarg!r}")
+    if not data.labelled:
+        _check_takes_two(denoiser)
     if data.labelled:
         _check_takes_labels(denoiser, labels_kwarg)
         every = data.all_labels()

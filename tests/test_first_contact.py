@@ -200,3 +200,21 @@ def test_installing_never_asks_for_triton():
     needs = project["project"]["dependencies"]
     assert not [d for d in needs if d.lower().startswith("triton")], needs
     assert [d for d in needs if d.startswith("torch")] == ["torch>=2.1"]  # any torch the user has
+
+
+class _UNetOutput:
+    """What a diffusers UNet returns: an output object with ``.sample``."""
+
+    def __init__(self, sample):
+        self.sample = sample
+
+
+def test_a_model_that_is_not_a_denoiser_is_told_what_to_wrap_it_with():
+    from entropic_fast.errors import InputError
+    data = torch.randn(16, 4)
+    with pytest.raises(InputError, match=r"returned _UNetOutput, not a tensor.*adapters.diffusers.denoiser"):
+        ef.profile(lambda x, s: _UNetOutput(x), data, ef.sigma_grid(4), samples=4, progress=False)
+    with pytest.raises(InputError, match=r"cannot be called as denoiser\(x, sigma\): its signature is \(x\)"):
+        ef.profile(lambda x: x, data, ef.sigma_grid(4), samples=4, progress=False)
+    with pytest.raises(InputError, match=r"cannot be called as denoiser\(x, sigma\)"):
+        ef.profile(lambda x, t, encoder_hidden_states: x, data, ef.sigma_grid(4), samples=4, progress=False)
