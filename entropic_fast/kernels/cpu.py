@@ -61,8 +61,9 @@ def ideal_error(means, var, logw, x0, sigma, seed, row_ids, sigma_index, acc):
     wide = np.array(reference.importance(x0[0].numel()), dtype=np.float64).reshape(-1, 2)
     rows, dim = x0.shape[0], x0[0].numel()
     threads = max(1, min(torch.get_num_threads(), rows, (rows * means.shape[0] * dim) >> 18))
-    err, weight = _ideal.errors(_f64(means), _f64(var)[:, 0], _f64(logw)[:, 0], _f64(x0), _f64(x),
-                                _f64(sigma)[:, 0], wide[:, 0].copy(), wide[:, 1].copy(), threads)
+    err, weight = _ideal.errors(_f64(means), _f64(var)[:, 0], _f64(logw)[:, 0], _f64(x0), x=_f64(x),
+                                sigma=_f64(sigma)[:, 0], tau=wide[:, 0].copy(), share=wide[:, 1].copy(),
+                                threads=threads)
     err = torch.from_numpy(err)
     reference.add_row_errors(err * torch.from_numpy(weight) if len(wide) else err, sigma_index.cpu(), acc)
 
