@@ -10,13 +10,13 @@ import warnings
 
 import torch
 
-from entropic_fast.adapters.flow import sigma_to_t
+from entropic_fast import checks
 from entropic_fast.adapters.comfyui import ComfyDenoiser, grid_for, is_flow, model_record, model_sampling
+from entropic_fast.adapters.flow import sigma_to_t
 from entropic_fast.errors import InputError
 from entropic_fast.files import check_writable
-from entropic_fast.profile import Profile
 from entropic_fast.kinds import CLIENT_KINDS
-from entropic_fast import checks
+from entropic_fast.profile import Profile
 from entropic_fast.schedules import MAX_STEPS, schedule
 
 NODE_KINDS = CLIENT_KINDS  # no spectra recorded; the peers are ComfyUI's own schedulers (or its AYS node)
