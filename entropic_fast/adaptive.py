@@ -20,6 +20,7 @@ from . import checks, estimate, signals
 from .checkpoint import CheckpointMismatch
 from .errors import InputError
 from .kinds import BAND_KINDS
+from .profile import Profile
 from .schedules import log_sigma_gradient, normal_quantile
 from .units import UNIT, plan_rows, plan_units
 
@@ -183,6 +184,23 @@ class AdaptivePlan:
             self.records.append(record)
             self.plan = self.plan if done else new
         return done
+
+    def controls_pay(self, prof, seconds, control_seconds, rows):
+        """``control="auto"``'s decision after the pilot, with its numbers (for the meta and the checkpoint): on
+        only where the predicted wall time to the tolerance is shorter with the controls (the samples still to draw
+        by their variances, :func:`predicted_total`, at the pilot's seconds per row) than without (by the plain
+        variances, at those seconds less the controls' own)."""
+        if rows <= 0:
+            return {"on": True, "measured": False}  # resumed at the pilot's end: nothing timed here, kept
+        plain = Profile(prof.sigmas, prof.sum, prof.sumsq, prof.count, dim=prof.dim)
+        done = float(prof.count.sum())
+        left = [max(predicted_total(p, self.goals, self.tolerance, self.level) - done, 0.0) for p in (prof, plain)]
+        per = [seconds / rows, max(seconds - control_seconds, 0.0) / rows]
+        wall = [n * t for n, t in zip(left, per)]
+        return {"on": bool(wall[0] <= wall[1]), "measured": True,
+                "evaluations_left": {"with": round(left[0]), "without": round(left[1])},
+                "ms_per_row": {"with": 1e3 * per[0], "without": 1e3 * per[1]},
+                "seconds_left": {"with": wall[0], "without": wall[1]}}
 
     def state(self):
         return {"plan": self.plan, "rounds": np.array([[r["evaluations"], r["band"]] for r in self.records],

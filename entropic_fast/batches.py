@@ -25,8 +25,10 @@ def drawn(data, units, seed):
 
 
 def on_device(batch, data, device, dtype, key):
-    """A batch's data rows, row ids, sigma indices and labels on ``device``: one gather and one copy each."""
+    """A batch's data rows, row ids, sigma indices, labels and indices in the data tensor (None for a sampler's
+    draws) on ``device``: one gather and one copy each."""
     rid, idx, draw = batch
+    pick = None
     if draw is None:
         src = data.source
         pick = torch.from_numpy(data_rows(key, rid, src.shape[0])).to(src.device, non_blocking=True)
@@ -38,7 +40,8 @@ def on_device(batch, data, device, dtype, key):
             x0 = x0.pin_memory()  # in the prefetch thread: the copy below overlaps the device's work
     return (x0.to(device=device, dtype=dtype, non_blocking=True), torch.from_numpy(rid).to(device, non_blocking=True),
             torch.from_numpy(idx).to(device, non_blocking=True),
-            None if lab is None else lab.to(device, non_blocking=True))
+            None if lab is None else lab.to(device, non_blocking=True),
+            None if pick is None else pick.to(device, non_blocking=True))
 
 
 def _cat(parts):

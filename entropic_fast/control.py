@@ -26,6 +26,7 @@ AUTO_DIM = 1024  # "auto" uses the controls up to this row size: about 8 d^2 flo
 MAX_WORK = 2**36  # rows x d^2 of the data's exact covariance that "auto" computes (seconds on a CPU)
 CLUSTERS = 16  # on the digits model 8, 16 and 32 clusters cut the variance alike (16 slightly most)
 FIT_ROWS = 4096  # rows the clusters are fitted on (any rows do: the control's mean given x0 is exact)
+TABLE_VALUES = 2**22  # a data tensor of at most this many values gets per-row tables of x0's projections (32 MB)
 RANK = 64  # directions kept per cluster (all of them up to this dimension)
 
 
@@ -33,16 +34,13 @@ def _flat64(t):
     return t.reshape(t.shape[0], -1).to(torch.float64)
 
 
-def _projections(x, x0, basis, origin=None):
-    """``(a, d)`` in float64: ``a = (x0 - origin) @ basis`` and ``d = (x - x0) @ basis``, the noise's part taken
-    from the difference (exact at small sigma). The products are float64 too: in float32 a row's controls moved by
-    1e-7 with the batch's shape (BLAS blocks), and their sums by 1e-6; in float64 by about 1e-16."""
-    dt = torch.float64
-    x0f = x0.reshape(x0.shape[0], -1).to(dt)
-    diff = x.reshape(x.shape[0], -1).to(dt) - x0f
-    b = basis.to(dt)
-    centred = x0f if origin is None else x0f - origin.to(dt)
-    return (centred @ b).to(torch.float64), (diff @ b).to(torch.float64)
+def rows64(x, x0, sigma):
+    """``(x0, diff, s2)`` in float64, once per batch for every control: the clean rows (B, d), the noise
+    ``x - x0`` (B, d), taken from the difference (exact at small sigma), and ``sigma^2`` (B, 1). The controls'
+    products are float64 too: in float32 a row's controls moved by 1e-7 with the batch's shape (BLAS blocks), and
+    their sums by 1e-6; in float64 by about 1e-16."""
+    x0f = _flat64(x0)
+    return x0f, _flat64(x) - x0f, sigma.to(torch.float64).reshape(-1, 1) ** 2
 
 
 def _wiener_mse(lam, s2):
@@ -59,8 +57,9 @@ class Wiener:
     """The Wiener denoiser of data with mean ``mean`` (d,) and covariance ``basis diag(lam) basis^T``."""
     name = "wiener"
 
-    def __init__(self, mean, basis, lam):
+    def __init__(self, mean, basis, lam, table=None):
         self.mean, self.basis, self.lam = mean, basis, lam
+        self.table = table  # per row of the data tensor: a = U^T (x0 - mu), (N, d), or None
 
     @classmethod
     def of_rows(cls, rows):
@@ -86,7 +85,11 @@ class Wiener:
         return cls(mean, basis, lam.clamp_min(0.0))
 
     def to(self, device):
-        return Wiener(self.mean.to(device), self.basis.to(device), self.lam.to(device))
+        return Wiener(*(None if t is None else t.to(device) for t in (self.mean, self.basis, self.lam, self.table)))
+
+    def indexed(self, rows):
+        """This control with its table of ``a`` for the data tensor ``rows``: a batch then projects only its noise."""
+        return Wiener(self.mean, self.basis, self.lam, (_flat64(rows) - self.mean) @ self.basis)
 
     def expected(self, sigmas):
         """``E[L]`` at each sigma (float64 ndarray)."""
@@ -94,12 +97,21 @@ class Wiener:
         return _wiener_mse(self.lam, s2).cpu().numpy()
 
     def centred(self, x, x0, sigma):
-        """``L - E[L]`` per row, ``x`` the noisy rows at ``sigma`` (one per row): in the eigenbasis
-        ``W(x) - x0 = (g - 1) a + g d`` with ``a = U^T (x0 - mu)``, ``d = U^T (x - x0)``."""
-        a, d = _projections(x, x0, self.basis, self.mean)
-        s2 = sigma.to(torch.float64).reshape(-1, 1) ** 2
-        g = self.lam / (self.lam + s2).clamp_min(1e-300)
-        return (((g - 1) * a + g * d) ** 2).sum(1) - _wiener_mse(self.lam, s2)
+        """``L - E[L]`` per row, ``x`` the noisy rows at ``sigma`` (one per row)."""
+        return self.centred_rows(*rows64(x, x0, sigma))
+
+    def centred_rows(self, x0, diff, s2, rows=None):
+        """:meth:`centred` of :func:`rows64`'s rows (``rows``: their indices in the data tensor of the table, if
+        any): in the eigenbasis ``W(x) - x0 = (g - 1) a + g d`` with ``a = U^T (x0 - mu)``, ``d = U^T (x - x0)``."""
+        b = x0.shape[0]
+        if rows is not None and self.table is not None:
+            a, d = self.table.index_select(0, rows), diff @ self.basis
+        else:
+            ad = torch.cat([x0 - self.mean, diff]) @ self.basis
+            a, d = ad[:b], ad[b:]
+        g = self.lam / (self.lam + s2)  # sigma > 0: the grid's
+        v = g * (a + d) - a
+        return torch.linalg.vecdot(v, v) - s2[:, 0] * g.sum(1)  # E[L] = sum g s^2
 
 
 class LocalWiener:
@@ -107,10 +119,9 @@ class LocalWiener:
     principal directions), applied to the rows whose clean ``x0`` is nearest that cluster's centre."""
     name = "local"
 
-    def __init__(self, centres, bases, lam):
+    def __init__(self, centres, bases, lam, table=None):
         self.centres, self.bases, self.lam = centres, bases, lam  # (C, d), (C, d, r), (C, r)
-        self._stacked = bases.permute(1, 0, 2).reshape(bases.shape[1], -1)  # (d, C r): one matmul per batch
-        self._centre_coef = torch.einsum("cd,cdr->cr", centres, bases)
+        self.table = table  # per row of the data tensor: its cluster (N,) and a = U_c^T (x0 - m_c) (N, r), or None
 
     @classmethod
     def of_rows(cls, rows, clusters=CLUSTERS, iterations=20, seed=0):
@@ -122,39 +133,97 @@ class LocalWiener:
         n, d = x.shape
         _check_dim(d)
         clusters = min(clusters, n)
-        centres = x[:clusters].clone()
-        for _ in range(iterations):
-            member = (_nearest(x, centres)[:, None] == torch.arange(clusters, device=x.device)).to(x.dtype)
-            size = member.sum(0)
-            centres = torch.where(size[:, None] > 0, member.T @ x / size.clamp_min(1)[:, None], centres)
+        centres, label = x[:clusters].clone(), None
+        for _ in range(iterations):  # until no row changes its cluster (a host sync per iteration, while fitting)
+            new = _nearest(x, centres)
+            if label is not None and torch.equal(new, label):
+                break
+            label = new
+            size = torch.bincount(label, minlength=clusters).to(x.dtype)
+            total = _cluster_sums(x, label, clusters)
+            centres = torch.where(size[:, None] > 0, total / size.clamp_min(1)[:, None], centres)
         label = _nearest(x, centres)
         r = min(d, RANK)
-        bases, lams = [], []
-        for c in range(clusters):
-            xc = x[label == c] - centres[c]
-            lam, u = torch.linalg.eigh(xc.T @ xc / max(xc.shape[0], 1))
-            bases.append(u.flip(1)[:, :r])
-            lams.append(lam.flip(0)[:r].clamp_min(0.0))
+        bases, lams = zip(*(_principal(x[label == c] - centres[c], r) for c in range(clusters)))
         return cls(centres, torch.stack(bases), torch.stack(lams))
 
     def to(self, device):
-        return LocalWiener(self.centres.to(device), self.bases.to(device), self.lam.to(device))
+        table = None if self.table is None else tuple(t.to(device) for t in self.table)
+        return LocalWiener(self.centres.to(device), self.bases.to(device), self.lam.to(device), table)
+
+    def indexed(self, rows):
+        """This control with its table (cluster, ``a``) for the data tensor ``rows``."""
+        x = _flat64(rows)
+        cluster = _nearest(x, self.centres)
+        return LocalWiener(self.centres, self.bases, self.lam,
+                           (cluster, self._own(x - self.centres[cluster], cluster, padded=False)))
 
     def centred(self, x, x0, sigma):
-        """``L - E[L | x0]`` per row: with ``a = U^T (x0 - m)`` and ``d = U^T (x - x0)`` (``s z``, ``z`` standard
-        normal given ``x0``), ``L = sum ((g - 1) a + g d)^2 + ||x0 - m||^2 - ||a||^2`` and its mean given ``x0``
-        differs by ``sum g^2 d^2 + 2 g (g - 1) a d - s^2 g^2``."""
-        b = x.shape[0]
-        cluster = _nearest(_flat64(x0), self.centres)
-        r = self.lam.shape[1]
-        rows = torch.arange(b, device=x.device)
-        a, d = _projections(x, x0, self._stacked)
-        a = a.view(b, -1, r)[rows, cluster] - self._centre_coef[cluster]
-        d = d.view(b, -1, r)[rows, cluster]
-        lam = self.lam[cluster]
-        s2 = sigma.to(torch.float64).reshape(-1, 1) ** 2
-        g = lam / (lam + s2).clamp_min(1e-300)
-        return (g * g * (d * d - s2) + 2 * g * (g - 1) * a * d).sum(1)
+        """``L - E[L | x0]`` per row, ``x`` the noisy rows at ``sigma`` (one per row)."""
+        return self.centred_rows(*rows64(x, x0, sigma))
+
+    def centred_rows(self, x0, diff, s2, rows=None, padded=None):
+        """:meth:`centred` of :func:`rows64`'s rows (``rows``: their indices in the data tensor of the table, if
+        any), each in its own cluster's basis (:meth:`_own`)."""
+        if rows is not None and self.table is not None:
+            cluster, a = self.table[0].index_select(0, rows), self.table[1].index_select(0, rows)
+            d = self._own(diff, cluster, padded)
+        else:
+            cluster = _nearest(x0, self.centres)
+            ad = self._own(torch.stack([x0 - self.centres[cluster], diff], 1), cluster, padded)
+            a, d = ad[:, 0], ad[:, 1]
+        return _local_value(a, d, self.lam[cluster], s2)
+
+    def _own(self, v, cluster, padded=None):
+        """Rows ``v`` (B, ..., d) in their own cluster's basis (B, ..., r): packed by cluster into ``(C, width, ...,
+        d)``, one batched product with the clusters' bases, each row read back. ``width`` is the largest cluster's
+        size on the CPU (``d x r`` work per row, a host sync), the whole batch on a GPU (no sync, ``C`` times the
+        work); ``padded`` overrides it (tests)."""
+        b, d, (k, r) = v.shape[0], v.shape[-1], self.lam.shape
+        counts = torch.bincount(cluster, minlength=k)
+        order = torch.argsort(cluster, stable=True)
+        pos = torch.empty_like(cluster)
+        pos[order] = torch.arange(b, device=v.device) - (counts.cumsum(0) - counts)[cluster[order]]
+        if padded is None:
+            padded = v.device.type != "cpu"
+        width = b if padded else int(counts.max())
+        packed = v.new_zeros(k, width, *v.shape[1:])
+        packed[cluster, pos] = v
+        return (packed.view(k, -1, d) @ self.bases).view(k, width, *v.shape[1:-1], r)[cluster, pos]
+
+
+def _local_value(a, d, lam, s2):
+    """``L - E[L | x0]`` from ``a = U^T (x0 - m)`` and ``d = U^T (x - x0)`` (``s z``, ``z`` standard normal given
+    ``x0``): ``L = sum ((g - 1) a + g d)^2 + ||x0 - m||^2 - ||a||^2``, and its mean given ``x0`` differs by
+    ``sum g^2 d^2 + 2 g (g - 1) a d - s^2 g^2``."""
+    g = lam / (lam + s2).clamp_min(1e-300)
+    return (g * g * (d * d - s2) + 2 * g * (g - 1) * a * d).sum(1)
+
+
+def _cluster_sums(x, label, clusters):
+    """Per cluster the sum of its rows: by ``index_add_`` on the CPU, by a one-hot product on a GPU (atomic adds
+    there would change the bits from run to run)."""
+    if x.device.type == "cpu":
+        return x.new_zeros(clusters, x.shape[1]).index_add_(0, label, x)
+    return (label[:, None] == torch.arange(clusters, device=x.device)).to(x.dtype).T @ x
+
+
+def _principal(xc, r):
+    """The top ``r`` principal directions (d, r) of centred rows ``xc`` (n, d) and their variances (r,). The
+    eigendecomposition in float32, of the covariance or, with fewer rows than values, of the Gram matrix (3x to 4x
+    faster on 256-value rows); then in float64 each direction normalised and its variance taken as its Rayleigh
+    quotient. A local control's mean given ``x0`` needs unit directions only, so it stays exact for this basis."""
+    n, d = xc.shape
+    if n < d:
+        _, v = torch.linalg.eigh((xc @ xc.T).float())
+        u = xc.T @ v.to(torch.float64).flip(1)[:, :r]
+    else:
+        _, u = torch.linalg.eigh((xc.T @ xc).float())
+        u = u.to(torch.float64).flip(1)[:, :r]
+    norm = u.norm(dim=0)
+    u = torch.where(norm > 0, u / norm.clamp_min(1e-300), 0.0)
+    u = torch.cat([u, u.new_zeros(d, r - u.shape[1])], 1)  # fewer rows than directions: zero ones, weight 0
+    return u, ((xc @ u) ** 2).sum(0) / max(n, 1)
 
 
 def _check_dim(d):
@@ -179,6 +248,19 @@ def row_sums(e, c):
     k = c.shape[0]
     i, j = torch.triu_indices(k, k, device=c.device)
     return torch.cat([c, c[i] * c[j], e[None] * c])
+
+
+def batch_sums(controls, out, x, x0, sigma, rows=None):
+    """``(q, B)``: :func:`row_sums` of one batch, the denoiser's outputs ``out`` for the rows ``x0`` (noisy ``x`` at
+    ``sigma``; ``rows``, their indices in the data tensor, or None); a row whose error is not finite adds nothing.
+    The rows in float64 once, for every control."""
+    x0f, diff, s2 = rows64(x, x0, sigma)
+    e = _flat64(out) - x0f
+    e = torch.linalg.vecdot(e, e)
+    ok = torch.isfinite(e)
+    c = torch.stack([ctl.centred_rows(x0f, diff, s2, rows) if hasattr(ctl, "centred_rows") else
+                     ctl.centred(x, x0, sigma) for ctl in controls])
+    return torch.where(ok, row_sums(torch.where(ok, e, 0.0), c), 0.0)
 
 
 def estimate(sum_e, sumsq_e, count, control_sum):
@@ -259,7 +341,10 @@ def choose(control, data, fused):
     if control in ("local", "both", "auto"):
         rows = data.source if data.is_tensor else data.draw(FIT_ROWS, torch.Generator().manual_seed(0))[0]
         out.append(LocalWiener.of_rows(rows))
-    return [c for c in out if c is not None]
+    out = [c for c in out if c is not None]
+    if data.is_tensor and data.source.numel() <= TABLE_VALUES:  # x0's half of the products, once per data row
+        out = [c.indexed(data.source) for c in out]
+    return out
 
 
 def fitted(controls, data, example, grid, control):

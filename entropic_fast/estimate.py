@@ -22,6 +22,7 @@ from . import checkpoint as ckpt
 from . import checks, control, files, protocol, signals, sums
 from .batches import Limit, drawn, on_device, packed, prefetched
 from .checkpoint import CheckpointMismatch  # noqa: F401  (re-exported: the error users catch)
+from .costs import Stopwatch
 from .errors import InputError
 from .fingerprint import fingerprint
 from .kernels import launchers
@@ -86,6 +87,7 @@ class Job:
     seed: int
     mixture: tuple = None
     controls: list = ()
+    control_request: object = None  # what the caller asked for ("auto" lets an adaptive run's pilot decide)
     image: tuple = None
     shard: tuple = (0, 1)
     dist: tuple = None
@@ -203,6 +205,7 @@ def job(denoiser, data, grid, *, batch_size=256, seed=0, spectral=False, device=
               seconds=checks.real(checkpoint_seconds, "checkpoint_seconds", positive=True, finite=False),
               batch_size=checks.integer(batch_size, "batch_size", 1))
     _paths(denoiser, data, spectral, control, out)
+    out.control_request = control
     out.network = protocol.network(denoiser, compile, channels_last and data.example.dim() == 4, labels_kwarg)
     return out
 
@@ -239,6 +242,7 @@ class Run:
         self.since, self.last_save = 0, time.monotonic()
         self.last_check = self.last_save
         self.grid = torch.as_tensor(job.grid, dtype=job.dtype, device=job.device)
+        self.watch, self.decision = Stopwatch(job.device), None  # the pilot's costs; "auto"'s decision on controls
 
     @property
     def sums(self):
@@ -257,7 +261,8 @@ class Run:
                 "unit": UNIT, "data_shape": list(ex.shape[1:]), "data_dtype": str(ex.dtype),
                 "model": protocol.describe(j.denoiser), "fingerprints": self.fingerprints(),
                 "spectral": j.image is not None, "shard": list(j.shard), "nonfinite": j.nonfinite,
-                "control": [c.name for c in j.controls] or None, **self.plan.signature()}
+                "control": [c.name for c in j.controls] or None, **self.plan.signature(),
+                **({"control_decision": self.decision} if self.decision is not None else {})}
 
     def fingerprints(self):
         if not hasattr(self, "_prints"):
@@ -272,6 +277,7 @@ class Run:
         if path is None or not os.path.exists(path):
             return
         state = self.plan.state()
+        self.adopt_decision(path)
         finished, arrays, saved = ckpt.read(path, self.signature(), self.sums.shapes(), tuple(state))
         self.plan.restore(saved, finished)
         self.sums.load_(arrays)
@@ -283,22 +289,28 @@ class Run:
         """A batch's rows on the device and, unless the fused mixture path draws its own, their noisy inputs.
         On CUDA it runs one batch ahead in a worker thread, while the device works on the current one."""
         j = self.job
-        x0, rid, idx, lab = on_device(batch, j.data, j.device, j.dtype, j.key)
+        x0, rid, idx, lab, pick = on_device(batch, j.data, j.device, j.dtype, j.key)
         sigma = self.grid.index_select(0, idx)
         x = None if j.mixture is not None else j.kern.perturb(x0, sigma, j.key, rid)  # cast in compute
-        return x0, rid, idx, lab, x, sigma
+        return x0, rid, idx, lab, x, sigma, pick
 
-    def compute(self, x0, rid, idx, lab, x, sigma):
+    def compute(self, x0, rid, idx, lab, x, sigma, pick):
         """Denoise rows and accumulate them into the scratch sums."""
         j = self.job
         if j.mixture is not None:
             return self.scratch.fill_ideal(j.kern, j.mixture, x0, sigma, key=j.key, rid=rid, idx=idx)
-        out = j.network(x.to(j.net_dtype), sigma.to(j.net_dtype), lab)  # numpy's float64 rows, a float32 net
+        timed = self.deciding()  # the pilot of control="auto": what the network and the controls cost
+        with self.watch.part("network", timed):
+            out = j.network(x.to(j.net_dtype), sigma.to(j.net_dtype), lab)  # numpy's float64 rows, a float32 net
         if not torch.is_tensor(out):
             raise InputError(protocol.not_a_tensor(out, x))
         if out.shape != x.shape:
             raise InputError(f"denoiser output has shape {tuple(out.shape)}, expected the input's {tuple(x.shape)}")
-        self.scratch.fill(j.kern, out, x0, idx, x=x, sigma=sigma, controls=j.controls)
+        self.scratch.fill(j.kern, out, x0, idx)
+        if j.controls:
+            with self.watch.part("controls", timed):
+                self.scratch.fill_controls(j.controls, out, x0, idx, x=x, sigma=sigma, rows=pick)
+        self.watch.rows += out.shape[0] if timed else 0
 
     def computed(self, rows):
         """True once the rows are computed; False on out-of-memory (of more than one row). The retry happens after
@@ -335,6 +347,46 @@ class Run:
             self.committed = (total, [*self.finished, *ids])  # one attribute store: atomic
             self.pending.zero_()
         self.since += len(ids)
+
+    # -- control="auto": the pilot decides
+
+    def deciding(self):
+        """True while an adaptive run asked for ``control="auto"`` has controls and has not decided on them."""
+        j = self.job
+        return (isinstance(j.control_request, str) and j.control_request == "auto" and bool(j.controls)
+                and self.decision is None and hasattr(self.plan, "controls_pay"))
+
+    def decide(self, seconds):
+        """After the pilot (``seconds`` of wall time, this process's rows): keep the controls only where they
+        shorten the predicted wall time to the tolerance (:meth:`adaptive.AdaptivePlan.controls_pay`)."""
+        prof = self.so_far()
+        spent = torch.tensor([seconds, self.watch.seconds("controls"), self.watch.rows], dtype=torch.float64,
+                             device=self.job.device)
+        if self.job.dist is not None:  # every rank takes the same decision: their costs summed
+            torch.distributed.all_reduce(spent)
+        self.decision = self.plan.controls_pay(prof, *spent.tolist())
+        if not self.decision["on"]:
+            self.drop_controls()
+
+    def drop_controls(self):
+        """The run without its controls from here on: the sums keep every part but theirs."""
+        j = self.job
+        j.controls = []
+        kept = sums.Sums(j.grid.size, j.device, 0, j.image)
+        for k, v in kept.parts.items():
+            v.copy_(self.sums.parts[k])
+        self.committed = (kept, self.finished)
+        self.pending, self.scratch = kept.like(), kept.like()
+
+    def adopt_decision(self, path):
+        """A checkpoint's decision on ``"auto"``'s controls, taken as this run's (so that its signature matches)."""
+        if self.deciding():
+            saved, _ = ckpt.load(path)
+            decision = saved.get("control_decision") if isinstance(saved, dict) else None
+            if isinstance(decision, dict) and "on" in decision:
+                self.decision = decision
+                if not decision["on"]:
+                    self.drop_controls()
 
     # -- checkpoints and checks
 
@@ -385,7 +437,10 @@ class Run:
     def rounds(self, bar):
         """The plan's rounds until it is done, checkpointing between them."""
         while True:
+            start = time.perf_counter()
             self.run(self.plan.units(self.job.shard, self.finished), bar)
+            if self.deciding():
+                self.decide(time.perf_counter() - start)
             if self.plan.next(self.so_far):
                 return
             if hasattr(bar, "total"):
@@ -431,6 +486,8 @@ class Run:
             meta["importance"] = {"wide": [list(t) for t in wide]}
         if j.controls:
             meta["control"] = [c.name for c in j.controls]
+        if self.decision is not None:
+            meta["control_decision"] = self.decision
         return meta
 
     def profile(self):
@@ -450,4 +507,5 @@ class Run:
 
 # the order of a profile's meta entries (summary lines), as before the run was an object
 _META_ORDER = ("seed", "samples", "unit", "evaluations", "data_shape", "model", "dtype", "units", "fingerprints",
-               "dropped", "dropped_per_sigma", "batch_size_used", "importance", "adaptive", "control")
+               "dropped", "dropped_per_sigma", "batch_size_used", "importance", "adaptive", "control",
+               "control_decision")

@@ -86,6 +86,19 @@ def _adaptive_line(a):
         return f"adaptive  (a record this library did not write: {type(e).__name__}: {e})"
 
 
+def _decision_line(d):
+    """The summary line of ``control="auto"``'s decision after an adaptive run's pilot."""
+    try:
+        if not d.get("measured", True):
+            return "controls  kept (auto): resumed at the pilot's end, nothing timed"
+        n, t, s = d["evaluations_left"], d["ms_per_row"], d["seconds_left"]
+        return (f"controls  {'on' if d['on'] else 'off'} (auto, after the pilot): predicted to the tolerance "
+                f"{n['with']:,} evaluations x {t['with']:.3g} ms = {s['with']:.3g} s with them, "
+                f"{n['without']:,} x {t['without']:.3g} ms = {s['without']:.3g} s without")
+    except (TypeError, KeyError, ValueError, AttributeError) as e:
+        return f"controls  (a record this library did not write: {type(e).__name__}: {e})"
+
+
 class Profile:
     """Per-sigma sum, sum of squares and count of the per-sample squared error ``||D - x0||^2``.
 
@@ -376,7 +389,10 @@ class Profile:
         a = self.meta.get("adaptive")
         if isinstance(a, dict) and a.get("rounds"):
             lines.append(_adaptive_line(a))
-        lines += [f"{k:<9} {v}" for k, v in self.meta.items() if k not in ("exact", "adaptive", "control")]
+        if isinstance(self.meta.get("control_decision"), dict):
+            lines.append(_decision_line(self.meta["control_decision"]))
+        lines += [f"{k:<9} {v}" for k, v in self.meta.items()
+                  if k not in ("exact", "adaptive", "control", "control_decision")]
         return "\n".join(lines)
 
     def __repr__(self):

@@ -15,7 +15,8 @@ import numpy as np
 import torch
 
 from . import checks
-from .control import controls_of, row_sums, sums_size
+from . import control
+from .control import controls_of, sums_size
 from .errors import InputError
 
 PLAIN = 4  # rows of the plain part
@@ -55,19 +56,19 @@ class Sums:
         for k, v in self.parts.items():
             v += other.parts[k]
 
-    def fill(self, kern, out, x0, idx, *, x=None, sigma=None, controls=()):
-        """One batch of denoiser outputs ``out`` for the rows ``x0`` (noisy inputs ``x`` at ``sigma``, at the grid
-        indices ``idx``) into every part, by the launchers ``kern``."""
+    def fill(self, kern, out, x0, idx):
+        """One batch of denoiser outputs ``out`` for the rows ``x0`` (at the grid indices ``idx``) into every part
+        but the controls', by the launchers ``kern``."""
         p = self.parts
         kern.accumulate_error(out, x0, idx, p["acc"], p.get("spec"))
-        if controls:  # from the unrounded noisy rows: the controls' means are exact for them
-            e = (out.to(torch.float64) - x0.to(torch.float64)).square().reshape(out.shape[0], -1).sum(1)
-            ok = torch.isfinite(e)
-            c = torch.stack([ctl.centred(x, x0, sigma) for ctl in controls])
-            p["cv"].index_add_(1, idx, torch.where(ok, row_sums(torch.where(ok, e, 0.0), c), 0.0))
         if self.image is not None:  # the data's power and mean, as one more "sigma"
             kern.accumulate_error(x0, torch.zeros_like(x0), torch.zeros_like(idx), p["power_acc"], p["power"])
             p["mean"] += x0.reshape(-1, *self.image).sum(0, dtype=torch.float64)
+
+    def fill_controls(self, controls, out, x0, idx, *, x, sigma, rows=None):
+        """The same batch into the control variates' part, from the unrounded noisy rows ``x`` at ``sigma`` (the
+        controls' means are exact for them); ``rows``, their indices in a data tensor, or None."""
+        self.parts["cv"].index_add_(1, idx, control.batch_sums(controls, out, x, x0, sigma, rows))
 
     def fill_ideal(self, kern, mixture, x0, sigma, *, key, rid, idx):
         """The model-free path: noise, the mixture's ideal denoiser and its error in one launcher call."""
