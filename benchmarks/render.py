@@ -34,7 +34,9 @@ def render(data, source):
         for b in rows:
             paired = (b.get("extra_info") or {}).get("paired_ratio")
             if paired:
-                lines += [f"Paired ratio (the two contenders alternated, one ratio per round): median "
+                who = ", ".join(str(v) for v in (b.get("params") or {}).values())
+                lines += [f"Paired ratio{', ' + who if who else ''} (the two contenders alternated, one ratio per "
+                          f"round): median "
                           f"**{paired['median']:.3f}x**, quartiles {paired['q1']:.3f}x to {paired['q3']:.3f}x, "
                           f"{paired['rounds']} rounds.", ""]
     return "\n".join(lines)

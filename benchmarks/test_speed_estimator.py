@@ -65,23 +65,55 @@ def test_estimator_overhead(benchmark, setup, what):
     benchmark.pedantic(fn, args=setup, rounds=5, warmup_rounds=1)
 
 
-@pytest.mark.benchmark(group=f"estimator overhead, paired: small conv net, 1x16x16, {N_SIGMAS * SAMPLES} evaluations, "
-                             f"batch {BATCH}")
-def test_estimator_overhead_paired(benchmark, setup):
-    """``ef.profile`` (``control=None``) and the bare calls alternated round by round, their order swapped every
-    round: the median of the per-round ratios (this shared machine's drift cancels within a pair)."""
+def _paired(benchmark, first_fn, second_fn, args, rounds=15):
+    """``first_fn`` and ``second_fn`` alternated round by round, their order swapped every round: the median of the
+    per-round ratios first/second (this shared machine's drift cancels within a pair), in ``extra_info``."""
     ratios = []
 
     def pair():
-        first, second = (plain, bare) if len(ratios) % 2 == 0 else (bare, plain)
+        swap = len(ratios) % 2 == 1
+        a, b = (second_fn, first_fn) if swap else (first_fn, second_fn)
         t0 = time.perf_counter()
-        first(*setup)
+        a(*args)
         t1 = time.perf_counter()
-        second(*setup)
+        b(*args)
         t2 = time.perf_counter()
-        ratios.append((t1 - t0) / (t2 - t1) if first is plain else (t2 - t1) / (t1 - t0))
-    benchmark.pedantic(pair, rounds=15, warmup_rounds=1)
+        ratios.append((t2 - t1) / (t1 - t0) if swap else (t1 - t0) / (t2 - t1))
+    benchmark.pedantic(pair, rounds=rounds, warmup_rounds=1)
     kept = ratios[1:] or ratios  # the warm-up round out
     q = statistics.quantiles(kept, n=4) if len(kept) > 1 else kept * 3
     benchmark.extra_info["paired_ratio"] = {"median": statistics.median(kept), "q1": q[0], "q3": q[2],
                                             "rounds": len(kept)}
+
+
+PAIRS = {"ef.profile control=None / bare network calls": (plain, bare),
+         "ef.profile defaults (control variates) / bare network calls": (profile, bare),
+         "ef.profile defaults (control variates) / ef.profile control=None": (profile, plain)}
+
+
+@pytest.mark.benchmark(group=f"estimator overhead, paired: small conv net, 1x16x16, {N_SIGMAS * SAMPLES} evaluations, "
+                             f"batch {BATCH}")
+@pytest.mark.parametrize("pair", list(PAIRS))
+def test_estimator_overhead_paired(benchmark, setup, pair):
+    """The loop against the bare calls, with and without the control variates the defaults take (fitting included:
+    each call fits them afresh), and the controls' own share."""
+    _paired(benchmark, *PAIRS[pair], setup)
+
+
+@pytest.fixture(scope="module")
+def digits_setup():
+    from entropic_fast import digits
+    net, data = digits.denoiser().to(DEV), digits.load("train")[0].to(DEV)
+    grid = ef.sigma_grid(N_SIGMAS)
+    g = torch.Generator(device=DEV).manual_seed(0)
+    x0 = data[torch.randint(len(data), (N_SIGMAS * SAMPLES,), device=DEV, generator=g)]
+    sig = torch.as_tensor(grid, dtype=torch.float32, device=DEV).repeat_interleave(SAMPLES)
+    return net, data, grid, x0 + sig.view(-1, 1, 1, 1) * torch.randn(x0.shape, device=DEV, generator=g), sig
+
+
+@pytest.mark.benchmark(group=f"estimator overhead, paired: digits model, 1x8x8, {N_SIGMAS * SAMPLES} evaluations, "
+                             f"batch {BATCH}")
+@pytest.mark.parametrize("pair", list(PAIRS))
+def test_estimator_overhead_paired_digits(benchmark, digits_setup, pair):
+    """The same pairs on the shipped digits model (64-value rows)."""
+    _paired(benchmark, *PAIRS[pair], digits_setup)

@@ -1,14 +1,17 @@
 """Wall time to an accurate schedule: the adaptive run's defaults (control, grid, tolerance) chosen by time.
 
-For each model, control setting (None, ``"wiener"``, ``"both"``), grid (32, 64, 128 points) and tolerance
+For each model, control setting (None, ``"wiener"``, ``"both"``, and ``"auto"``, the default: decided after
+the pilot by measured cost and variance), grid (32, 64, 128 points) and tolerance
 (3%, 1%), an adaptive ``ef.profile`` targeting the 16-step rescaled schedule, over several seeds (two for the costly net): the wall time
 of the call, the rows evaluated and the error reached, the largest relative error ``|s / s_ref - 1|`` of the
 inner sigmas against a reference profile (128 points, 4096 samples per sigma, both control variates). Models
-of three costs per row: the GMM (analytic, fused: nearly free, so the estimator's own costs show), the shipped
+of four costs per row: the GMM (analytic, fused: nearly free, so the estimator's own costs show), a cheap
+untrained conv net on 256-value Gaussian rows (where the controls cost most beside the network), the shipped
 digits model, and the digits model with ``--heavy`` times its work added per row (the same errors at a higher
 cost per row: a stand-in for a larger network).
 
-Usage: python benchmarks/time_to_accuracy.py [--quick] [--seeds 3] [--heavy 4] [--out-dir benchmarks/results]
+Usage: python benchmarks/time_to_accuracy.py [--quick] [--seeds 3] [--heavy 4] [--grids 32,64,128]
+       [--out-dir benchmarks/results]
 """
 import json
 import os
@@ -23,7 +26,7 @@ import harness
 from entropic_fast.files import write_text
 from sample_efficiency import error  # the largest relative error of the inner sigmas
 
-CONTROLS = (None, "wiener", "both")
+CONTROLS = (None, "wiener", "both", "auto")
 GRIDS = (32, 64, 128)
 TOLERANCES = (0.03, 0.01)
 
@@ -47,6 +50,11 @@ def models(quick, heavy):
     g = torch.Generator().manual_seed(0)
     gmm = ef.analytic.GMM(torch.randn(8, 16, generator=g, dtype=torch.float64) * 1.5, 0.25)
     out = [("GMM, 8 components in 16-D (fused)", gmm, gmm, 0.01, 1024)]
+    if not quick:
+        from test_speed_estimator import SmallConvNet
+        torch.manual_seed(0)
+        out.append(("small conv net, 1x16x16 Gaussian rows", SmallConvNet().eval(), torch.randn(2000, 1, 16, 16),
+                    0.002, 256))
     from entropic_fast import digits
     net, data = digits.denoiser(), digits.load("train")[0]
     out.append(("digits model", net, data, 0.002, 1024))
@@ -76,13 +84,14 @@ def cell(den, data, lo, batch, control, points, tolerance, seed):
     return seconds, p.meta["evaluations"], ef.schedule(p, 16, interval="range")
 
 
-def configs(quick, costly):
+def configs(quick, costly, grids=GRIDS):
     """The (control, grid, tolerance) cells of a model: all of them, fewer for the costly one or a quick run."""
-    grids = (32,) if quick else (32, 64) if costly else GRIDS
-    return [(c, g, t) for t in (TOLERANCES[:1] if quick else TOLERANCES) for c in CONTROLS for g in grids]
+    grids = (32,) if quick else grids[:2] if costly else grids
+    controls = (None, "auto") if quick else CONTROLS
+    return [(c, g, t) for t in (TOLERANCES[:1] if quick else TOLERANCES) for c in controls for g in grids]
 
 
-def run(quick=False, seeds=3, heavy=4):
+def run(quick=False, seeds=3, heavy=4, grids=GRIDS):
     torch.set_num_threads(os.cpu_count() or 1)
     t0 = time.time()
     results = []
@@ -94,7 +103,7 @@ def run(quick=False, seeds=3, heavy=4):
             refs[id(net)] = reference(net, data, lo, batch, 256 if quick else 4096)
         ref, band = refs[id(net)]
         print(f"{name}: reference band +-{100 * band:.2f}% ({time.time() - t0:.0f} s)", flush=True)
-        for control, points, tol in configs(quick, costly):
+        for control, points, tol in configs(quick, costly, grids):
             n = min(seeds, 2) if costly else seeds  # the costly net: two seeds
             runs = [cell(den, data, lo, batch, control, points, tol, s) for s in harness.seeds(n, quick, 1)]
             row = {"model": name, "control": control, "grid": points, "tolerance": tol, "band": band,
@@ -148,9 +157,11 @@ def write(result, out_dir, quick, options=""):
 
 
 def main():
-    args = harness.arguments(__doc__, seeds=(int, 3, "seeds per cell"), heavy=(int, 4, "work factor of the costly net"))
-    opts = "" if args.quick else f" --seeds {args.seeds} --heavy {args.heavy}"
-    print(write(run(args.quick, args.seeds, args.heavy), args.out_dir, args.quick, opts))
+    args = harness.arguments(__doc__, seeds=(int, 3, "seeds per cell"), heavy=(int, 4, "work factor of the costly net"),
+                             grids=(str, "32,64,128", "grid sizes, comma-separated"))
+    grids = tuple(int(g) for g in args.grids.split(","))
+    opts = "" if args.quick else f" --seeds {args.seeds} --heavy {args.heavy} --grids {args.grids}"
+    print(write(run(args.quick, args.seeds, args.heavy, grids), args.out_dir, args.quick, opts))
 
 
 if __name__ == "__main__":

@@ -298,7 +298,8 @@ def _profile_parser(sub):
     pr.add_argument("--max-evaluations", type=int, help="adaptive: the budget of denoiser rows (default 131072)")
     pr.add_argument("--control", choices=("auto", "wiener", "local", "both", "none"), default="auto",
                     help="control variates: the data's Wiener denoiser, per-cluster ones, or both (auto: both, for "
-                         "data rows of at most 1024 values)")
+                         "data rows of at most 1024 values, kept after an adaptive run's pilot only where they "
+                         "shorten the wall time to the tolerance)")
     pr.add_argument("--grid", type=float, nargs=3, default=None, metavar=("SIGMA_MIN", "SIGMA_MAX", "N"),
                     help="the sigma grid: N points from SIGMA_MIN to SIGMA_MAX, EDM's rho=7 spacing (default 0.002 "
                          "80 32 for an adaptive run, 0.002 80 128 with --samples)")

@@ -70,7 +70,9 @@ def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = N
 
     ``control``: control variates (``entropic_fast.control``), the errors of Wiener denoisers whose means are
     known exactly: ``"wiener"``, ``"local"`` (per k-means cluster), ``"both"``, ``"auto"`` (both where rows have
-    at most ``control.AUTO_DIM`` values) or None. ``mse`` and ``stderr`` are then the controlled estimate's.
+    at most ``control.AUTO_DIM`` values; in an adaptive run kept after the pilot only where, by its measured
+    costs and variances, they shorten the wall time to ``tolerance``: ``meta["control_decision"]``) or None.
+    ``mse`` and ``stderr`` are then the controlled estimate's.
 
     ``spectral=True`` also accumulates the error power per channel and frequency and the data power (image
     data). ``backend``: ``auto`` (Triton on CUDA, torch otherwise), ``triton`` or ``torch``. An analytic mixture

@@ -86,12 +86,12 @@ def test_time_to_accuracy_quick(tmp_path):
     result = time_to_accuracy.run(quick=True)
     text = time_to_accuracy.write(result, str(tmp_path), quick=True)
     rows = json.load(open(tmp_path / "time_to_accuracy_quick.json"))
-    assert len(rows) == 2 * 3 and "Fastest within" in text
+    assert len(rows) == 2 * 2 and "Fastest within" in text
     for r in rows:
         assert all(s > 0 for s in r["seconds"]) and all(np.isfinite(r["error"])) and min(r["evaluations"]) >= 1024
-    # the controls do not cost evaluations: with both, no more rows than the plain mean to the same band
+    # the default keeps the controls on the digits model: fewer rows than the plain mean to the same band
     digits = {r["control"]: np.mean(r["evaluations"]) for r in rows if r["model"] == "digits model"}
-    assert digits["both"] < digits[None]
+    assert digits["auto"] < digits[None]
 
 
 def test_schedule_tolerance_quick(tmp_path):
