@@ -120,8 +120,13 @@ def predicted_total(prof, goals, tolerance, level=0.95):
     """Samples in all that the profile's variances say meet ``tolerance`` (the minimax allocation, never fewer than
     each sigma has): what an adaptive run's progress bar counts towards, so that it shows an overall ETA."""
     _, grads, v = band(prof, goals, level)
+    return _total(grads, v, prof.count, tolerance, level)
+
+
+def _total(grads, v, count, tolerance, level):
+    """:func:`predicted_total` from the goals' gradients and the per-sample variances ``v`` of each sigma."""
     a = np.concatenate(grads) ** 2 * v
-    n = prof.count.astype(np.float64)
+    n = count.astype(np.float64)
     weight = minimax_shape(a, n)
     limit = math.log1p(tolerance) ** 2 / normal_quantile(level) ** 2
     live = weight > 0
@@ -194,7 +199,9 @@ class AdaptivePlan:
             return {"on": True, "measured": False}  # resumed at the pilot's end: nothing timed here, kept
         plain = Profile(prof.sigmas, prof.sum, prof.sumsq, prof.count, dim=prof.dim)
         done = float(prof.count.sum())
-        left = [max(predicted_total(p, self.goals, self.tolerance, self.level) - done, 0.0) for p in (prof, plain)]
+        _, grads, v = band(prof, self.goals, self.level)  # the schedule's gradients, once: the dear part
+        v_plain = np.where(prof.count > 0, plain.stderr**2 * prof.count, 0.0)
+        left = [max(_total(grads, u, prof.count, self.tolerance, self.level) - done, 0.0) for u in (v, v_plain)]
         per = [seconds / rows, max(seconds - control_seconds, 0.0) / rows]
         wall = [n * t for n, t in zip(left, per)]
         return {"on": bool(wall[0] <= wall[1]), "measured": True,

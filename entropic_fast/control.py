@@ -56,6 +56,7 @@ def _nearest(x, centres):
 class Wiener:
     """The Wiener denoiser of data with mean ``mean`` (d,) and covariance ``basis diag(lam) basis^T``."""
     name = "wiener"
+    parts = ("data", "noise", "cross", "norm")
 
     def __init__(self, mean, basis, lam, table=None):
         self.mean, self.basis, self.lam = mean, basis, lam
@@ -97,12 +98,16 @@ class Wiener:
         return _wiener_mse(self.lam, s2).cpu().numpy()
 
     def centred(self, x, x0, sigma):
-        """``L - E[L]`` per row, ``x`` the noisy rows at ``sigma`` (one per row)."""
+        """:meth:`centred_rows` of the noisy rows ``x`` at ``sigma`` (one per row): ``(parts, B)``."""
         return self.centred_rows(*rows64(x, x0, sigma))
 
     def centred_rows(self, x0, diff, s2, rows=None):
-        """:meth:`centred` of :func:`rows64`'s rows (``rows``: their indices in the data tensor of the table, if
-        any): in the eigenbasis ``W(x) - x0 = (g - 1) a + g d`` with ``a = U^T (x0 - mu)``, ``d = U^T (x - x0)``."""
+        """The parts of ``L - E[L]`` per row of :func:`rows64`'s rows (``rows``: their indices in the data tensor of
+        the table, if any), each of mean zero: in the eigenbasis ``W(x) - x0 = (g - 1) a + g d`` with
+        ``a = U^T (x0 - mu)``, ``d = U^T (x - x0)``, so ``L = sum (g - 1)^2 a^2 + g^2 d^2 + 2 g (g - 1) a d`` and
+        ``E[a^2] = lam``, ``E[d^2] = s^2``, ``E[a d] = 0``: ``data``, ``noise`` and ``cross`` are its three terms
+        centred, ``norm`` is ``||x0 - mu||^2 - sum lam``. Apart, each gets its own coefficient in the regression
+        (on the digits model 5% fewer evaluations to a 1% band than their sum)."""
         b = x0.shape[0]
         if rows is not None and self.table is not None:
             a, d = self.table.index_select(0, rows), diff @ self.basis
@@ -110,8 +115,9 @@ class Wiener:
             ad = torch.cat([x0 - self.mean, diff]) @ self.basis
             a, d = ad[:b], ad[b:]
         g = self.lam / (self.lam + s2)  # sigma > 0: the grid's
-        v = g * (a + d) - a
-        return torch.linalg.vecdot(v, v) - s2[:, 0] * g.sum(1)  # E[L] = sum g s^2
+        a2, h = a * a, g - 1
+        return torch.stack([(h * h * (a2 - self.lam)).sum(1), (g * g * (d * d - s2)).sum(1),
+                            2 * torch.linalg.vecdot(g * h * a, d), a2.sum(1) - self.lam.sum()])
 
 
 class LocalWiener:
@@ -121,7 +127,14 @@ class LocalWiener:
 
     def __init__(self, centres, bases, lam, table=None):
         self.centres, self.bases, self.lam = centres, bases, lam  # (C, d), (C, d, r), (C, r)
-        self.table = table  # per row of the data tensor: its cluster (N,) and a = U_c^T (x0 - m_c) (N, r), or None
+        # per row of the data tensor: cluster (N,), a = U_c^T (x0 - m_c) (N, r), the rest of ||x0 - m_c||^2 (N,);
+        # and over its rows: per cluster the mean of a^2 (C, r), each cluster's share (C,), the rest's mean
+        self.table = table
+
+    @property
+    def parts(self):
+        """``noise`` and ``cross``; with a data tensor's table also ``row`` (its mean over the rows is known)."""
+        return ("noise", "cross") if self.table is None else ("noise", "cross", "row")
 
     @classmethod
     def of_rows(cls, rows, clusters=CLUSTERS, iterations=20, seed=0):
@@ -152,27 +165,50 @@ class LocalWiener:
         return LocalWiener(self.centres.to(device), self.bases.to(device), self.lam.to(device), table)
 
     def indexed(self, rows):
-        """This control with its table (cluster, ``a``) for the data tensor ``rows``."""
+        """This control with its table for the data tensor ``rows`` (cluster, ``a``, the rest of the norm; the means
+        over the rows that centre the ``row`` part)."""
         x = _flat64(rows)
         cluster = _nearest(x, self.centres)
-        return LocalWiener(self.centres, self.bases, self.lam,
-                           (cluster, self._own(x - self.centres[cluster], cluster, padded=False)))
+        a = self._own(x - self.centres[cluster], cluster, padded=False)
+        rest = ((x - self.centres[cluster]) ** 2).sum(1) - (a * a).sum(1)
+        k, n = self.lam.shape[0], x.shape[0]
+        a2 = x.new_zeros(self.lam.shape).index_add_(0, cluster, a * a) / n
+        share = torch.bincount(cluster, minlength=k).to(x.dtype) / n
+        return LocalWiener(self.centres, self.bases, self.lam, (cluster, a, rest, a2, share, rest.mean()))
 
     def centred(self, x, x0, sigma):
-        """``L - E[L | x0]`` per row, ``x`` the noisy rows at ``sigma`` (one per row)."""
+        """:meth:`centred_rows` of the noisy rows ``x`` at ``sigma`` (one per row): ``(parts, B)``."""
         return self.centred_rows(*rows64(x, x0, sigma))
 
     def centred_rows(self, x0, diff, s2, rows=None, padded=None):
-        """:meth:`centred` of :func:`rows64`'s rows (``rows``: their indices in the data tensor of the table, if
-        any), each in its own cluster's basis (:meth:`_own`)."""
+        """The parts of :meth:`centred` per row of :func:`rows64`'s rows (``rows``: their indices in the data tensor
+        of the table), each in its own cluster's basis (:meth:`_own`). With ``a = U^T (x0 - m)`` and ``d = U^T
+        (x - x0)`` (``s z``, ``z`` standard normal given ``x0``), ``L = sum ((g - 1) a + g d)^2 + rest``, ``rest =
+        ||x0 - m||^2 - ||a||^2``; given ``x0`` its ``noise`` term ``g^2 (d^2 - s^2)`` and ``cross`` term
+        ``2 g (g - 1) a d`` have mean zero, and ``row``, its mean given ``x0``, ``sum (g - 1)^2 a^2 + g^2 s^2 +
+        rest``, has a known mean over the data tensor's rows: it follows how hard each row is (on the digits model,
+        with ``norm``, 11% fewer evaluations to a 1% band)."""
         if rows is not None and self.table is not None:
-            cluster, a = self.table[0].index_select(0, rows), self.table[1].index_select(0, rows)
+            cluster, a, rest = (t.index_select(0, rows) for t in self.table[:3])
             d = self._own(diff, cluster, padded)
         else:
             cluster = _nearest(x0, self.centres)
             ad = self._own(torch.stack([x0 - self.centres[cluster], diff], 1), cluster, padded)
             a, d = ad[:, 0], ad[:, 1]
-        return _local_value(a, d, self.lam[cluster], s2)
+            rest = ((x0 - self.centres[cluster]) ** 2).sum(1) - (a * a).sum(1)
+        lam = self.lam[cluster]
+        g = lam / (lam + s2)
+        h = g - 1
+        out = [(g * g * (d * d - s2)).sum(1), 2 * torch.linalg.vecdot(g * h * a, d)]
+        if self.table is not None:
+            out.append((h * h * a * a + g * g * s2).sum(1) + rest - self._row_mean(s2))
+        return torch.stack(out)
+
+    def _row_mean(self, s2):
+        """The mean over the data tensor's rows of the ``row`` part's ``E[L | x0]``, at each row's ``s^2`` (B, 1)."""
+        a2, share, rest = self.table[3:]
+        g = self.lam / (self.lam + s2[:, :, None])  # (B, C, r)
+        return ((g - 1) ** 2 * a2 + share[:, None] * g * g * s2[:, :, None]).sum((1, 2)) + rest
 
     def _own(self, v, cluster, padded=None):
         """Rows ``v`` (B, ..., d) in their own cluster's basis (B, ..., r): packed by cluster into ``(C, width, ...,
@@ -190,14 +226,6 @@ class LocalWiener:
         packed = v.new_zeros(k, width, *v.shape[1:])
         packed[cluster, pos] = v
         return (packed.view(k, -1, d) @ self.bases).view(k, width, *v.shape[1:-1], r)[cluster, pos]
-
-
-def _local_value(a, d, lam, s2):
-    """``L - E[L | x0]`` from ``a = U^T (x0 - m)`` and ``d = U^T (x - x0)`` (``s z``, ``z`` standard normal given
-    ``x0``): ``L = sum ((g - 1) a + g d)^2 + ||x0 - m||^2 - ||a||^2``, and its mean given ``x0`` differs by
-    ``sum g^2 d^2 + 2 g (g - 1) a d - s^2 g^2``."""
-    g = lam / (lam + s2).clamp_min(1e-300)
-    return (g * g * (d * d - s2) + 2 * g * (g - 1) * a * d).sum(1)
 
 
 def _cluster_sums(x, label, clusters):
@@ -232,6 +260,12 @@ def _check_dim(d):
                          "profile with control=None")
 
 
+def names(controls):
+    """The names of the scalar controls of ``controls``, one per part (``wiener.noise``; a control object without
+    ``parts`` is one scalar, by its ``name``): what a profile's meta and a checkpoint record."""
+    return [f"{c.name}.{p}" if p else c.name for c in controls for p in getattr(c, "parts", None) or (None,)]
+
+
 def sums_size(k):
     """Rows of a profile's ``control_sum`` for ``k`` controls: ``sum c``, ``sum c_i c_j`` (i <= j), ``sum E c``."""
     return 2 * k + k * (k + 1) // 2
@@ -258,8 +292,8 @@ def batch_sums(controls, out, x, x0, sigma, rows=None):
     e = _flat64(out) - x0f
     e = torch.linalg.vecdot(e, e)
     ok = torch.isfinite(e)
-    c = torch.stack([ctl.centred_rows(x0f, diff, s2, rows) if hasattr(ctl, "centred_rows") else
-                     ctl.centred(x, x0, sigma) for ctl in controls])
+    c = torch.cat([(ctl.centred_rows(x0f, diff, s2, rows) if hasattr(ctl, "centred_rows") else
+                    ctl.centred(x, x0, sigma)).reshape(-1, x0f.shape[0]) for ctl in controls])
     return torch.where(ok, row_sums(torch.where(ok, e, 0.0), c), 0.0)
 
 

@@ -177,7 +177,8 @@ def _paths(denoiser, data, spectral, control_request, job):
     controls) or the network's, with the controls that fit."""
     mixture = protocol.mixture(denoiser) if not data.labelled and not spectral else None
     example = data.example.to(job.device)
-    job.controls = control.fitted([c.to(job.device) for c in control.choose(control_request, data, mixture is not None)],
+    job.controls = control.fitted([c.to(job.device) if hasattr(c, "to") else c
+                                   for c in control.choose(control_request, data, mixture is not None)],
                                   data, example, job.grid, control_request)
     if mixture is not None and not job.controls:  # the fused path gives no per-row errors to pair with controls
         job.mixture = tuple(t.to(job.device) for t in mixture)
@@ -236,7 +237,7 @@ class Run:
     def __init__(self, job, plan):
         self.job, self.plan = job, plan
         plan.start(job.grid.size)
-        self.committed = (sums.Sums(job.grid.size, job.device, len(job.controls), job.image), [])
+        self.committed = (sums.Sums(job.grid.size, job.device, len(control.names(job.controls)), job.image), [])
         self.pending, self.scratch = self.sums.like(), self.sums.like()  # units not yet finished; the batch
         self.limit = Limit(job.batch_size)
         self.since, self.last_save = 0, time.monotonic()
@@ -261,7 +262,7 @@ class Run:
                 "unit": UNIT, "data_shape": list(ex.shape[1:]), "data_dtype": str(ex.dtype),
                 "model": protocol.describe(j.denoiser), "fingerprints": self.fingerprints(),
                 "spectral": j.image is not None, "shard": list(j.shard), "nonfinite": j.nonfinite,
-                "control": [c.name for c in j.controls] or None, **self.plan.signature(),
+                "control": control.names(j.controls) or None, **self.plan.signature(),
                 **({"control_decision": self.decision} if self.decision is not None else {})}
 
     def fingerprints(self):
@@ -485,7 +486,7 @@ class Run:
         if wide:
             meta["importance"] = {"wide": [list(t) for t in wide]}
         if j.controls:
-            meta["control"] = [c.name for c in j.controls]
+            meta["control"] = control.names(j.controls)
         if self.decision is not None:
             meta["control_decision"] = self.decision
         return meta

@@ -100,3 +100,15 @@ def test_schedule_tolerance_quick(tmp_path):
     text = schedule_tolerance.write(rows, seconds, str(tmp_path), quick=True)
     assert [r[0] for r in rows] == ["reference", "3%, profile seed 0", "1%, profile seed 0"] and "dpmpp_2m 8" in text
     assert rows[0][2] == 0 and all(np.isfinite([m for _, _, _, fd in rows for m, _ in fd]))
+
+
+def test_control_ablation_quick(tmp_path):
+    """The controls' ablation at a reduced size: the plain mean and the two summed controls, and the coverage rows,
+    every cell finite, the table written."""
+    import control_ablation
+    rows, cover, seconds = control_ablation.run(quick=True)
+    text = control_ablation.write(rows, cover, seconds, str(tmp_path), quick=True)
+    assert len(rows) == 2 * 2 and len(cover) == 2 * 2 and "band holds every inner sigma" in text
+    for r in rows + cover:
+        for ev, err, _, share, sec in r["runs"]:
+            assert ev >= 1024 and np.isfinite(err) and 0 <= share <= 1 and sec > 0

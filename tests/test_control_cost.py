@@ -43,7 +43,29 @@ def test_local_control_packed_and_tabled_match_a_row_by_row_reference(b, d):
     r = control.rows64(x, x0, sigma)
     for got in (ctl.centred(x, x0, sigma), ctl.centred_rows(*r, padded=True),
                 ctl.indexed(rows).centred_rows(*r, rows=pick)):
-        np.testing.assert_allclose(got.numpy(), want, rtol=1e-10, atol=1e-10 * scale)
+        np.testing.assert_allclose(got[:2].sum(0).numpy(), want, rtol=1e-10, atol=1e-10 * scale)  # noise + cross
+
+
+@pytest.mark.parametrize("d", [3, 64])
+def test_the_local_row_part_is_centred_over_the_data_rows(d):
+    """Over every row of the data tensor at one sigma, ``E[L | x0]`` less its known mean averages to zero, and the
+    part is that conditional mean, by Monte Carlo over the noise."""
+    rows, _, _, _, _ = _noisy(1, d, seed=d)
+    ctl = control.LocalWiener.of_rows(rows).indexed(rows)
+    for s in (0.01, 0.7, 30.0):
+        sigma = torch.full((rows.shape[0],), s, dtype=torch.float64)
+        row = ctl.centred(rows, rows, sigma)[2]  # x = x0: the noise does not enter the row part
+        assert abs(float(row.mean())) < 1e-10 * (float(row.abs().max()) + 1e-300) * 10
+    g = torch.Generator().manual_seed(1)
+    x0 = rows[:3].repeat_interleave(20000, 0)
+    sigma = torch.full((len(x0),), 0.7, dtype=torch.float64)
+    x = x0 + 0.7 * torch.randn(x0.shape, generator=g, dtype=torch.float64)
+    base = control.LocalWiener(ctl.centres, ctl.bases, ctl.lam)  # the same clusters, no table: L - E[L | x0]
+    loss = base.centred(x, x0, sigma).sum(0) + ctl.centred(x0, x0, sigma)[2] + ctl._row_mean(sigma[:, None] ** 2)
+    for i in range(3):  # the mean of L over the noise, per row, is E[L | x0] (the row part plus its mean)
+        block = slice(i * 20000, (i + 1) * 20000)
+        want = float(ctl.centred(x0[block][:1], x0[block][:1], sigma[:1])[2] + ctl._row_mean(sigma[:1, None] ** 2))
+        np.testing.assert_allclose(float(loss[block].mean()), want, rtol=0.05)
 
 
 @pytest.mark.parametrize("b, d", [(1, 3), (9, 40), (64, 129)])
@@ -62,7 +84,9 @@ def test_wiener_control_with_its_table_matches_the_formula(b, d):
     want = np.array(want)
     r = control.rows64(x, x0, sigma)
     for got in (ctl.centred(x, x0, sigma), ctl.indexed(rows).centred_rows(*r, rows=pick)):
-        np.testing.assert_allclose(got.numpy(), want, rtol=1e-8, atol=1e-8 * (np.abs(want).max() + 1))
+        np.testing.assert_allclose(got[:3].sum(0).numpy(), want, rtol=1e-8, atol=1e-8 * (np.abs(want).max() + 1))
+        norm = ((x0 - ctl.mean) ** 2).sum(1) - ctl.lam.sum()
+        np.testing.assert_allclose(got[3].numpy(), norm.numpy(), rtol=1e-10, atol=1e-10 * float(norm.abs().max()))
 
 
 @pytest.mark.parametrize("n, d, r", [(40, 100, 64), (300, 20, 20), (5, 9, 9), (200, 64, 64)])
@@ -111,7 +135,7 @@ def test_auto_keeps_the_controls_where_they_pay():
     p = ef.profile(wiener, GAUSS, tolerance=0.005, progress=False)
     d = p.meta["control_decision"]
     assert d["on"] is True and d["evaluations_left"]["with"] < d["evaluations_left"]["without"]
-    assert p.meta["control"] == ["wiener", "local"] and p.control_sum is not None
+    assert p.meta["control"][0] == "wiener.data" and p.control_sum is not None
 
 
 def test_explicit_controls_and_fixed_runs_take_no_decision():
