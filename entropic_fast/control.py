@@ -28,6 +28,7 @@ CLUSTERS = 16  # on the digits model 8, 16 and 32 clusters cut the variance alik
 FIT_ROWS = 4096  # rows the clusters are fitted on (any rows do: the control's mean given x0 is exact)
 TABLE_VALUES = 2**22  # a data tensor of at most this many values gets per-row tables of x0's projections (32 MB)
 RANK = 64  # directions kept per cluster (all of them up to this dimension)
+RCOND = 1e-9  # the controls' regression drops directions of the correlation matrix below this share of the largest
 
 
 def _flat64(t):
@@ -317,8 +318,13 @@ def estimate(sum_e, sumsq_e, count, control_sum):
         cov_ee = sumsq_e - n * me * me
         ok = n >= k + 2
         beta = np.zeros((m, k))
-        if ok.any():
-            beta[ok] = np.einsum("mij,mj->mi", np.linalg.pinv(cov_cc[ok], hermitian=True), cov_ce[ok])
+        if ok.any():  # on the correlations, directions below RCOND of the largest dropped: the parts are nearly
+            # collinear at small sigma, and there a plain pseudo-inverse turned 1e-16 changes of the sums into 1e-7
+            scale = np.sqrt(np.maximum(np.einsum("mii->mi", cov_cc[ok]), 0.0))
+            scale = np.where(scale > 0, scale, 1.0)
+            corr = cov_cc[ok] / (scale[:, :, None] * scale[:, None, :])
+            inv = np.linalg.pinv(corr, rcond=RCOND, hermitian=True)
+            beta[ok] = np.einsum("mij,mj->mi", inv, cov_ce[ok] / scale) / scale
         mean = np.where(ok, me - (beta * mc).sum(1), me)
         resid = np.where(ok, np.maximum(cov_ee - (beta * cov_ce).sum(1), 0.0) / np.maximum(n - 1 - k, 1),
                          np.maximum(cov_ee, 0.0) / np.maximum(n - 1, 1))

@@ -253,7 +253,7 @@ def test_control_sums_do_not_depend_on_the_batch_size():
         return v / (1 + s.view(-1, 1, 1, 1) ** 2)
     a, b = (ef.profile(net, x, grid, samples=64, batch_size=bs, control="both", progress=False) for bs in (10, 64))
     np.testing.assert_allclose(a.control_sum, b.control_sum, rtol=1e-12, atol=1e-9)
-    np.testing.assert_allclose(a.mse, b.mse, rtol=1e-14)
+    np.testing.assert_allclose(a.mse, b.mse, rtol=1e-11)  # seven regression coefficients: 1e-16 moves it 1e-12
 
 
 @pytest.mark.parametrize("odd", [{"adaptive": {"rounds": [1]}}, {"adaptive": {"rounds": "x", "targets": 5}},
