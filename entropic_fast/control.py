@@ -115,10 +115,18 @@ class Wiener:
         else:
             ad = torch.cat([x0 - self.mean, diff]) @ self.basis
             a, d = ad[:b], ad[b:]
-        g = self.lam / (self.lam + s2)  # sigma > 0: the grid's
-        a2, h = a * a, g - 1
-        return torch.stack([(h * h * (a2 - self.lam)).sum(1), (g * g * (d * d - s2)).sum(1),
-                            2 * torch.linalg.vecdot(g * h * a, d), a2.sum(1) - self.lam.sum()])
+        a2 = a * a
+        norm = a2.sum(1) - self.lam.sum()
+        if s2.device.type != "cpu":  # per row (no host sync)
+            g = self.lam / (self.lam + s2)  # sigma > 0: the grid's
+            h = g - 1
+            return torch.stack([(h * h * (a2 - self.lam)).sum(1), (g * g * (d * d - s2)).sum(1),
+                                2 * torch.linalg.vecdot(g * h * a, d), norm])
+        u, inverse = torch.unique(s2[:, 0], return_inverse=True)  # a batch holds a few sigmas: gains per sigma
+        g = self.lam / (self.lam + u[:, None])
+        h, g2 = g - 1, g * g
+        terms = torch.stack([(a2 - self.lam) @ (h * h).T, (d * d) @ g2.T - u * g2.sum(1), 2 * (a * d) @ (g * h).T])
+        return torch.cat([terms.gather(2, inverse.view(1, -1, 1).expand(3, -1, 1))[:, :, 0], norm[None]])
 
 
 class LocalWiener:
@@ -206,10 +214,13 @@ class LocalWiener:
         return torch.stack(out)
 
     def _row_mean(self, s2):
-        """The mean over the data tensor's rows of the ``row`` part's ``E[L | x0]``, at each row's ``s^2`` (B, 1)."""
+        """The mean over the data tensor's rows of the ``row`` part's ``E[L | x0]``, at each row's ``s^2`` (B, 1): on
+        the CPU once per distinct sigma of the batch (a batch holds a few), on a GPU per row (no host sync)."""
         a2, share, rest = self.table[3:]
-        g = self.lam / (self.lam + s2[:, :, None])  # (B, C, r)
-        return ((g - 1) ** 2 * a2 + share[:, None] * g * g * s2[:, :, None]).sum((1, 2)) + rest
+        s2, inverse = torch.unique(s2[:, 0], return_inverse=True) if s2.device.type == "cpu" else (s2[:, 0], None)
+        g = self.lam / (self.lam + s2[:, None, None])  # (sigmas, C, r)
+        out = ((g - 1) ** 2 * a2 + share[:, None] * g * g * s2[:, None, None]).sum((1, 2)) + rest
+        return out if inverse is None else out[inverse]
 
     def _own(self, v, cluster, padded=None):
         """Rows ``v`` (B, ..., d) in their own cluster's basis (B, ..., r): packed by cluster into ``(C, width, ...,
