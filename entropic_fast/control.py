@@ -122,7 +122,7 @@ class Wiener:
             h = g - 1
             return torch.stack([(h * h * (a2 - self.lam)).sum(1), (g * g * (d * d - s2)).sum(1),
                                 2 * torch.linalg.vecdot(g * h * a, d), norm])
-        u, inverse = torch.unique(s2[:, 0], return_inverse=True)  # a batch holds a few sigmas: gains per sigma
+        u, inverse = _distinct(s2)  # a batch holds a few sigmas: gains per sigma
         g = self.lam / (self.lam + u[:, None])
         h, g2 = g - 1, g * g
         terms = torch.stack([(a2 - self.lam) @ (h * h).T, (d * d) @ g2.T - u * g2.sum(1), 2 * (a * d) @ (g * h).T])
@@ -217,7 +217,7 @@ class LocalWiener:
         """The mean over the data tensor's rows of the ``row`` part's ``E[L | x0]``, at each row's ``s^2`` (B, 1): on
         the CPU once per distinct sigma of the batch (a batch holds a few), on a GPU per row (no host sync)."""
         a2, share, rest = self.table[3:]
-        s2, inverse = torch.unique(s2[:, 0], return_inverse=True) if s2.device.type == "cpu" else (s2[:, 0], None)
+        s2, inverse = _distinct(s2) if s2.device.type == "cpu" else (s2[:, 0], None)
         g = self.lam / (self.lam + s2[:, None, None])  # (sigmas, C, r)
         out = ((g - 1) ** 2 * a2 + share[:, None] * g * g * s2[:, None, None]).sum((1, 2)) + rest
         return out if inverse is None else out[inverse]
@@ -238,6 +238,11 @@ class LocalWiener:
         packed = v.new_zeros(k, width, *v.shape[1:])
         packed[cluster, pos] = v
         return (packed.view(k, -1, d) @ self.bases).view(k, width, *v.shape[1:-1], r)[cluster, pos]
+
+
+def _distinct(s2):
+    """The distinct ``sigma^2`` of a batch (B, 1) and each row's index among them (a host sync: CPU only)."""
+    return torch.unique(s2[:, 0], return_inverse=True)
 
 
 def _cluster_sums(x, label, clusters):

@@ -359,15 +359,18 @@ class Run:
 
     def decide(self, seconds):
         """After the pilot (``seconds`` of wall time, this process's rows): keep the controls only where they
-        shorten the predicted wall time to the tolerance (:meth:`adaptive.AdaptivePlan.controls_pay`)."""
+        shorten the predicted wall time to the tolerance (:meth:`adaptive.AdaptivePlan.controls_pay`). Returns the
+        profile so far where they are kept (the round's decision reads it too: one host sync), else None."""
         prof = self.so_far()
         spent = torch.tensor([seconds, self.watch.seconds("controls"), self.watch.rows], dtype=torch.float64,
                              device=self.job.device)
         if self.job.dist is not None:  # every rank takes the same decision: their costs summed
             torch.distributed.all_reduce(spent)
         self.decision = self.plan.controls_pay(prof, *spent.tolist())
-        if not self.decision["on"]:
-            self.drop_controls()
+        if self.decision["on"]:
+            return prof
+        self.drop_controls()
+        return None
 
     def drop_controls(self):
         """The run without its controls from here on: the sums keep every part but theirs."""
@@ -440,9 +443,8 @@ class Run:
         while True:
             start = time.perf_counter()
             self.run(self.plan.units(self.job.shard, self.finished), bar)
-            if self.deciding():
-                self.decide(time.perf_counter() - start)
-            if self.plan.next(self.so_far):
+            kept = self.decide(time.perf_counter() - start) if self.deciding() else None
+            if self.plan.next(self.so_far if kept is None else lambda: kept):
                 return
             if hasattr(bar, "total"):
                 bar.total = self.plan.rows(self.job.shard)
