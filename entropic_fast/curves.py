@@ -1,12 +1,15 @@
-"""Batched curve routines (thin numpy layer over the C++ extension ``entropic_fast._curves``).
+"""Batched curve routines (thin numpy layer over the C++ extension ``entropic_fast._curves``, or its twin in
+``purepy`` where it was not built).
 
 Every function takes one strictly ascending grid ``x`` of length ``n`` and curves ``y`` of shape
 ``(..., n)``; the interpolant between nodes is the monotone cubic (PCHIP) of each curve.
 """
 import numpy as np
 
-from . import _curves
+from . import purepy
 from .errors import InputError
+
+_curves = purepy.extension("_curves") or purepy
 
 
 def exp(x):

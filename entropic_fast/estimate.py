@@ -244,6 +244,7 @@ class Run:
         self.last_check = self.last_save
         self.grid = torch.as_tensor(job.grid, dtype=job.dtype, device=job.device)
         self.watch, self.decision = Stopwatch(job.device), None  # the pilot's costs; "auto"'s decision on controls
+        self.called = False  # the network has returned once (its first failure is a usage error's)
 
     @property
     def sums(self):
@@ -302,7 +303,7 @@ class Run:
             return self.scratch.fill_ideal(j.kern, j.mixture, x0, sigma, key=j.key, rid=rid, idx=idx)
         timed = self.deciding()  # the pilot of control="auto": what the network and the controls cost
         with self.watch.part("network", timed):
-            out = j.network(x.to(j.net_dtype), sigma.to(j.net_dtype), lab)  # numpy's float64 rows, a float32 net
+            out = self.network(x, sigma, lab)
         if not torch.is_tensor(out):
             raise InputError(protocol.not_a_tensor(out, x))
         if out.shape != x.shape:
@@ -312,6 +313,19 @@ class Run:
             with self.watch.part("controls", timed):
                 self.scratch.fill_controls(j.controls, out, x0, idx, x=x, sigma=sigma, rows=pick)
         self.watch.rows += out.shape[0] if timed else 0
+
+    def network(self, x, sigma, lab):
+        """The denoiser's output for one batch, in its dtype (numpy's float64 rows, a float32 net). Its first call
+        failing is taken for a usage error (rows of the wrong shape, most often) and said so, the cause chained."""
+        j = self.job
+        try:
+            out = j.network(x.to(j.net_dtype), sigma.to(j.net_dtype), lab)
+        except (RuntimeError, ValueError, TypeError, IndexError) as e:
+            if self.called or _is_oom(e):
+                raise
+            raise InputError(protocol.failed_first_call(e, x, sigma)) from e
+        self.called = True
+        return out
 
     def computed(self, rows):
         """True once the rows are computed; False on out-of-memory (of more than one row). The retry happens after

@@ -172,6 +172,18 @@ def not_a_tensor(out, x):
             f"(the protocol: denoiser(x, sigma) -> D(x)){hint}")
 
 
+def failed_first_call(e, x, sigma):
+    """What to say when the denoiser's first call raised ``e`` on the rows ``x``: the shapes it was given and, for
+    rows of two dimensions that a convolution refused, the channel dimension they lack."""
+    row = tuple(x.shape[1:])
+    hint = ""
+    if len(row) == 2 and any(w in str(e) for w in ("conv", "3D", "4D", "channels")):
+        hint = (f"; rows of shape {row} have no channel dimension: give the data as (N, 1, {row[0]}, {row[1]}) "
+                "(data[:, None])")
+    return (f"the denoiser failed on its first batch, x of shape {tuple(x.shape)} (the data's rows) and sigma of "
+            f"shape {tuple(sigma.shape)}: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}{hint}")
+
+
 def check_labelling(denoiser, data, labels_kwarg):
     """A labelled run's denoiser takes the labels (by ``labels_kwarg`` where given); all labels checked once, before
     the loop (by the denoiser's ``check_labels``, where it has one), so the loop never syncs with the device for them."""

@@ -11,7 +11,7 @@ import math
 
 import numpy as np
 
-from ._noise import rows as _philox_rows
+from . import purepy
 
 UNIT = 32
 _MASK64 = (1 << 64) - 1
@@ -45,7 +45,7 @@ def data_rows(key, row_ids, n):
     """Each row id's index into a data tensor of ``n`` rows (int64 numpy): two Philox words of the counters
     ``(2**32 - 2, id & 0xffffffff, id >> 32, 0)`` under the noise key ``key`` (:func:`noise_key`), as one 64-bit
     ``u``, and ``u n / 2**64`` rounded down (Lemire 2019). One call per batch, whatever the batch holds."""
-    return _philox_rows(int(key), np.ascontiguousarray(row_ids, dtype=np.int64), int(n))
+    return (purepy.extension("_noise") or purepy).rows(int(key), np.ascontiguousarray(row_ids, dtype=np.int64), int(n))
 
 
 def n_units(n_sigmas, samples):

@@ -401,3 +401,19 @@ def test_labels_are_checked_once_before_the_loop():
     with pytest.raises(InputError, match="fractional values"):
         ef.profile(edm.guided(ToyEDM(), ToyEDM(), 2.0), torch.randn(20, 3), ef.sigma_grid(3), samples=4,
                    labels=torch.full((20,), 1.5), progress=False)
+
+
+@pytest.mark.parametrize("cls", ["DPMSolverMultistepScheduler", "DPMSolverSinglestepScheduler"])
+def test_a_scheduler_that_ends_above_zero_says_so_with_its_last_sigma(cls):
+    """``final_sigmas_type="sigma_min"``: diffusers ends at its training sigma_min (SD's 0.0292), not the schedule's 0."""
+    sd = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    sig = ef.schedule(vp_profile(0.0292, 14.6), 8, "rescaled", interval="range")
+    with pytest.warns(UserWarning, match=rf"{cls} ends sampling at sigma 0.029\d+, not 0 .*final_sigmas_type='zero'"):
+        kw = dfa.to_diffusers(sig, getattr(diffusers, cls)(final_sigmas_type="sigma_min", **sd))
+    zero = getattr(diffusers, cls)(final_sigmas_type="zero", **sd)
+    with warnings.catch_warnings(record=True) as seen:
+        warnings.simplefilter("always")
+        assert dfa.to_diffusers(sig, zero) == kw
+    assert not [w for w in seen if "ends sampling" in str(w.message)]
+    zero.set_timesteps(**kw)
+    assert float(zero.sigmas[-1]) == 0.0

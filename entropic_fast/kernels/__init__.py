@@ -2,13 +2,15 @@
 
 Every backend offers the same launchers: ``perturb``, ``accumulate_error``, ``bin_power``,
 ``ideal_error``. ``reference`` holds the plain-torch twin of each (the tests' oracle); on the CPU
-``cpu`` runs the twins with the noise drawn and added in C++ (bit for bit the same numbers).
+``cpu`` runs the twins with the noise drawn and added in C++ (bit for bit the same numbers); without the
+C++ extensions (``purepy``) the twins themselves.
 """
 import functools
 import importlib.util
 import os
 import types
 
+from .. import purepy
 from ..errors import InputError
 from . import reference
 
@@ -25,6 +27,12 @@ def _has_triton():
     return importlib.util.find_spec("triton") is not None
 
 
+@functools.cache
+def _compiled():
+    """True when the CPU launchers' extensions were built (else the twins run, after one warning)."""
+    return all([purepy.extension(name) is not None for name in ("_noise", "_stats", "_ideal")])
+
+
 def launchers(backend, device):
     """The namespace of launchers for ``backend`` on ``device`` (a torch.device)."""
     if backend not in BACKENDS:
@@ -33,7 +41,7 @@ def launchers(backend, device):
     if backend == "auto":
         backend = "triton" if device.type == "cuda" and has_triton else "torch"
     if backend == "torch":
-        if device.type == "cpu":
+        if device.type == "cpu" and _compiled():
             from . import cpu
             return cpu
         return reference
