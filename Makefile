@@ -10,7 +10,7 @@ ENV_DIR := $(if $(VIRTUAL_ENV),$(VIRTUAL_ENV),$(VENV))
 PY := $(ENV_DIR)/bin/python
 STAMP := $(ENV_DIR)/.entropic_fast-installed
 
-.PHONY: setup test demo docs bench wheel clean
+.PHONY: setup test demo docs bench wheel webui clean
 
 $(PY):
 	$(PYTHON) -m venv $(ENV_DIR)
@@ -50,6 +50,10 @@ wheel: setup
 	$(PY) -m build --wheel --outdir dist/raw .
 	PATH="$(ENV_DIR)/bin:$$PATH" $(PY) -m auditwheel repair -w dist dist/raw/*.whl
 	rm -rf dist/raw
+
+# A1111 / Forge: the extension folder with the package inside; copy dist/webui/entropic_fast into extensions/.
+webui:
+	$(PYTHON) scripts/webui_bundle.py dist/webui/entropic_fast
 
 clean:
 	rm -rf build dist *.egg-info entropic_fast/*.so $(OUT) site

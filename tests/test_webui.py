@@ -213,3 +213,88 @@ def test_a_damaged_profile_falls_back_with_a_warning(webui, damage):
     with pytest.warns(UserWarning, match="no usable profile"):
         got = get_sigmas(webui.sd, "Entropic", 6, 0.0292, 14.6)
     torch.testing.assert_close(got, torch.tensor(ef.grids.karras(6, 0.0292, 14.6), dtype=torch.float32))
+
+
+BUNDLED = """
+import dataclasses, json, runpy, sys, types
+sys.path.append(SITE)  # numpy and torch; -S: not the editable install of this checkout
+
+
+@dataclasses.dataclass
+class Scheduler:
+    name: str
+    label: str
+    function: object
+    default_rho: float = -1
+    need_inner_model: bool = False
+    aliases: list = None
+
+
+pips, options, callbacks = [], {}, []
+launch = types.ModuleType("launch")
+launch.is_installed = lambda name: name != "entropic_fast"
+launch.run_pip = lambda command, desc=None: pips.append(command)
+sd = types.ModuleType("modules.sd_schedulers")
+sd.Scheduler, sd.schedulers, sd.schedulers_map = Scheduler, [], {}
+shared = types.ModuleType("modules.shared")
+shared.opts = types.SimpleNamespace(add_option=lambda key, info: options.__setitem__(key, info))
+shared.OptionInfo = lambda default, label, section=None: default
+cb = types.ModuleType("modules.script_callbacks")
+cb.on_ui_settings = callbacks.append  # --nowebui: never called
+modules = types.ModuleType("modules")
+modules.sd_schedulers, modules.shared, modules.script_callbacks = sd, shared, cb
+sys.modules.update({"launch": launch, "modules": modules, "modules.sd_schedulers": sd, "modules.shared": shared,
+                    "modules.script_callbacks": cb})
+runpy.run_path(EXT + "/install.py")
+runpy.run_path(EXT + "/scripts/entropic_fast_scheduler.py")
+import entropic_fast
+shared.opts.entropic_fast_profile = PROFILE
+s = sd.schedulers_map["Entropic"].function(n=8, sigma_min=0.0291675, sigma_max=14.614643, device="cpu")
+print(json.dumps({"pips": pips, "options": sorted(options), "where": entropic_fast.__file__,
+                  "sigmas": [float(v) for v in s]}))
+"""
+
+
+def test_a_copied_make_webui_folder_works_with_nothing_installed(tmp_path):
+    """Forge's "copy the folder" install: the folder ``make webui`` writes, copied into extensions/, with no
+    entropic_fast in the webui's Python: install.py asks for nothing of ours, the script loads the package from the
+    folder (pure Python: the extensions there are not built), registers its settings without the UI (--nowebui)
+    and gives the installed package's schedule."""
+    import json
+    import subprocess
+    import sysconfig
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    try:
+        import webui_bundle
+    finally:
+        sys.path.pop(0)
+    made = webui_bundle.bundle(tmp_path / "dist" / "entropic_fast")
+    ext = tmp_path / "webui" / "extensions" / "entropic_fast"
+    ext.parent.mkdir(parents=True)
+    subprocess.run(["cp", "-r", made, str(ext)], check=True)  # the docs' copy, not a link
+    grid = ef.sigma_grid(64, 0.0291675, 14.614643)
+    prof = ef.Profile.from_curve(grid, 4 * grid**2 * 0.25 / (grid**2 + 0.25), 4)
+    path = prof.save(str(tmp_path / "p.npz"))
+    code = (f"SITE, EXT, PROFILE = {sysconfig.get_paths()['purelib']!r}, {str(ext)!r}, {str(path)!r}\n" + BUNDLED)
+    r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=300,
+                       cwd=str(tmp_path))
+    assert r.returncode == 0, r.stderr[-3000:]
+    got = json.loads(r.stdout.strip().splitlines()[-1])
+    assert got["pips"] == [] and got["where"].startswith(str(ext)) and "pure-Python twin" in r.stderr
+    assert got["options"] == ["entropic_fast_kind", "entropic_fast_profile"]
+    from entropic_fast.adapters.kdiffusion import scheduler
+    want = scheduler(prof, "rescaled")(8, 0.0291675, 14.614643, "cpu")
+    np.testing.assert_allclose(got["sigmas"], np.asarray(want, np.float64), rtol=1e-12)
+
+
+def test_a_copy_of_the_bare_integration_folder_says_what_to_do(monkeypatch, tmp_path, capsys):
+    ext = tmp_path / "extensions" / "entropic_fast"
+    ext.mkdir(parents=True)
+    (ext / "install.py").write_text(open(os.path.join(EXT, "install.py")).read())
+    launch = types.ModuleType("launch")
+    launch.is_installed = lambda name: False
+    launch.run_pip = lambda command, desc=None: pytest.fail(f"pip {command}")
+    monkeypatch.setitem(sys.modules, "launch", launch)
+    spec = importlib.util.spec_from_file_location("entropic_fast_install_copy", str(ext / "install.py"))
+    spec.loader.exec_module(importlib.util.module_from_spec(spec))
+    assert "make webui" in capsys.readouterr().out

@@ -1,21 +1,33 @@
 """A1111 / Forge extension: schedules from an entropic_fast profile in the "Schedule type" dropdown.
 
-Install: link or copy ``integrations/webui`` into the webui's ``extensions/`` folder (e.g. as
-``extensions/entropic_fast``); its ``install.py`` installs entropic_fast into the webui's Python from this
-repository. Settings > Entropic schedules: the profile file (``entropic-fast profile ...`` or
-``ef.profile(...).save``) and the kind (rescaled entropic time by default). Adds "Entropic" to the dropdown,
-registered under its name and its label (the dropdown passes labels). Forge's Flux gets flow times. Without a
-usable profile a generation still runs: Karras' schedule and a warning.
+Install: link ``integrations/webui`` into the webui's ``extensions/`` folder (e.g. as
+``extensions/entropic_fast``; its ``install.py`` installs entropic_fast into the webui's Python from this
+repository), or copy there the folder ``make webui`` writes (the extension with the package inside; it runs from
+there). Settings > Entropic schedules: the profile file (``entropic-fast profile ...`` or ``ef.profile(...).save``)
+and the kind (rescaled entropic time by default), registered at load so that ``--nowebui`` (the API alone) has
+them too. Adds "Entropic" to the dropdown, registered under its name and its label (the dropdown passes labels).
+Forge's Flux gets flow times. Without a usable profile a generation still runs: Karras' schedule and a warning.
 """
 import hashlib
 import os
+import sys
 import warnings
 
 from modules import script_callbacks, sd_schedulers, shared
 
-from entropic_fast import Profile
-from entropic_fast.adapters.kdiffusion import fallback, scheduler
-from entropic_fast.kinds import CLIENT_KINDS
+_FOLDER = os.path.dirname(os.path.dirname(os.path.realpath(__file__)))
+if os.path.isdir(os.path.join(_FOLDER, "entropic_fast")) and _FOLDER not in sys.path:
+    sys.path.append(_FOLDER)  # the package inside a copied `make webui` folder; an installed one comes first
+
+try:
+    from entropic_fast import Profile
+    from entropic_fast.adapters.kdiffusion import fallback, scheduler
+    from entropic_fast.kinds import CLIENT_KINDS
+except ImportError as _e:  # the webui goes on without the scheduler; say why once, no traceback
+    Profile = None
+    CLIENT_KINDS = ("rescaled",)
+    print(f"entropic_fast: not importable in the webui's Python ({_e}): the Entropic schedule is not added. Copy "
+          "the folder `make webui` writes into extensions/, or pip install the repository into the webui's Python")
 
 KINDS = CLIENT_KINDS  # what a profile without spectra gives, as ComfyUI's node offers them
 OPTION, KIND_OPTION = "entropic_fast_profile", "entropic_fast_kind"
@@ -75,5 +87,7 @@ def on_ui_settings():
                                                           section=SECTION))
 
 
-register()
-script_callbacks.on_ui_settings(on_ui_settings)
+if Profile is not None:
+    register()
+    on_ui_settings()  # now: with --nowebui no UI is built and its callbacks never run (add_option is idempotent)
+    script_callbacks.on_ui_settings(on_ui_settings)
