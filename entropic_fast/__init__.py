@@ -5,6 +5,7 @@ The submodules a user reads about (``analytic``, ``samplers``, ``metrics``, ``ad
 stays light.
 """
 import importlib
+from typing import TYPE_CHECKING
 
 from .errors import InputError, Interrupted, ProfileFormatError
 from .profiling import profile
@@ -23,6 +24,11 @@ _LAZY = PUBLIC_MODULES + _INTERNAL
 __all__ = ["sigma_grid", "profile", "compare", "tune", "Recorder", "Profile", "entropic_time", "schedule",
            "schedule_band", "KINDS", "InputError", "ProfileFormatError", "Interrupted", *PUBLIC_MODULES]
 __version__ = "0.1.0"
+
+if TYPE_CHECKING:  # loaded on first use (below); named here for type checkers and the API reference
+    from .comparison import compare
+    from .recorder import Recorder
+    from .tuning import tune
 
 
 def __getattr__(name):

@@ -10,6 +10,7 @@ checked against the Makefile's targets (they set up a machine: CI runs ``make te
 lines against the extras of ``pyproject.toml``.
 """
 import glob
+import html as html_lib
 import io
 import os
 import pickle
@@ -255,9 +256,44 @@ def test_the_site_builds_strict(tmp_path):
     run = subprocess.run([os.path.join(BIN, "mkdocs"), "build", "--strict", "--site-dir", str(tmp_path / "site")],
                          cwd=ROOT, capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr[-4000:]
-    assert (tmp_path / "site" / "index.html").exists() and (tmp_path / "site" / "api" / "index.html").exists()
-    api = (tmp_path / "site" / "api" / "index.html").read_text()
+    assert (tmp_path / "site" / "index.html").exists() and (tmp_path / "site" / "api.html").exists()
+    api = (tmp_path / "site" / "api.html").read_text()
     assert "tolerance" in api and "schedule_band" in api  # the docstrings rendered, not just the headings
+    assert '"entropic_fast.profiling.profile"' in api and ">ef.profile" in api  # by the name users call
+    for page, html in _site_pages(tmp_path / "site"):
+        _every_fence_is_a_code_block(page, html)
+    index = (tmp_path / "site" / "index.html").read_text()
+    links = re.findall(r'href="([^"#:]+)"', index)  # opened from disk: every page link names its .html file
+    assert links and all(not link.endswith("/") for link in links), [x for x in links if x.endswith("/")]
+
+
+def _site_pages(site):
+    """``(markdown page, its built HTML)`` for the README (the home page) and every page under docs/."""
+    pages = {"README.md": "index.html"}
+    for path in glob.glob(os.path.join(ROOT, "docs", "**", "*.md"), recursive=True):
+        rel = os.path.relpath(path, os.path.join(ROOT, "docs"))
+        pages[os.path.relpath(path, ROOT)] = rel[:-3] + ".html"
+    return [(page, (site / html).read_text(encoding="utf-8")) for page, html in sorted(pages.items())]
+
+
+def _every_fence_is_a_code_block(page, html):
+    """Each fenced block of ``page`` (list items' included) is rendered as a <pre> block holding its first line,
+    not as inline code or paragraphs."""
+    text = open(os.path.join(ROOT, page), encoding="utf-8").read()
+    blocks = re.findall(r"^([ \t]*)(```|~~~)[^\n]*\n(.*?)^\1\2", text, re.M | re.S)
+    pres = [html_lib.unescape(re.sub(r"<[^>]+>", "", p)) for p in re.findall(r"<pre.*?</pre>", html, re.S)]
+    for indent, _, body in blocks:
+        first = next((ln.strip() for ln in body.splitlines() if ln.strip()), None)
+        assert first is None or any(first in p for p in pres), f"{page}: the fenced block {first!r} is not a code block"
+
+
+def test_the_render_check_catches_a_fence_that_became_inline(tmp_path):
+    """The check itself can fail: the HTML of a fence that a list item swallowed (the old theme's failure)."""
+    broken = "<ul><li>ComfyUI: <code>python -m pip install -r requirements.txt</code></li></ul>"
+    page = tmp_path / "p.md"
+    page.write_text("- ComfyUI:\n\n  ```bash\n  python -m pip install -r requirements.txt\n  ```\n")
+    with pytest.raises(AssertionError, match="is not a code block"):
+        _every_fence_is_a_code_block(str(page), broken)
 
 
 def test_the_strict_build_fails_on_a_broken_link(tmp_path):
