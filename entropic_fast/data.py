@@ -284,10 +284,24 @@ def dataset(path, labels=True):
 def encode(vae, pixels, generator=None, scale=1.0, bias=0.0):
     """Latents ``(mean + std * noise) * scale + bias`` of ``pixels`` in [-1, 1] under a diffusers
     ``AutoencoderKL`` (Stable Diffusion's ``scale`` is ``vae.config.scaling_factor``, bias 0)."""
-    p = next(vae.parameters())
-    dist = vae.encode(pixels.to(device=p.device, dtype=p.dtype)).latent_dist
-    mean, std = dist.mean.float().cpu(), dist.std.float().cpu()
+    p = next(_checked_vae(vae).parameters(), None)
+    where = {} if p is None else dict(device=p.device, dtype=p.dtype)
+    dist = getattr(vae.encode(pixels.to(**where)), "latent_dist", None)
+    mean, std = getattr(dist, "mean", None), getattr(dist, "std", None)
+    if not (torch.is_tensor(mean) and torch.is_tensor(std) and mean.shape == std.shape and len(mean) == len(pixels)):
+        raise InputError(f"the VAE's encode() must return an output with a latent_dist holding mean and std tensors "
+                         f"of one row per image (diffusers' AutoencoderKL), got {type(dist).__name__} of "
+                         f"{type(mean).__name__} mean for {len(pixels)} images")
+    mean, std = mean.float().cpu(), std.float().cpu()
     return (mean + std * torch.randn(mean.shape, generator=generator)) * scale + bias
+
+
+def _checked_vae(vae):
+    """``vae`` when it is a torch module with ``encode`` (diffusers' AutoencoderKL); else a clear error."""
+    if not (isinstance(vae, torch.nn.Module) and callable(getattr(vae, "encode", None))):
+        raise InputError(f"vae must be a torch module with encode(pixels) (diffusers' AutoencoderKL), got "
+                         f"{type(vae).__name__}")
+    return vae
 
 
 class Encoded:
@@ -295,7 +309,7 @@ class Encoded:
     (:func:`encode`), so a latent model profiles on the images it was trained from."""
 
     def __init__(self, images, vae, scale=None, bias=0.0, batch_size=16):
-        self.images, self.vae = images, vae
+        self.images, self.vae = images, _checked_vae(vae)
         cfg = getattr(vae, "config", None)
         self.scale = checks.real(getattr(cfg, "scaling_factor", 1.0) if scale is None else scale, "scale")
         self.bias = checks.real(bias, "bias")

@@ -200,3 +200,17 @@ def test_profile_node_refuses_what_is_not_a_latent(tmp_path):
         profile_latents(Patcher(base), torch.zeros(4, 1, 4, 4), str(tmp_path / "p.npz"))
     with pytest.raises(InputError, match="not a ComfyUI MODEL"):
         profile_latents(object(), {"samples": torch.zeros(4, 1, 4, 4)}, str(tmp_path / "p.npz"))
+
+
+@pytest.mark.parametrize("conditioning", ["a photo", 5, {"cond": 1}, [torch.zeros(1, 2)], [["text", {}]],
+                                          [[torch.zeros(1, 2), "pooled"]], [[torch.zeros(1, 2), {}, "extra"]]])
+def test_profile_node_refuses_what_is_not_a_conditioning(tmp_path, conditioning):
+    """Issue 39: a CONDITIONING is a list of [tensor, dict] pairs (CLIP Text Encode's); anything else is named
+    before the run, not a ValueError from inside the first batch."""
+    from entropic_fast.comfyui.nodes import profile_latents
+    from entropic_fast.errors import InputError
+    base = FakeBase(EpsSampling(), ef.analytic.Gaussian(0.5, (1, 4, 4)))
+    with pytest.raises(InputError, match="conditioning must be a ComfyUI CONDITIONING"):
+        profile_latents(Patcher(base), {"samples": torch.zeros(4, 1, 4, 4)}, str(tmp_path / "p.npz"),
+                        conditioning=conditioning, samples=4, points=8)
+    assert not (tmp_path / "p.npz").exists()

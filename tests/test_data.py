@@ -5,6 +5,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import types
 import zipfile
 
 import numpy as np
@@ -193,6 +194,32 @@ def test_encoded_images_match_the_vae(tmp_path):
     torch.testing.assert_close(z, want, rtol=1e-5, atol=1e-5)
     p = ef.profile(lambda x, s: 0 * x, enc, ef.sigma_grid(3), samples=8, progress=False)
     assert np.all(p.count == 8)
+
+
+class _Dist(torch.nn.Module):
+    """A VAE-like module whose encode() returns what ``kind`` says (issue 39: fake VAEs)."""
+
+    def __init__(self, kind):
+        super().__init__()
+        self.kind, self.w = kind, torch.nn.Parameter(torch.zeros(1))
+
+    def encode(self, x):
+        rows = {"rows": 1}.get(self.kind, len(x))
+        dist = types.SimpleNamespace(mean=torch.zeros(rows, 4), std=torch.ones(rows, 4))
+        return "latent" if self.kind == "str" else types.SimpleNamespace(latent_dist=dist)
+
+
+@pytest.mark.parametrize("vae, match", [
+    (None, "vae must be a torch module with encode"), (object(), "vae must be a torch module with encode"),
+    (torch.nn.Linear(2, 2), "vae must be a torch module with encode"),
+    (_Dist("str"), "must return an output with a latent_dist"), (_Dist("rows"), "one row per image"),
+])
+def test_a_vae_that_is_not_one_is_named(vae, match):
+    images = types.SimpleNamespace(sample=lambda n, generator=None: torch.zeros(n, 3, 8, 8), labels=None)
+    with pytest.raises(InputError, match=match):
+        data.Encoded(images, vae).sample(2) if isinstance(vae, _Dist) else data.Encoded(images, vae)
+    with pytest.raises(InputError, match=match):
+        data.encode(vae, torch.zeros(2, 3, 8, 8))
 
 
 # ---------------------------------------------------------------- guidance and pickles

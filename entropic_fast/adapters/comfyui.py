@@ -57,6 +57,21 @@ def model_record(model):
     return {"sampling": kind, "prediction": prediction, "sigma_min": lo, "sigma_max": hi}
 
 
+def _conditioning(c):
+    """A ComfyUI CONDITIONING as a list of its ``[tensor, dict]`` pairs (CLIP Text Encode's output), or a clear
+    error naming what came instead; None or empty: unconditional."""
+    if c is None:
+        return []
+    pairs = list(c) if isinstance(c, (list, tuple)) else None
+    ok = pairs is not None and all(isinstance(p, (list, tuple)) and len(p) == 2 and torch.is_tensor(p[0])
+                                   and isinstance(p[1], dict) for p in pairs)
+    if not ok:
+        got = type(c).__name__ if pairs is None else f"a {type(c).__name__} of {[type(p).__name__ for p in pairs[:3]]}"
+        raise InputError(f"conditioning must be a ComfyUI CONDITIONING (a list of [tensor, dict] pairs, as CLIP Text "
+                         f"Encode gives), got {got}")
+    return pairs
+
+
 class ComfyDenoiser(Adapter):
     """``denoiser(x, sigma)`` over a ComfyUI MODEL, with an optional CONDITIONING (its first entry)."""
 
@@ -66,7 +81,7 @@ class ComfyDenoiser(Adapter):
             raise InputError(f"{type(model).__name__} is not a ComfyUI MODEL (it has no model.apply_model)")
         super().__init__(base)
         self.flow = is_flow(model_sampling(model))
-        self.conditioning = list(conditioning or [])[:1]
+        self.conditioning = _conditioning(conditioning)[:1]
         self.description = f"ComfyUI {type(base).__name__}" + (" (flow)" if self.flow else "")
         self._conds = {}
 
