@@ -242,9 +242,9 @@ class Profile:
         and clip."""
         n = self.count
         mse, stderr = np.maximum(mse, 0.0), np.where(np.isfinite(stderr), stderr, 0.0)
-        sumsq = np.where(n > 1, stderr**2 * n * (n - 1), 0.0) + mse**2 * n
+        total, sumsq = sums.from_estimate(mse, stderr, n)
         fields = sums.scaled(self._fields, np.ones_like(n) if spectra_factor is None else spectra_factor)
-        return Profile(self.sigmas, mse * n, sumsq, n, self.dim, self.meta, **fields)
+        return Profile(self.sigmas, total, sumsq, n, self.dim, self.meta, **fields)
 
     def with_meta(self, **entries: Any) -> "Profile":
         """The same profile with these entries added to (or replacing those of) its meta."""

@@ -19,7 +19,7 @@ import warnings
 import numpy as np
 import torch
 
-from . import checks
+from . import checks, sums
 from .errors import InputError
 from .grids import sigma_grid
 from .profile import Profile
@@ -219,11 +219,11 @@ def _as_profile(grid, mse, se, n_eff, dim, meta):
     n = np.where(seen, np.maximum(np.round(n_eff), 2.0), 0.0)
     m = np.where(seen, np.maximum(mse, 0.0), 0.0)
     s = np.where(seen & np.isfinite(se), se, 0.0)
-    sumsq = np.where(seen, s**2 * n * (n - 1) + m**2 * n, 0.0)
+    total, sumsq = sums.from_estimate(m, s, n)
     keep = _covered(grid, seen, n)
     if keep != slice(None):
         meta = {**meta, "recorded": {**meta["recorded"], "trimmed_to": [float(grid[keep][0]), float(grid[keep][-1])]}}
-    return Profile(grid[keep], (m * n)[keep], sumsq[keep], n[keep], dim, meta)
+    return Profile(grid[keep], total[keep], sumsq[keep], n[keep], dim, meta)
 
 
 def _covered(grid, seen, n):

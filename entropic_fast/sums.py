@@ -92,6 +92,12 @@ class Sums:
             v.copy_(torch.as_tensor(arrays[k]))
 
 
+def from_estimate(mse, stderr, n):
+    """``(sum, sumsq)`` of ``n`` samples whose mean is ``mse`` and whose standard error is ``stderr`` (no spread
+    where ``n <= 1``): the one formula behind a profile given an estimate instead of samples."""
+    return mse * n, np.where(n > 1, stderr**2 * n * (n - 1), 0.0) + mse**2 * n
+
+
 def fields(arrays, plain_only=False):
     """A Profile's fields from a run's host arrays (:meth:`Sums.arrays`): ``sum``, ``sumsq``, ``count`` and the
     optional ones the run has (``plain_only``: the plain sums and the control sums, for a round's decision)."""

@@ -143,3 +143,16 @@ def test_from_curve_spectra_must_sum_to_the_error():
     s = np.array([0.1, 1.0])
     with pytest.raises(InputError, match="Parseval"):
         ef.Profile.from_curve(s, [0.01, 0.5], 4, spectra=np.full((2, 1, 2, 2), 0.1), data_power=np.ones((1, 2, 2)))
+
+
+@pytest.mark.parametrize("n", [2, 3, 17, 1000])
+def test_sums_from_an_estimate_are_the_samples_sums(n):
+    """``sums.from_estimate`` (behind ``with_estimate`` and the recorder's profiles) inverts mean and standard error
+    to the sums of real samples."""
+    from entropic_fast import sums
+    x = np.random.default_rng(n).gamma(2.0, size=(n, 5))
+    mean, se = x.mean(0), x.std(0, ddof=1) / np.sqrt(n)
+    total, sumsq = sums.from_estimate(mean, se, np.full(5, float(n)))
+    np.testing.assert_allclose(total, x.sum(0), rtol=1e-12)
+    np.testing.assert_allclose(sumsq, (x**2).sum(0), rtol=1e-12)
+    assert np.array_equal(sums.from_estimate(mean, se, np.ones(5))[1], mean**2)  # one sample: no spread
