@@ -529,17 +529,58 @@ def compare(denoiser: Callable, reference: Any, *, profile: Union[Profile, str, 
             batch_size: int = 256, device: Union[str, torch.device, None] = None, sigma_min: float = 0.002,
             sigma_max: float = 80.0, progress: bool = True, same_ends: bool = False) -> "Comparison":
     """Frechet distance of ``denoiser``'s samples to ``reference`` for every (sampler, budget, kind), at equal
-    network evaluations (this module's documentation says how). ``reference``: data rows (tensor, array or a
-    dataset reader of ``entropic_fast.data``) or a statistics file (``.npz`` with ``mu``, ``sigma``); ``profile``:
-    a Profile or its file (needed by our kinds; without it only the kinds of a range, on ``[sigma_min,
-    sigma_max]``); ``steps``: the evaluation budgets; ``seeds``: how many; ``features``: a callable from a batch
-    of samples to ``(rows, width)`` features (default the digits classifier's, for 8x8 digits); ``labels``: class
-    labels, sample ``i`` taking ``labels[i % len]``; ``shape``: one sample's shape (default the reference's);
-    ``out``: a folder for the table, JSON and figure (and ``save_images``: PNG folders per cell and seed);
-    ``checkpoint``: a file to resume from; ``same_ends``: every kind on the interval ours choose for the cell's
-    sampler and budget (the control that tells the interval's share from the spacing's). Our kinds choose their
-    interval (``entropic_fast.interval``), the others run on the profile's range (the model's, as in clients).
-    Returns a :class:`Comparison`."""
+    network evaluations (this module's documentation says how). Our kinds choose their interval
+    (``entropic_fast.interval``), the others run on the profile's range (the model's, as in clients).
+
+    Parameters
+    ----------
+    denoiser : callable
+        ``denoiser(x, sigma[, labels]) -> x0_hat``, as for ``ef.profile``.
+    reference : tensor, array, reader or str
+        Data rows (tensor, array or a dataset reader of ``ef.data``), or a statistics file (``.npz`` with ``mu``,
+        ``sigma``).
+    profile : Profile or str, optional
+        A profile or its file: needed by our kinds; without it only the kinds of a range, on
+        ``[sigma_min, sigma_max]``.
+    kinds : sequence of str
+        The schedule kinds compared (``ef.KINDS``).
+    steps : sequence of int
+        The network-evaluation budgets (Heun: 2 per step, Euler on the last).
+    samplers : sequence of str
+        ``ef.samplers.NAMES``: ddim/euler, ddim-stochastic/euler_ancestral, heun, dpmpp_2m.
+    samples : int
+        Samples per cell and seed.
+    seeds : int or sequence of int
+        How many seeds, or which: independent noise streams, the same for every kind.
+    features : callable, optional
+        A batch of samples to ``(rows, width)`` features (default the digits classifier's, for 8x8 digits).
+    labels : tensor or array, optional
+        Class labels, sample ``i`` taking ``labels[i % len]``.
+    shape : sequence of int, optional
+        One sample's shape (default the reference's).
+    out : str, optional
+        A folder for the table, the JSON and the figure (checked writable before any sampling).
+    checkpoint : str, optional
+        A file to save to and resume from.
+    save_images : bool
+        PNG folders per cell and seed under ``out``.
+    batch_size : int
+        Samples per network call.
+    device : str or torch.device, optional
+        Where the network runs.
+    sigma_min, sigma_max : float
+        The range for kinds without a profile.
+    progress : bool
+        A progress bar over the cells.
+    same_ends : bool
+        Every kind on the interval ours choose for the cell's sampler and budget: the control that tells the
+        interval's share from the spacing's.
+
+    Returns
+    -------
+    Comparison
+        The table (mean and spread over seeds, the matched floor), its JSON and figure.
+    """
     job, ref, width = _job(denoiser, reference, profile, kinds_=kinds, steps=steps, samplers_=samplers,
                            samples=samples, seeds=seeds, features=features, labels=labels, shape=shape, out=out,
                            checkpoint=checkpoint, save_images=save_images, batch_size=batch_size, device=device,

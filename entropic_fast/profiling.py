@@ -55,30 +55,79 @@ def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = N
             channels_last: bool = False, prior: Optional[Profile] = None) -> Profile:
     """Monte-Carlo profile of ``e(s) = E||D(x0 + s n, s) - x0||^2`` on a sigma grid.
 
-    ``denoiser(x, sigma[, labels]) -> x0_hat``; ``data`` a tensor or array ``(N, *shape)`` sampled with
-    replacement (``labels`` row for row), or an object with ``.sample(n, generator=None)``.
+    Same seed, same profile, whatever the batch size, backend, number of ranks or CPU. Long runs (checkpoints,
+    signals, ranks, shards, out-of-memory), labels and throughput: this module's documentation.
 
-    ``samples=N`` takes ``N`` samples at every sigma of ``sigmas`` (default ``sigma_grid(128)``). Without it the
-    run is adaptive on ``sigmas`` (default ``sigma_grid(32)``): a pilot of ``pilot`` samples per sigma, then
-    rounds that spend samples where they narrow the ``level`` band of the ``kind`` schedule of ``steps`` steps
-    most (both may be lists), until every inner sigma's band is within ``+-tolerance`` relative (default 0.03;
-    0.01 takes about six times the evaluations)
-    or ``max_evaluations`` rows have been evaluated (then a warning gives the band reached).
-    ``meta["evaluations"]`` counts every row evaluated; ``meta["adaptive"]`` holds the band of each round.
-    ``prior`` (a profile recorded while training, ``ef.Recorder``) replaces the pilot: the first round samples
-    where its band says the tolerance needs it (on its grid, the default), with these weights only.
+    Parameters
+    ----------
+    denoiser : callable
+        ``denoiser(x, sigma[, labels]) -> x0_hat`` (k-diffusion's and EDM's convention), or an adapter of
+        ``ef.adapters``. An analytic mixture (``ef.analytic.GMM``, ``PointSet``) runs fused: noise, ideal
+        denoiser and error in one kernel.
+    data : tensor, array or reader
+        Rows ``(N, *shape)``, sampled with replacement; or an object with ``.sample(n, generator=None)`` (the
+        readers of ``ef.data``).
+    sigmas : sequence of float, optional
+        The grid (default ``sigma_grid(128)`` with ``samples``, ``sigma_grid(32)`` for an adaptive run, the
+        prior's grid with ``prior``).
+    samples : int, optional
+        Samples at every sigma: a fixed run (the paper takes 1024). Without it the run is adaptive.
+    tolerance : float, optional
+        Adaptive runs: stop when every inner sigma's band of the schedule is within ``+-tolerance`` relative
+        (default 0.03; 0.01 takes about six times the evaluations).
+    steps, kind : int or list, str or list
+        Adaptive runs: the schedules whose band the rounds narrow (default the 16-step rescaled one).
+    max_evaluations : int
+        Adaptive runs: the budget of rows evaluated; reaching it warns with the band reached.
+    pilot : int
+        Adaptive runs: samples per sigma of the pilot round.
+    level : float
+        Adaptive runs: the band's confidence level.
+    control : {"auto", "wiener", "local", "both"}, list or None
+        Control variates (``ef.control``): the errors of Wiener denoisers whose means are known exactly
+        (``"local"``: per k-means cluster). ``"auto"``: both where rows have at most ``control.AUTO_DIM``
+        values, and in an adaptive run kept after the pilot only where, by its measured costs and variances,
+        they shorten the wall time to ``tolerance`` (``meta["control_decision"]``). ``mse`` and ``stderr`` are
+        then the controlled estimate's.
+    labels : tensor or array, optional
+        One label per data row, handed to the denoiser as its third argument.
+    labels_kwarg : str, optional
+        Hand the labels by this keyword instead (``"cond"`` for k-diffusion and ComfyUI-style wrappers).
+    batch_size : int
+        Rows per network call (halved on a CUDA out-of-memory error); does not change the result.
+    seed : int
+        The noise and the row draws.
+    spectral : bool
+        Also accumulate the error power per channel and frequency, and the data power (image data; the
+        ``spectral`` kind needs it).
+    device : str or torch.device, optional
+        Where the network runs (default: the denoiser's own device).
+    backend : {"auto", "triton", "torch"}
+        ``auto``: Triton on CUDA, torch otherwise.
+    progress : bool or object
+        A progress bar; or the caller's own, any object with ``update(rows)`` (ComfyUI's ``ProgressBar``).
+    checkpoint : str, optional
+        A file the run saves to and resumes from (signals held back to a unit boundary, then raised as
+        ``ef.Interrupted``; per rank under ``torch.distributed``).
+    checkpoint_every, checkpoint_seconds : int, float
+        Save every this many finished work units, or seconds.
+    nonfinite : {"raise", "skip"}
+        A non-finite denoiser output raises, naming the sigma; ``"skip"`` drops such samples and counts them.
+    shard : (int, int), optional
+        ``(index, count)``: one share of a fixed run's units; the shares' profiles merge into the whole.
+    compile : bool
+        Run the denoiser through ``torch.compile`` with one batch shape (a short last batch is padded).
+    channels_last : bool
+        4-d inputs in channels-last memory format (a module's parameters converted in place).
+    prior : Profile, optional
+        A profile recorded while training (``ef.Recorder``): it replaces the pilot, the first round sampling
+        where its band says the tolerance needs it.
 
-    ``control``: control variates (``entropic_fast.control``), the errors of Wiener denoisers whose means are
-    known exactly: ``"wiener"``, ``"local"`` (per k-means cluster), ``"both"``, ``"auto"`` (both where rows have
-    at most ``control.AUTO_DIM`` values; in an adaptive run kept after the pilot only where, by its measured
-    costs and variances, they shorten the wall time to ``tolerance``: ``meta["control_decision"]``) or None.
-    ``mse`` and ``stderr`` are then the controlled estimate's.
-
-    ``spectral=True`` also accumulates the error power per channel and frequency and the data power (image
-    data). ``backend``: ``auto`` (Triton on CUDA, torch otherwise), ``triton`` or ``torch``. An analytic mixture
-    (GMM, PointSet) as the denoiser runs fused: noise, ideal denoiser and error in one kernel. Long runs
-    (checkpoints, signals, ranks, shards, out-of-memory), labels and throughput options: see this module's
-    documentation. Same seed, same profile, whatever the batch size, backend, number of ranks or CPU.
+    Returns
+    -------
+    Profile
+        The estimate per sigma (``mse``, ``stderr``), its sums and counts; ``meta["evaluations"]`` counts every
+        row evaluated, ``meta["adaptive"]`` holds each round's band.
     """
     if prior is not None and not isinstance(prior, Profile):
         raise InputError(f"prior must be a Profile (one recorded while training, say), got {type(prior).__name__}")
