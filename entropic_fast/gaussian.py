@@ -12,7 +12,7 @@ from .errors import InputError
 from .times import checked_mse
 
 
-GAUSSIAN_SAMPLERS = ("ddim", "ddim-stochastic", "heun", "dpmpp_2m")
+GAUSSIAN_SAMPLERS = ("ddim", "ddim-stochastic", "heun", "dpmpp_2m")  # samplers.TABLE's (tests/test_samplers_metrics.py)
 
 
 def _kl(var, lam, final, weights=None):
@@ -62,43 +62,23 @@ def sampler_gain(sigmas, eigenvalues, sampler="ddim"):
     maps its start ``x`` to ``amp * x`` plus independent noise of variance ``extra``. With the exact denoiser
     ``D = lam / (lam + s^2) x`` every sampler is linear in each direction: the deterministic ones multiply ``x``
     by a factor per step (DPM++(2M) by a two-term recursion, as it reuses the previous denoised value);
-    stochastic DDIM also adds its noise ``c^2`` to the variance at each step.
+    stochastic DDIM also adds its noise ``c^2`` to the variance at each step. Each sampler's step is its table
+    entry's ``gaussian_step`` (``samplers.TABLE``).
 
     torch (differentiable) or numpy; ``sigmas`` may carry trailing axes that broadcast against the eigenvalues
     (``sigmas[k]`` of shape ``(C, 1)``: ``C`` schedules at once, as ``interval`` searches them)."""
-    from .samplers import dpmpp_2m_update  # here: `import entropic_fast` does not load the samplers
+    from . import samplers  # here: `import entropic_fast` does not load the samplers
+    entry = samplers.get(sampler)
     lam = eigenvalues
-    g = lambda s: lam / (lam + s**2)  # noqa: E731  the exact denoiser's gain at sigma s
     amp = lam * 0 + sigmas[0] * 0 + 1  # x_k = amp * x_0 (deterministic part), broadcast over schedules
-    extra = amp * 0  # variance added by stochastic steps
     log, expm1 = (torch.log, torch.expm1) if torch.is_tensor(lam) else (np.log, np.expm1)
-    old_amp = h_last = None
+    state = {"amp": amp, "extra": amp * 0, "log": log, "expm1": expm1}  # extra: variance added by stochastic steps
     n = sigmas.shape[0]
     for k in range(n - 1):
         cur, nxt = sigmas[k], sigmas[k + 1]
-        last = k == n - 2 and bool((nxt == 0).all())
-        if sampler == "ddim":
-            factor = (lam + cur * nxt) / (lam + cur**2)
-            amp, extra = amp * factor, extra * factor**2
-        elif sampler == "ddim-stochastic":
-            ratio = (nxt / cur) ** 2
-            factor = g(cur) + ratio * (1 - g(cur))
-            c2 = nxt**2 * (1 - ratio)
-            amp, extra = amp * factor, extra * factor**2 + c2
-        elif sampler == "heun":
-            e = 1 + (nxt - cur) * (1 - g(cur)) / cur
-            factor = e if last else 1 + (nxt - cur) / 2 * ((1 - g(cur)) / cur + (1 - g(nxt)) / nxt * e)
-            amp = amp * factor
-        elif sampler == "dpmpp_2m":
-            den = g(cur) * amp
-            if last:
-                amp = den
-                break
-            amp, h_last = dpmpp_2m_update(amp, den, old_amp, cur, nxt, h_last, log=log, expm1=expm1)
-            old_amp = den
-        else:
-            raise InputError(f"unknown sampler {sampler!r}; known: {', '.join(GAUSSIAN_SAMPLERS)}")
-    return amp, extra
+        if entry.gaussian_step(state, lam, cur, nxt, k == n - 2 and bool((nxt == 0).all())):
+            break
+    return state["amp"], state["extra"]
 
 
 def ddim_kl(sigmas, eigenvalues):

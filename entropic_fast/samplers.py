@@ -123,6 +123,46 @@ def _ddim_stochastic(denoiser, x, sigmas, generator=None, labels=None):
     return ddim(denoiser, x, sigmas, generator, labels, eta=1.0)
 
 
+# ---- each sampler on Gaussian data (gaussian.sampler_gain) --------------------------------------------------------
+# With the exact denoiser D = g(s) x, g = lam / (lam + s^2), every sampler is linear in each eigen-direction: one step
+# maps the state (amp: the start's factor; extra: independent variance added) as below. A step returns True to stop.
+
+def _gain(lam, s):
+    return lam / (lam + s**2)
+
+
+def _ddim_step(st, lam, cur, nxt, last):
+    """DDIM / Euler: ``x <- x + (nxt - cur) (x - D) / cur``."""
+    factor = (lam + cur * nxt) / (lam + cur**2)
+    st["amp"], st["extra"] = st["amp"] * factor, st["extra"] * factor**2
+
+
+def _ddim_stochastic_step(st, lam, cur, nxt, last):
+    """Stochastic DDIM: the DDPM posterior mean, plus noise of variance ``nxt^2 (1 - (nxt / cur)^2)``."""
+    ratio = (nxt / cur) ** 2
+    factor = _gain(lam, cur) + ratio * (1 - _gain(lam, cur))
+    st["amp"], st["extra"] = st["amp"] * factor, st["extra"] * factor**2 + nxt**2 * (1 - ratio)
+
+
+def _heun_step(st, lam, cur, nxt, last):
+    """EDM's Heun: the Euler point, then the trapezoid of the two slopes (Euler alone on the last step)."""
+    e = 1 + (nxt - cur) * (1 - _gain(lam, cur)) / cur
+    st["amp"] = st["amp"] * (e if last else 1 + (nxt - cur) / 2 * ((1 - _gain(lam, cur)) / cur
+                                                                   + (1 - _gain(lam, nxt)) / nxt * e))
+
+
+def _dpmpp_2m_step(st, lam, cur, nxt, last):
+    """DPM++(2M): :func:`dpmpp_2m_update` itself on the scalar state; the last step returns the denoised value."""
+    den = _gain(lam, cur) * st["amp"]
+    if last:
+        st["amp"] = den
+        return True
+    st["amp"], st["h"] = dpmpp_2m_update(st["amp"], den, st.get("old"), cur, nxt, st.get("h"), log=st["log"],
+                                         expm1=st["expm1"])
+    st["old"] = den
+    return False
+
+
 # ---- the table of samplers -------------------------------------------------------------------------------------
 
 @dataclasses.dataclass(frozen=True)
@@ -143,16 +183,17 @@ class Sampler:
     aliases: tuple = ()
     doc: str = ""
     surrogate_steps: int = 1
+    gaussian_step: Callable = None  # one step on Gaussian data (gaussian.sampler_gain): the theory's recursion
 
 
 TABLE = (
     Sampler("ddim", ddim, 1, False, "ddim", "rescaled", aliases=("euler",),
-            doc="DDIM / Euler on the probability-flow ODE"),
+            doc="DDIM / Euler on the probability-flow ODE", gaussian_step=_ddim_step),
     Sampler("ddim-stochastic", _ddim_stochastic, 1, True, "ddim-stochastic", "rescaled", aliases=("euler_ancestral",),
-            doc="stochastic DDIM / Euler ancestral"),
-    Sampler("heun", heun, 2, False, "ddim", "rescaled", doc="EDM's Heun (2nd order)"),
+            doc="stochastic DDIM / Euler ancestral", gaussian_step=_ddim_stochastic_step),
+    Sampler("heun", heun, 2, False, "ddim", "rescaled", doc="EDM's Heun (2nd order)", gaussian_step=_heun_step),
     Sampler("dpmpp_2m", dpmpp_2m, 1, False, "ddim", "rescaled", aliases=("dpm++2m",), doc="DPM-Solver++(2M)",
-            surrogate_steps=2),
+            surrogate_steps=2, gaussian_step=_dpmpp_2m_step),
 )
 _BY_NAME = {n: t for t in TABLE for n in (t.name, *t.aliases)}
 SAMPLERS = {t.name: t.run for t in TABLE}

@@ -135,3 +135,21 @@ def test_evaluations_count_the_denoiser_calls(name):
     for budget in (1, 4, 7, 16):
         k = samplers.steps_within(name, budget)
         assert samplers.evaluations(name, k) <= max(budget, 1) < samplers.evaluations(name, k + 1)
+
+
+def test_the_gaussian_theory_covers_the_table_from_the_table():
+    """Each sampler's Gaussian recursion is its table entry's (``gaussian_step``), so the theory knows exactly the
+    samplers the table holds, by every name; and it is the sampler's own arithmetic: run on the exact denoiser of
+    one direction, the sampler maps x to ``amp * x`` (deterministic samplers)."""
+    from entropic_fast import gaussian
+    assert gaussian.GAUSSIAN_SAMPLERS == tuple(t.name for t in samplers.TABLE if t.gaussian_step is not None)
+    lam, sig = 0.3, np.array([20.0, 3.0, 0.7, 0.1, 0.0])
+    for entry in samplers.TABLE:
+        for name in (entry.name, *entry.aliases):
+            amp, extra = gaussian.sampler_gain(sig, np.array([lam]), name)
+            if entry.stochastic:
+                assert extra[0] > 0
+                continue
+            x = torch.linspace(-2, 2, 5, dtype=torch.float64)[:, None]
+            out = entry.run(lambda v, s: lam / (lam + s[:, None] ** 2) * v, x, sig)
+            np.testing.assert_allclose(out[:, 0].numpy(), amp[0] * x[:, 0].numpy(), rtol=1e-12)
