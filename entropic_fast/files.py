@@ -71,11 +71,25 @@ def write(path, fill):
                 os.fsync(f.fileno())
             os.chmod(tmp, mode)
             os.replace(tmp, dest)
-        except BaseException:
+        except BaseException as e:
             if os.path.exists(tmp):
                 os.unlink(tmp)
+            stop = _interrupt_behind(e)
+            if stop is not None:  # a writer's clean-up turned the interrupt into its own error (zipfile's
+                raise stop from None  # ValueError): the caller sees the interrupt, as it was raised
             raise
     return os.fspath(path)
+
+
+def _interrupt_behind(e):
+    """The KeyboardInterrupt (or other non-Exception) that an Exception ``e`` was raised while handling, if any."""
+    seen, ctx = set(), e.__context__ if isinstance(e, Exception) else None
+    while ctx is not None and id(ctx) not in seen:
+        if not isinstance(ctx, Exception):
+            return ctx
+        seen.add(id(ctx))
+        ctx = ctx.__context__
+    return None
 
 
 def savez(path, **arrays):

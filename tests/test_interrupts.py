@@ -365,3 +365,25 @@ def test_an_exception_inside_a_commit_leaves_a_consistent_checkpoint(tmp_path, m
 
 def _smooth_denoiser(x, sigma):
     return x / (1 + sigma[:, None] ** 2)
+
+
+def test_an_interrupt_that_a_writers_clean_up_turns_into_its_error_stays_an_interrupt(tmp_path):
+    """Found by benchmarks/signal_audit.py: a KeyboardInterrupt (a user's SIGALRM handler) inside np.savez's
+    zipfile left the caller a ValueError ("Can't close the ZIP file while there is an open writing handle"); the
+    interrupt is what the caller gets, and the old file stays."""
+    from entropic_fast import files
+
+    def fill(f):
+        f.write(b"half")
+        try:
+            raise KeyboardInterrupt
+        finally:  # zipfile.close in numpy's finally
+            raise ValueError("Can't close the ZIP file while there is an open writing handle on it")
+
+    path = tmp_path / "p.npz"
+    path.write_bytes(b"old")
+    with pytest.raises(KeyboardInterrupt):
+        files.write(path, fill)
+    assert path.read_bytes() == b"old" and os.listdir(tmp_path) == ["p.npz"]
+    with pytest.raises(ValueError, match="a writer's own"):  # an error without an interrupt behind it stays itself
+        files.write(path, lambda f: (_ for _ in ()).throw(ValueError("a writer's own")))
