@@ -27,6 +27,7 @@ from .errors import InputError
 from .fingerprint import fingerprint
 from .kernels import launchers
 from .kernels.mixture import importance
+from .options import Checkpointing, Throughput
 from .profile import Profile
 from .units import UNIT, noise_key, shard_rows, unit_rows, work_units
 
@@ -72,10 +73,11 @@ class FixedPlan:
 
 # ---- the inputs of a run, checked ---------------------------------------------------------------------------
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Job:
-    """What a run computes, every argument checked: the denoiser as the loop calls it, the data, the grid, where
-    and how (device, dtypes, launchers, noise key), with which controls, in which share, checkpointed where."""
+    """What a run computes, every argument checked, built complete in one place (:func:`job`): the denoiser as the
+    loop calls it, the data, the grid, where and how (device, dtypes, launchers, noise key), with which controls,
+    in which share, checkpointed where (its option groups, ``options``)."""
     denoiser: object
     network: object
     data: protocol.Data
@@ -86,16 +88,14 @@ class Job:
     kern: object
     seed: int
     mixture: tuple = None
-    controls: list = ()
+    controls: tuple = ()
     control_request: object = None  # what the caller asked for ("auto" lets an adaptive run's pilot decide)
     image: tuple = None
     shard: tuple = (0, 1)
     dist: tuple = None
     nonfinite: str = "raise"
-    checkpoint: str = None
-    every: int = 256
-    seconds: float = 600.0
-    batch_size: int = 256
+    checkpointing: Checkpointing = Checkpointing()  # its path this process's (per rank)
+    throughput: Throughput = Throughput()
 
     @property
     def key(self):
@@ -161,54 +161,48 @@ def _check_shard(shard, dist):
     return index, count
 
 
-def _checkpoint_path(checkpoint, dist, shard):
-    """The checkpoint file of this process (one per rank under torch.distributed), checked writable; or None."""
-    if checkpoint is None:
-        return None
-    checkpoint = checks.path(checkpoint, "checkpoint")
-    if dist is not None:
-        checkpoint = f"{checkpoint}.rank{shard[0]}-of-{shard[1]}"
-    files.check_writable(checkpoint, "checkpoint")
-    return checkpoint
+def _checkpointing(group, dist, shard):
+    """The group with this process's checkpoint file (one per rank under torch.distributed), checked writable."""
+    if group.path is None:
+        return group
+    path = group.path if dist is None else f"{group.path}.rank{shard[0]}-of-{shard[1]}"
+    files.check_writable(path, "checkpoint")
+    return dataclasses.replace(group, path=path)
 
 
-def _paths(denoiser, data, spectral, control_request, job):
-    """The job's compute path: the fused mixture path (an analytic mixture, unlabelled, not spectral, without
+def _paths(denoiser, data, spectral, control_request, device, grid):
+    """``(mixture, controls)``: the fused mixture path (an analytic mixture, unlabelled, not spectral, without
     controls) or the network's, with the controls that fit."""
     mixture = protocol.mixture(denoiser) if not data.labelled and not spectral else None
-    example = data.example.to(job.device)
-    job.controls = control.fitted([c.to(job.device) if hasattr(c, "to") else c
-                                   for c in control.choose(control_request, data, mixture is not None)],
-                                  data, example, job.grid, control_request)
-    if mixture is not None and not job.controls:  # the fused path gives no per-row errors to pair with controls
-        job.mixture = tuple(t.to(job.device) for t in mixture)
-    job.image = _image_shape(data.example.shape[1:]) if spectral else None
+    example = data.example.to(device)
+    controls = control.fitted([c.to(device) if hasattr(c, "to") else c
+                               for c in control.choose(control_request, data, mixture is not None)],
+                              data, example, grid, control_request)
+    if mixture is None or controls:  # the fused path gives no per-row errors to pair with controls
+        return None, tuple(controls)
+    return tuple(t.to(device) for t in mixture), ()
 
 
-def job(denoiser, data, grid, *, batch_size=256, seed=0, spectral=False, device=None, backend="auto",
-        checkpoint=None, checkpoint_every=256, checkpoint_seconds=600.0, nonfinite="raise", shard=None,
-        compile=False, channels_last=False, labels_kwarg=None, control="auto"):
+def job(denoiser, data, grid, *, seed=0, spectral=False, nonfinite="raise", shard=None, labels_kwarg=None,
+        control="auto", throughput=Throughput(), checkpointing=Checkpointing()):
     """A :class:`Job` from :func:`entropic_fast.profile`'s arguments (``data`` a ``protocol.Data``), each checked."""
     checks.one_of(nonfinite, "nonfinite", ("raise", "skip"))
-    compile, channels_last = checks.flag(compile, "compile"), checks.flag(channels_last, "channels_last")
     spectral, dist = checks.flag(spectral, "spectral"), distributed()
     shard = _check_shard(shard, dist)
     protocol.check_labelling(denoiser, data, labels_kwarg)
-    device = pick_device(denoiser, data, device)
-    kern = launchers(backend, device)
+    device = pick_device(denoiser, data, throughput.device)
+    kern = launchers(throughput.backend, device)
     dtype = torch.float64 if data.example.dtype == torch.float64 else torch.float32
     net_dtype = protocol.declared_dtype(denoiser) or dtype
     _check_range(grid, data.example, net_dtype)
-    out = Job(denoiser, None, data, grid, device=device, dtype=dtype, net_dtype=net_dtype, kern=kern,
-              seed=checks.seed(seed), shard=shard, dist=dist, nonfinite=nonfinite,
-              checkpoint=_checkpoint_path(checkpoint, dist, shard),
-              every=checks.integer(checkpoint_every, "checkpoint_every", 1),
-              seconds=checks.real(checkpoint_seconds, "checkpoint_seconds", positive=True, finite=False),
-              batch_size=checks.integer(batch_size, "batch_size", 1))
-    _paths(denoiser, data, spectral, control, out)
-    out.control_request = control
-    out.network = protocol.network(denoiser, compile, channels_last and data.example.dim() == 4, labels_kwarg)
-    return out
+    checkpointing = _checkpointing(checkpointing, dist, shard)
+    mixture, controls = _paths(denoiser, data, spectral, control, device, grid)
+    network = protocol.network(denoiser, throughput.compile, throughput.channels_last and data.example.dim() == 4,
+                               labels_kwarg)
+    return Job(denoiser, network, data, grid, device=device, dtype=dtype, net_dtype=net_dtype, kern=kern,
+               seed=checks.seed(seed), mixture=mixture, controls=controls, control_request=control,
+               image=_image_shape(data.example.shape[1:]) if spectral else None, shard=shard, dist=dist,
+               nonfinite=nonfinite, checkpointing=checkpointing, throughput=throughput)
 
 
 def progress_bar(progress, total, done, quiet):
@@ -239,7 +233,7 @@ class Run:
         plan.start(job.grid.size)
         self.committed = (sums.Sums(job.grid.size, job.device, len(control.names(job.controls)), job.image), [])
         self.pending, self.scratch = self.sums.like(), self.sums.like()  # units not yet finished; the batch
-        self.limit = Limit(job.batch_size)
+        self.limit = Limit(job.throughput.batch_size)
         self.since, self.last_save = 0, time.monotonic()
         self.last_check = self.last_save
         self.grid = torch.as_tensor(job.grid, dtype=job.dtype, device=job.device)
@@ -275,7 +269,7 @@ class Run:
 
     def resume(self):
         """Pick up a checkpoint of this very run, if there is one: its sums, finished units and plan."""
-        path = self.job.checkpoint
+        path = self.job.checkpointing.path
         if path is None or not os.path.exists(path):
             return
         state = self.plan.state()
@@ -388,8 +382,7 @@ class Run:
 
     def drop_controls(self):
         """The run without its controls from here on: the sums keep every part but theirs."""
-        j = self.job
-        j.controls = []
+        j = self.job = dataclasses.replace(self.job, controls=())
         kept = sums.Sums(j.grid.size, j.device, 0, j.image)
         for k, v in kept.parts.items():
             v.copy_(self.sums.parts[k])
@@ -409,8 +402,8 @@ class Run:
     # -- checkpoints and checks
 
     def save(self):
-        if self.job.checkpoint is not None:
-            ckpt.write(self.job.checkpoint, self.signature(), self.sums.arrays(), self.finished, self.plan.state())
+        if self.job.checkpointing.path is not None:
+            ckpt.write(self.job.checkpointing.path, self.signature(), self.sums.arrays(), self.finished, self.plan.state())
             self.since, self.last_save = 0, time.monotonic()
 
     def check_finite(self):
@@ -421,7 +414,8 @@ class Run:
     def checkpoint_or_check(self, ids):
         """After a batch: checkpoint when due (at a unit boundary), else check for non-finite output when due."""
         j, now = self.job, time.monotonic()
-        if j.checkpoint is not None and ids and (self.since >= j.every or now - self.last_save >= j.seconds):
+        ck = j.checkpointing
+        if ck.path is not None and ids and (self.since >= ck.every or now - self.last_save >= ck.seconds):
             self.check_finite()
             self.save()
         elif now - self.last_check >= _CHECK_SECONDS:
@@ -496,7 +490,7 @@ class Run:
                 "dtype": str(j.net_dtype).replace("torch.", ""),
                 "units": {"classes": [[0, 1]] if j.dist is not None else [list(j.shard)], "nonfinite": j.nonfinite},
                 "fingerprints": self.fingerprints()}
-        if self.limit.rows != j.batch_size:
+        if self.limit.rows != j.throughput.batch_size:
             meta["batch_size_used"] = self.limit.rows
         wide = importance(j.data.dim) if j.mixture is not None else ()  # the model-free path's sampling
         if wide:

@@ -36,6 +36,7 @@ import torch
 from . import adaptive, estimate, protocol
 from .errors import InputError
 from .grids import sigma_grid
+from .options import Checkpointing, Throughput
 from .profile import Profile, as_grid
 
 # The default grids: the paper's for a fixed run; 32 points for an adaptive one (its pilot is 32 x 32 rows, and its
@@ -141,10 +142,10 @@ def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = N
     if shard is not None and isinstance(plan, adaptive.AdaptivePlan):
         raise InputError("an adaptive run decides from the whole run's sums: split it with torch.distributed, or "
                          "give samples= to run fixed shards")
-    job = estimate.job(denoiser, data, grid, batch_size=batch_size, seed=seed, spectral=spectral, device=device,
-                       backend=backend, checkpoint=checkpoint, checkpoint_every=checkpoint_every,
-                       checkpoint_seconds=checkpoint_seconds, nonfinite=nonfinite, shard=shard, compile=compile,
-                       channels_last=channels_last, labels_kwarg=labels_kwarg, control=control)
+    job = estimate.job(denoiser, data, grid, seed=seed, spectral=spectral, nonfinite=nonfinite, shard=shard,
+                       labels_kwarg=labels_kwarg, control=control,
+                       throughput=Throughput(batch_size, device, backend, compile, channels_last),
+                       checkpointing=Checkpointing(checkpoint, checkpoint_every, checkpoint_seconds))
     prof = estimate.Run(job, plan).execute(progress)
     if isinstance(plan, adaptive.AdaptivePlan):
         adaptive.warn_short(prof, plan)
