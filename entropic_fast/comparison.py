@@ -29,6 +29,7 @@ from .estimate import distributed, pick_device
 from .fingerprint import fingerprint
 from .grids import sigma_grid
 from .kernels import launchers
+from .options import Checkpointing, Throughput
 from .profile import Profile
 from .schedules import ends, schedule
 from .units import stream_key
@@ -283,11 +284,10 @@ class Job:
     device: torch.device
     features: object
     labels: object = None
-    batch_size: int = 256
     images: str = None
-    checkpoint: str = None
-    checkpoint_seconds: float = 300.0
     dist: tuple = None
+    checkpointing: Checkpointing = Checkpointing(seconds=300.0)  # its path this process's (per rank)
+    throughput: Throughput = Throughput()
 
     @property
     def groups(self):
@@ -336,7 +336,7 @@ class Run:
         """Units of one group packed up to ``batch_size`` rows: ``(group, unit ids, sample ids)``."""
         group, ids, rows = None, [], []
         for u, g, r in self.units():
-            if ids and (g != group or sum(map(len, rows)) + len(r) > self.job.batch_size):
+            if ids and (g != group or sum(map(len, rows)) + len(r) > self.job.throughput.batch_size):
                 yield group, ids, np.concatenate(rows)
                 ids, rows = [], []
             group = g
@@ -390,15 +390,15 @@ class Run:
                              f"{self.job.groups[g][0].name} (seed {self.job.groups[g][1]})")
 
     def save(self):
-        if self.job.checkpoint is not None:
+        if self.job.checkpointing.path is not None:
             arrays = {k: v.detach().cpu().numpy() for k, v in self.moments.tensors().items()}
-            files.savez(self.job.checkpoint, signature=np.array(json.dumps(self.signature())),
+            files.savez(self.job.checkpointing.path, signature=np.array(json.dumps(self.signature())),
                         finished=np.array(sorted(self.finished), np.int64), **arrays)
             self.last_save = time.monotonic()
 
     def resume(self):
         """Pick up this very comparison's checkpoint, if there is one."""
-        path = self.job.checkpoint
+        path = self.job.checkpointing.path
         if path is None or not os.path.exists(path):
             return
         saved, arrays = ckpt.load(path)
@@ -419,7 +419,7 @@ class Run:
                 for group, ids, rows in self.batches():
                     self.step(group, ids, rows)
                     bar.update(len(rows))
-                    if time.monotonic() - self.last_save >= self.job.checkpoint_seconds:
+                    if time.monotonic() - self.last_save >= self.job.checkpointing.seconds:
                         self.check_finite()
                         self.save()
                     signals.poll()
@@ -583,8 +583,9 @@ def compare(denoiser: Callable, reference: Any, *, profile: Union[Profile, str, 
     """
     job, ref, width = _job(denoiser, reference, profile, kinds_=kinds, steps=steps, samplers_=samplers,
                            samples=samples, seeds=seeds, features=features, labels=labels, shape=shape, out=out,
-                           checkpoint=checkpoint, save_images=save_images, batch_size=batch_size, device=device,
-                           sigma_min=sigma_min, sigma_max=sigma_max, same_ends=checks.flag(same_ends, "same_ends"))
+                           save_images=save_images, sigma_min=sigma_min, sigma_max=sigma_max,
+                           same_ends=checks.flag(same_ends, "same_ends"), throughput=Throughput(batch_size, device),
+                           checkpointing=Checkpointing(checkpoint, seconds=300.0))
     evals = sum(c.evaluations for c in job.cells) * len(job.seeds) * job.samples
     bar = tqdm(total=len(job.groups) * job.samples, desc="compare", unit="sample", disable=not progress, leave=False)
     if progress:
@@ -605,11 +606,11 @@ def compare(denoiser: Callable, reference: Any, *, profile: Union[Profile, str, 
     return result
 
 
-def reference_for(denoiser, reference, features, *, shape, batch_size, device, samples):
+def reference_for(denoiser, reference, features, *, shape, throughput, samples):
     """``(device, shape, features, Reference)``: what a run compares its samples with, checked (shared with
     ``tuning``): the reference read once, the device the model's, the shape the reference's unless given."""
     data = None if isinstance(reference, (str, os.PathLike)) else protocol.Data(reference)  # read once
-    device = pick_device(denoiser, data or protocol.Data(torch.zeros(1, 1)), device)
+    device = pick_device(denoiser, data or protocol.Data(torch.zeros(1, 1)), throughput.device)
     if shape is None:
         if data is None:
             raise InputError("give shape= (one sample's shape): a statistics file does not say it")
@@ -618,7 +619,8 @@ def reference_for(denoiser, reference, features, *, shape, batch_size, device, s
     features = default_features(shape, device) if features is None else features
     if not callable(features):
         raise InputError(f"features must be a callable from samples to (rows, width) features, got {features!r}")
-    ref = reference_of(data if data is not None else reference, features, shape, batch_size, device, samples)
+    ref = reference_of(data if data is not None else reference, features, shape, throughput.batch_size, device,
+                       samples)
     return device, shape, features, ref
 
 
@@ -641,27 +643,24 @@ def _labels(denoiser, labels):
 
 
 def _job(denoiser, reference, profile, *, kinds_, steps, samplers_, samples, seeds, features, labels, shape, out,
-         checkpoint, save_images, batch_size, device, sigma_min, sigma_max, same_ends=False):
+         save_images, sigma_min, sigma_max, same_ends=False, throughput=Throughput(),
+         checkpointing=Checkpointing(seconds=300.0)):
     """The checked :class:`Job`, the :class:`Reference` and the features' width."""
     cells = _cells(kinds_, steps, samplers_)
-    samples, batch_size = checks.integer(samples, "samples", 2), checks.integer(batch_size, "batch_size", 1)
+    samples = checks.integer(samples, "samples", 2)
     seeds = _seeds(seeds)
     _check_out(out, save_images)
-    device, shape, features, ref = reference_for(denoiser, reference, features, shape=shape,
-                                                 batch_size=batch_size, device=device, samples=samples)
+    device, shape, features, ref = reference_for(denoiser, reference, features, shape=shape, throughput=throughput,
+                                                 samples=samples)
     prof = _range_profile(profile, shape, sigma_min, sigma_max)
     if prof.dim != int(np.prod(shape)):
         raise InputError(f"the profile is of data of dimension {prof.dim}, the samples' shape {tuple(shape)} has "
                          f"{int(np.prod(shape))}: a profile of another model?")
     dtype = protocol.declared_dtype(denoiser) or torch.float32
     labels = _labels(denoiser, labels)
-    if checkpoint is not None:
-        files.check_writable(checks.path(checkpoint, "checkpoint"), "checkpoint")
     dist = distributed()
-    if dist is not None and checkpoint is not None:
-        checkpoint = f"{checkpoint}.rank{dist[0]}-of-{dist[1]}"
     job = Job(denoiser, cells, seeds, samples, _schedules(cells, prof, ref, device, same_ends), shape, dtype=dtype,
-              device=device, features=features, labels=labels, batch_size=batch_size,
-              images=None if not (save_images and out) else os.path.join(out, "images"), checkpoint=checkpoint,
-              dist=dist)
+              device=device, features=features, labels=labels,
+              images=None if not (save_images and out) else os.path.join(out, "images"), dist=dist,
+              checkpointing=checkpointing.for_process(dist), throughput=throughput)
     return job, ref, ref.mu.numel()

@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from . import checks, control, files, protocol, signals, sums
+from . import checks, control, protocol, signals, sums
 from .batches import Limit, drawn, on_device, packed, prefetched
 from .checkpoint import CheckpointMismatch  # noqa: F401  (re-exported: the error users catch)
 from .costs import Stopwatch
@@ -161,15 +161,6 @@ def _check_shard(shard, dist):
     return index, count
 
 
-def _checkpointing(group, dist, shard):
-    """The group with this process's checkpoint file (one per rank under torch.distributed), checked writable."""
-    if group.path is None:
-        return group
-    path = group.path if dist is None else f"{group.path}.rank{shard[0]}-of-{shard[1]}"
-    files.check_writable(path, "checkpoint")
-    return dataclasses.replace(group, path=path)
-
-
 def _paths(denoiser, data, spectral, control_request, device, grid):
     """``(mixture, controls)``: the fused mixture path (an analytic mixture, unlabelled, not spectral, without
     controls) or the network's, with the controls that fit."""
@@ -195,7 +186,7 @@ def job(denoiser, data, grid, *, seed=0, spectral=False, nonfinite="raise", shar
     dtype = torch.float64 if data.example.dtype == torch.float64 else torch.float32
     net_dtype = protocol.declared_dtype(denoiser) or dtype
     _check_range(grid, data.example, net_dtype)
-    checkpointing = _checkpointing(checkpointing, dist, shard)
+    checkpointing = checkpointing.for_process(shard if dist is not None else None)
     mixture, controls = _paths(denoiser, data, spectral, control, device, grid)
     network = protocol.network(denoiser, throughput.compile, throughput.channels_last and data.example.dim() == 4,
                                labels_kwarg)

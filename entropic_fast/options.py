@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import torch
 
-from . import checks
+from . import checks, files
 from .errors import InputError
 
 BACKENDS = ("auto", "triton", "torch")
@@ -31,6 +31,15 @@ class Checkpointing:
         object.__setattr__(self, "every", checks.integer(self.every, "checkpoint_every", 1))
         object.__setattr__(self, "seconds", checks.real(self.seconds, "checkpoint_seconds", positive=True,
                                                         finite=False))
+
+    def for_process(self, dist=None):
+        """The group with this process's file (``PATH.rank<r>-of-<w>`` under torch.distributed, ``dist`` being
+        ``(rank, world)``), checked writable before any work."""
+        if self.path is None:
+            return self
+        path = self.path if dist is None else f"{self.path}.rank{dist[0]}-of-{dist[1]}"
+        files.check_writable(path, "checkpoint")
+        return dataclasses.replace(self, path=path)
 
 
 @dataclasses.dataclass(frozen=True)

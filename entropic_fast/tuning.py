@@ -21,6 +21,7 @@ from tqdm.auto import tqdm
 
 from . import checks, kinds, metrics, protocol, samplers
 from .comparison import Cell, Job, Run, reference_for
+from .options import Checkpointing, Throughput
 from .profile import Profile
 from .schedules import ends, schedule, tuned_key
 
@@ -79,8 +80,8 @@ def tune(denoiser: Callable, reference: Any, profile: Union[Profile, str], sampl
     pairs = candidates(prof, n, kind, spec.name, sigma_min, sigma_max)
     cells = [Cell(spec.name, budget, f"{kind}[{a:.6g},{b:.6g}]") for a, b in pairs]
     job, ref = _job(denoiser, reference, prof, dict(zip(cells, pairs)), kind=kind, steps=n, samples=samples,
-                    seeds=seeds, features=features, labels=labels, checkpoint=checkpoint, batch_size=batch_size,
-                    device=device)
+                    seeds=seeds, features=features, labels=labels,
+                    checkpointing=Checkpointing(checkpoint, seconds=300.0), throughput=Throughput(batch_size, device))
     evals = len(cells) * len(job.seeds) * job.samples * cells[0].evaluations
     bar = tqdm(total=len(job.groups) * job.samples, desc="tune", unit="sample", disable=not progress, leave=False)
     if progress:
@@ -104,17 +105,18 @@ def tune(denoiser: Callable, reference: Any, profile: Union[Profile, str], sampl
     return Tuned(scored, best, scored[0], prof.with_meta(tuned=tuned), meta)
 
 
-def _job(denoiser, reference, prof, intervals, *, kind, steps, samples, seeds, features, labels, checkpoint,
-         batch_size, device):
+def _job(denoiser, reference, prof, intervals, *, kind, steps, samples, seeds, features, labels, checkpointing,
+         throughput):
     """The comparison job of the candidates (``{cell: interval}``, their schedules made here) and the reference's
     statistics."""
-    samples, batch_size = checks.integer(samples, "samples", 2), checks.integer(batch_size, "batch_size", 1)
+    samples = checks.integer(samples, "samples", 2)
     seeds = checks.integer(seeds, "seeds", 1)
-    device, shape, features, ref = reference_for(denoiser, reference, features, shape=None,
-                                                 batch_size=batch_size, device=device, samples=samples)
+    device, shape, features, ref = reference_for(denoiser, reference, features, shape=None, throughput=throughput,
+                                                 samples=samples)
     sched = {c: torch.as_tensor(schedule(prof, steps, kind, sampler=c.sampler, interval=ab), dtype=torch.float64,
                                 device=device) for c, ab in intervals.items()}
     job = Job(denoiser, list(intervals), [SEED_BASE + s for s in range(seeds)], samples, sched, shape,
               dtype=protocol.declared_dtype(denoiser) or torch.float32, device=device, features=features,
-              labels=None if labels is None else torch.as_tensor(labels), batch_size=batch_size, checkpoint=checkpoint)
+              labels=None if labels is None else torch.as_tensor(labels), checkpointing=checkpointing.for_process(),
+              throughput=throughput)
     return job, ref

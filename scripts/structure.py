@@ -14,7 +14,7 @@ PACKAGE = ROOT / "entropic_fast"
 FUNCTION_LIMIT, RUN_METHOD_LIMIT, POSITIONAL_LIMIT = 60, 40, 6
 
 LAYERS = (
-    ("errors", "checks", "options", "signals", "files", "costs", "purepy", "curves", "_curves", "_noise", "_stats", "_ideal"),  # foundations
+    ("errors", "checks", "signals", "files", "options", "costs", "purepy", "curves", "_curves", "_noise", "_stats", "_ideal"),  # foundations
     ("grids", "peers", "fingerprint", "units"),  # sigma grids; peer schedules; fingerprints; work units and seeds
     ("control",),  # control variates: their estimator and their sums' rows
     ("sums",),  # the accumulator layout's one owner

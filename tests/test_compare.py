@@ -12,6 +12,7 @@ import entropic_fast as ef
 from entropic_fast import comparison as cmp
 from entropic_fast import metrics
 from entropic_fast.checkpoint import CheckpointMismatch
+from entropic_fast.options import Throughput
 from entropic_fast.cli import main
 from entropic_fast.errors import InputError, Interrupted
 
@@ -197,8 +198,8 @@ def test_seeds_are_independent_streams():
     zero = lambda x, sigma: 0.5 * x  # noqa: E731  linear: each sample mixes its start noise and its draws
     ref = torch.randn(4000, 1, 2, 2, generator=torch.Generator().manual_seed(3))
     job, _, _ = cmp._job(zero, ref, None, kinds_=["edm"], steps=[3], samplers_=["ddim-stochastic"], samples=4000,
-                         seeds=2, features=FLAT, labels=None, shape=None, out=None, checkpoint=None,
-                         save_images=False, batch_size=4000, device="cpu", sigma_min=0.5, sigma_max=1.0)
+                         seeds=2, features=FLAT, labels=None, shape=None, out=None, save_images=False,
+                         sigma_min=0.5, sigma_max=1.0, throughput=Throughput(4000, "cpu"))
     run_ = cmp.Run(job, 4)
     rows = np.arange(4000)
     a, b = (run_.generate(g, rows).flatten() for g in (0, 1))
