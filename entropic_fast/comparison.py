@@ -489,14 +489,14 @@ def _cells(kinds_, steps, samplers_):
     return [Cell(s, b, k) for s in samplers_ for b in budgets for k in kinds_]
 
 
-def _schedules(cells, prof, ref, device, same_ends=False):
+def _schedules(cells, prof, ref, device, same_ends=False, range_only=False):
     """Each cell's sigmas (ours choose their interval for the cell's sampler and budget; with ``same_ends`` every
     kind runs on that interval, the control that separates the interval from the spacing); a kind that needs
     more than the profile or the reference holds is refused by name."""
     out = {}
     for c in cells:
         entry = kinds.get(c.kind)
-        if prof.meta.get("range_only") and entry.needs != "range":
+        if range_only and entry.needs != "range":
             ranged = [k.name for k in kinds.TABLE if k.needs == "range"]
             raise InputError(f"kind {c.kind!r} needs the model's profile (profile=...); without one only the kinds "
                              f"of a range: {', '.join(ranged)}")
@@ -513,12 +513,12 @@ def _schedules(cells, prof, ref, device, same_ends=False):
 
 
 def _range_profile(prof, shape, sigma_min, sigma_max):
-    """The profile the schedules come from: the one given (or loaded), else a flat curve on the range, which only
-    the kinds of a range need (``needs == "range"``: the classic ones and the peers)."""
+    """``(profile, range_only)``: the profile the schedules come from, the one given (or loaded); else a flat curve
+    on the range, which only the kinds of a range can use (``needs == "range"``: the classic ones and the peers)."""
     if prof is None:
         grid = sigma_grid(32, sigma_min, sigma_max)
-        return Profile.from_curve(grid, np.ones_like(grid), int(np.prod(shape)), {"range_only": True})
-    return Profile.load(prof) if isinstance(prof, (str, os.PathLike)) else prof
+        return Profile.from_curve(grid, np.ones_like(grid), int(np.prod(shape))), True
+    return (Profile.load(prof) if isinstance(prof, (str, os.PathLike)) else prof), False
 
 
 def compare(denoiser: Callable, reference: Any, *, profile: Union[Profile, str, None] = None,
@@ -652,14 +652,15 @@ def _job(denoiser, reference, profile, *, kinds_, steps, samplers_, samples, see
     _check_out(out, save_images)
     device, shape, features, ref = reference_for(denoiser, reference, features, shape=shape, throughput=throughput,
                                                  samples=samples)
-    prof = _range_profile(profile, shape, sigma_min, sigma_max)
+    prof, range_only = _range_profile(profile, shape, sigma_min, sigma_max)
     if prof.dim != int(np.prod(shape)):
         raise InputError(f"the profile is of data of dimension {prof.dim}, the samples' shape {tuple(shape)} has "
                          f"{int(np.prod(shape))}: a profile of another model?")
     dtype = protocol.declared_dtype(denoiser) or torch.float32
     labels = _labels(denoiser, labels)
     dist = distributed()
-    job = Job(denoiser, cells, seeds, samples, _schedules(cells, prof, ref, device, same_ends), shape, dtype=dtype,
+    job = Job(denoiser, cells, seeds, samples, _schedules(cells, prof, ref, device, same_ends, range_only), shape,
+              dtype=dtype,
               device=device, features=features, labels=labels,
               images=None if not (save_images and out) else os.path.join(out, "images"), dist=dist,
               checkpointing=checkpointing.for_process(dist), throughput=throughput)
