@@ -660,8 +660,7 @@ def _job(denoiser, reference, profile, *, kinds_, steps, samplers_, samples, see
     labels = _labels(denoiser, labels)
     dist = distributed()
     job = Job(denoiser, cells, seeds, samples, _schedules(cells, prof, ref, device, same_ends, range_only), shape,
-              dtype=dtype,
-              device=device, features=features, labels=labels,
+              dtype=dtype, device=device, features=features, labels=labels,
               images=None if not (save_images and out) else os.path.join(out, "images"), dist=dist,
               checkpointing=checkpointing.for_process(dist), throughput=throughput)
     return job, ref, ref.mu.numel()
