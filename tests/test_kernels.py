@@ -1,4 +1,6 @@
 """Each Triton kernel against its torch twin (kernels/reference.py) under TRITON_INTERPRET=1."""
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -332,3 +334,46 @@ def test_cpu_noise_is_the_twin_at_every_instruction_set(level):
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() in ({"avx2": ("avx2", "scalar"), "scalar": ("scalar",)}.get(level, ("avx512", "avx2",
                                                                                                   "scalar")))
+
+
+# ---- the importance draw of the model-free path, against an oracle written differently (issue 40: the Triton path
+# takes reference.importance_perturb, so the twins' comparison cannot check it; this does)
+
+def _oracle_scale(seed, rid):
+    """Row by row: the third Philox word of the counters (2**32 - 1, id low, id high, 0), Python integers (numpy
+    uint64 Philox of ``purepy``), placed among IS_WIDE's shares of 2**32."""
+    from entropic_fast import purepy
+    from entropic_fast.kernels.mixture import IS_WIDE
+    out = []
+    for r in rid:
+        c = [np.array([v], np.uint64) for v in (2**32 - 1, r & 0xFFFFFFFF, r >> 32, 0)]
+        word, edge, scale = int(purepy._philox(seed, c)[2][0]), 0, 1.0
+        for tau, share in IS_WIDE:
+            if int(edge * 2**32) <= word < int((edge + share) * 2**32):
+                scale = tau
+            edge += share
+        out.append(scale)
+    return np.array(out)
+
+
+def _oracle_weight(x, x0, sigma):
+    """``p / q`` per row in plain float64 arithmetic: p = N(0, s^2), q = (1 - sum shares) p + sum share p_tau."""
+    from entropic_fast.kernels.mixture import IS_WIDE
+    out = []
+    for xr, x0r, s in zip(x.double().numpy(), x0.double().numpy(), sigma.double().numpy()):
+        r2, d = float(((xr - x0r) ** 2).sum()) / s**2, xr.size
+        q = 1 - sum(sh for _, sh in IS_WIDE) + sum(sh * math.exp(0.5 * r2 * (1 - t**-2)) / t**d for t, sh in IS_WIDE)
+        out.append(1 / q)
+    return np.array(out)
+
+
+@pytest.mark.parametrize("rows, dim", [(1, 2), (37, 3), (200, 8)])
+def test_the_importance_draw_matches_an_oracle_written_differently(rows, dim):
+    seed, rid = 987654321, torch.arange(rows, dtype=torch.int64) * 7919 + 2**33
+    x0 = torch.randn(rows, dim, generator=torch.Generator().manual_seed(rows), dtype=torch.float64)
+    sigma = torch.full((rows,), 0.7, dtype=torch.float64)
+    np.testing.assert_array_equal(reference.noise_scale(seed, rid).numpy(), _oracle_scale(seed, rid.tolist()))
+    x, w = reference.importance_perturb(reference.perturb, x0, sigma, seed, rid)
+    plain = reference.perturb(x0, sigma * torch.as_tensor(_oracle_scale(seed, rid.tolist())), seed, rid)
+    torch.testing.assert_close(x, plain, rtol=0, atol=0)
+    np.testing.assert_allclose(w.numpy(), _oracle_weight(x, x0, sigma), rtol=1e-12)
