@@ -1,4 +1,5 @@
-"""Checkpoints of a profile run: its signature, atomic writes, and strict validation on resume.
+"""Checkpoints of a resumable run (a profile's; a comparison's through the same checks): its signature, atomic
+writes, and strict validation on resume.
 
 A checkpoint is an ``.npz`` (no pickles) holding the run's ``signature`` (JSON: every argument that
 determines the result, fingerprints of the model, data and labels included), the ``finished``
@@ -81,18 +82,29 @@ def _check_arrays(path, arrays, shapes):
             _refuse(path, f"has non-finite values in {k!r}")
 
 
-def _check_finished(path, fin, signature):
-    """The finished ids: integers of this run's share, in range, each once."""
-    n, samples, (index, count) = len(signature["grid"]), signature["samples"], signature["shard"]
+def check_finished(path, fin, units, share):
+    """The finished ids: integers below ``units`` in this run's ``share`` (``(index, count)``: ids ``index`` mod
+    ``count``), each once. Shared by every resumable run (profiles and comparisons)."""
+    index, count = share
     if fin.ndim != 1 or fin.dtype.kind not in "iu":
         _refuse(path, f"has finished ids of {fin.dtype} {fin.shape}, expected a 1-D integer array")
     fin = fin.astype(np.int64)
-    bad = fin[(fin < 0) | (fin >= n_units(n, samples)) | (fin % count != index)]
+    bad = fin[(fin < 0) | (fin >= units) | (fin % count != index)]
     if bad.size:
         _refuse(path, f"lists work ids outside this run's share (e.g. {bad[:3].tolist()})")
     if np.unique(fin).size != fin.size:
         _refuse(path, "lists a work id twice")
     return fin
+
+
+def check_arrays(path, arrays, shapes, extra=("finished",)):
+    """The file holds exactly the run's arrays (``shapes``, and ``extra`` names), each float64 of its shape and
+    finite. Shared by every resumable run."""
+    expected = set(shapes) | set(extra)
+    if set(arrays) != expected:
+        missing, unexpected = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
+        _refuse(path, f"does not hold this run's arrays (missing {missing}, unexpected {unexpected})")
+    _check_arrays(path, arrays, shapes)
 
 
 def _check_counts(path, fin, arrays, signature):
@@ -115,11 +127,8 @@ def read(path, signature, shapes, state=()):
     finished units, sigma by sigma."""
     saved, arrays = load(path)
     check_signature(path, saved, signature)
-    expected = set(shapes) | {"finished"} | set(state)
-    if set(arrays) != expected:
-        missing, extra = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
-        _refuse(path, f"does not hold this run's arrays (missing {missing}, unexpected {extra})")
-    _check_arrays(path, arrays, shapes)
-    fin = _check_finished(path, arrays["finished"], signature)
+    check_arrays(path, arrays, shapes, ("finished", *state))
+    fin = check_finished(path, arrays["finished"], n_units(len(signature["grid"]), signature["samples"]),
+                         signature["shard"])
     _check_counts(path, fin, arrays, signature)
     return fin.tolist(), {k: arrays[k] for k in shapes}, {k: arrays[k] for k in state}

@@ -403,17 +403,30 @@ class Run:
             return
         saved, arrays = ckpt.load(path)
         ckpt.check_signature(path, saved, self.signature(), run="comparison")
-        for k, v in self.moments.tensors().items():
-            if arrays[k].shape != tuple(v.shape):
-                raise CheckpointMismatch(f"checkpoint {path} has {k} of shape {arrays[k].shape}, expected {tuple(v.shape)}")
+        tensors, j = self.moments.tensors(), self.job
+        ckpt.check_arrays(path, arrays, {k: tuple(v.shape) for k, v in tensors.items()})
+        fin = ckpt.check_finished(path, arrays["finished"], len(j.groups) * j.chunks, j.dist or (0, 1))
+        rows = np.bincount(fin // j.chunks, weights=[self.unit_rows(u) for u in fin], minlength=len(j.groups))
+        got = arrays["count"] + arrays["nonfinite"]
+        if not np.array_equal(got, rows):
+            g = int(np.argmax(got != rows))
+            raise CheckpointMismatch(f"checkpoint {path} counts {got[g]:g} samples of {j.groups[g][0].name} (seed "
+                                     f"{j.groups[g][1]}) but its finished units hold {rows[g]:g}; remove it to "
+                                     "start afresh or use another path")
+        for k, v in tensors.items():
             v.copy_(torch.as_tensor(arrays[k]))
-        self.finished = arrays["finished"].tolist()
+        self.finished = fin.tolist()
+
+    def unit_rows(self, u):
+        """Samples in unit ``u`` (the last chunk of a group may be short)."""
+        j = self.job
+        return min(CHUNK, j.samples - (u % j.chunks) * CHUNK)
 
     def execute(self, bar):
         """Resume, generate every unit (signals deferred to batch boundaries; a checkpoint whatever stops it)."""
         self.resume()
         j = self.job
-        bar.update(sum(min(CHUNK, j.samples - (u % j.chunks) * CHUNK) for u in self.finished))
+        bar.update(sum(self.unit_rows(u) for u in self.finished))
         with signals.deferring():
             try:
                 for group, ids, rows in self.batches():

@@ -96,6 +96,34 @@ def test_an_interrupted_comparison_resumes_to_the_same_table(tmp_path, sigint):
         run(**{**kw, "samples": 100}, features=feats, checkpoint=tmp_path / "c.npz")
 
 
+@pytest.mark.parametrize("damage, match", [
+    (lambda a: a.pop("finished"), r"missing \['finished'\]"),
+    (lambda a: a.update(finished=np.concatenate([a["finished"], a["finished"][:1]])), "a work id twice"),
+    (lambda a: a.update(finished=np.array([10**6])), "outside this run's share"),
+    (lambda a: a.update(count=a["count"] + 1), "but its finished units hold"),
+    (lambda a: a.update(sum=np.full_like(a["sum"], np.nan)), "non-finite"),
+])
+def test_a_damaged_comparison_checkpoint_is_refused_with_the_profiles_checks(tmp_path, sigint, damage, match):
+    """Issue 40: compare resumes through the checks a profile's checkpoint gets (arrays, finished ids, counts)."""
+    kw = dict(reference=stats_file(tmp_path / "stats.npz"), shape=(1, 2, 2), samplers=["ddim-stochastic"],
+              batch_size=32)
+    calls = [0]
+
+    def feats(x):
+        calls[0] += 1
+        if calls[0] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return x.flatten(1)
+    with pytest.raises(Interrupted):
+        run(**kw, features=feats, checkpoint=tmp_path / "c.npz")
+    with np.load(tmp_path / "c.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    damage(arrays)
+    np.savez(tmp_path / "c.npz", **arrays)
+    with pytest.raises(CheckpointMismatch, match=match):
+        run(**kw, features=feats, checkpoint=tmp_path / "c.npz")
+
+
 def test_a_statistics_file_gives_the_data_s_distances_and_is_never_unpickled(tmp_path):
     by_data, by_file = run(), run(reference=stats_file(tmp_path / "stats.npz"), shape=(1, 2, 2))
     for c in by_data.cells:
