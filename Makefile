@@ -34,6 +34,7 @@ test: setup
 
 demo: setup
 	$(PY) -m entropic_fast.cli demo --out $(OUT)
+	$(if $(VIRTUAL_ENV),,@echo "The command line is installed in $(ENV_DIR): '. $(ENV_DIR)/bin/activate' puts entropic-fast on PATH (entropic-fast --help)")
 
 # The documentation site (MkDocs, API reference by mkdocstrings) in site/; strict: a broken link or reference fails.
 docs: setup

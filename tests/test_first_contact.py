@@ -254,3 +254,13 @@ def test_a_model_that_is_not_a_denoiser_is_told_what_to_wrap_it_with():
         ef.profile(lambda x: x, data, ef.sigma_grid(4), samples=4, progress=False)
     with pytest.raises(InputError, match=r"cannot be called as denoiser\(x, sigma\)"):
         ef.profile(lambda x, t, encoder_hidden_states: x, data, ef.sigma_grid(4), samples=4, progress=False)
+
+
+def test_make_demo_says_how_to_put_the_command_line_on_path():
+    """Issue 41: after `make demo` outside a virtual environment, entropic-fast is in .venv/bin, not on PATH."""
+    import os
+    import subprocess
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    dry = subprocess.run(["make", "-n", "demo"], cwd=root, env=env, capture_output=True, text=True, timeout=60)
+    assert dry.returncode == 0 and ".venv/bin/activate' puts entropic-fast on PATH" in dry.stdout, dry.stdout[-500:]
