@@ -31,7 +31,22 @@ def _with_zero(sigmas):
 
 
 def sigma_grid(n=128, sigma_min=0.002, sigma_max=80.0, rho=7.0):
-    """Ascending EDM rho grid of ``n`` sigmas (Karras et al. 2022, eq. 5), float64."""
+    """Ascending EDM rho grid of ``n`` sigmas (Karras et al. 2022, eq. 5), float64.
+
+    Parameters
+    ----------
+    n : int
+        Sigmas in the grid (at least 2; a profile wants a curve: 32 to 128).
+    sigma_min, sigma_max : float
+        The ends (the model's trained range; EDM's 0.002 and 80 by default).
+    rho : float
+        The spacing's exponent (7: EDM's; larger crowds small sigmas).
+
+    Returns
+    -------
+    numpy.ndarray
+        ``n`` ascending sigmas from ``sigma_min`` to ``sigma_max``.
+    """
     if isinstance(n, float) and not float(n).is_integer() and sigma_max == 80.0 and float(sigma_min) > n:
         raise InputError(f"sigma_grid(n, sigma_min, sigma_max) takes the number of sigmas first, got n={n!r}: "
                          f"for a grid from {n!r} to {sigma_min!r} call sigma_grid(128, {n!r}, {sigma_min!r})")

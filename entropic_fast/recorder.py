@@ -32,7 +32,21 @@ _MW2 = [(m, p) for m in range(5) for p in range(3)]  # sum w^2 t^m e^p: its sand
 class Recorder:
     """Record ``e(s)`` from training steps: ``rec.add(sigma, x0_hat, x0)`` (or ``errors=`` per sample) each step,
     ``rec.profile()`` when wanted. Sigmas outside ``[sigma_min, sigma_max]`` are counted, not used; non-finite
-    errors are refused (at ``check()`` or ``profile()``, naming the step they came at)."""
+    errors are refused (at ``check()`` or ``profile()``, naming the step they came at).
+
+    Parameters
+    ----------
+    sigma_min, sigma_max : float
+        The grid's range: where training sigmas fall (knots they never reach are trimmed, with a warning).
+    points : int
+        Knots of the grid the errors are binned on.
+    half_life : float, optional
+        ``add`` calls after which a recorded error weighs half (default: every step weighs the same).
+    data_variance, dim : float, int, optional
+        The data's per-value variance and values per row: needed with ``add(sigma, errors=...)``, which sees
+        no rows.
+    device : str or torch.device, optional
+        Where the running sums live (default the first batch's)."""
 
     def __init__(self, sigma_min=0.002, sigma_max=80.0, points=64, *, half_life=None, data_variance=None, dim=None,
                  device=None):

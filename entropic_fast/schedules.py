@@ -30,7 +30,22 @@ def integrand(prof, kind="rescaled", smooth=None, sigma_min=None, sigma_max=None
 
 
 def entropic_time(prof: Profile, kind: str = "rescaled", smooth: Optional[bool] = None) -> np.ndarray:
-    """Cumulative time change on ``prof.sigmas``, starting at 0 (entropic: nats)."""
+    """Cumulative time change on ``prof.sigmas``, starting at 0 (entropic: nats).
+
+    Parameters
+    ----------
+    prof : Profile
+        The model's measured error curve.
+    kind : str
+        A time kind: entropic, rescaled, las or spectral (``schedules.TIME_KINDS``).
+    smooth : bool, optional
+        Isotonic smoothing of a sampled error curve (default on for sampled profiles).
+
+    Returns
+    -------
+    numpy.ndarray
+        The time at each grid sigma, non-decreasing, float64.
+    """
     check_profile(prof)
     k = kinds.get(kind, TIME_KINDS)
     return curves.cumulative(curves.log(prof.sigmas), k.rate(prof, smooth))
@@ -179,7 +194,22 @@ def schedule_band(prof: Profile, steps: int, kind: str = "rescaled", level: floa
     integration, inversion) at ``+- se_j``, and ``Var log s_i = sum_j (d log s_i / d e_j)^2 se_j^2``. The
     band is ``s_i exp(+- z sd)``. Exact profiles give a band of zero width. Kinds: entropic, rescaled, las
     and the classic kinds (tangent takes its scale from the profile); spectral and gaussian-optimal depend
-    on more than the error curve and are refused."""
+    on more than the error curve and are refused.
+
+    Parameters
+    ----------
+    prof : Profile or path
+        The model's measured error curve, with its standard errors.
+    steps, kind, sigma_min, sigma_max, smooth, sampler, interval
+        As for :func:`schedule`.
+    level : float
+        The band's confidence level (two-sided).
+
+    Returns
+    -------
+    (numpy.ndarray, numpy.ndarray)
+        ``(lower, upper)`` sigmas, each ``steps + 1`` long with the final 0.
+    """
     prof = as_profile(prof)
     if not isinstance(kind, str) or kind not in BAND_KINDS:
         raise InputError(f"schedule_band supports kinds {', '.join(BAND_KINDS)}; got {kind!r}")

@@ -70,8 +70,44 @@ def tune(denoiser: Callable, reference: Any, profile: Union[Profile, str], sampl
     """Search the interval of ``kind`` (default the sampler's) for ``sampler`` at ``steps`` network evaluations on
     ``denoiser``, scored by the Frechet distance of features to ``reference`` (data rows or a dataset
     reader; ``features`` as in ``ef.compare``, default the digits classifier's for 8x8 digits); the cost
-    is printed before the run; ``checkpoint`` resumes an interrupted search. Returns :class:`Tuned`, whose
-    ``profile`` carries the best interval for the schedule and the clients."""
+    is printed before the run; ``checkpoint`` resumes an interrupted search.
+
+    Parameters
+    ----------
+    denoiser : callable
+        ``denoiser(x, sigma[, labels]) -> x0_hat``, as for ``ef.profile``.
+    reference : tensor, array or reader
+        Data rows the samples are scored against.
+    profile : Profile or str
+        The model's profile (or its file): the rule's interval and the schedules.
+    sampler : str
+        The sampler the interval is for (``ef.samplers.NAMES``).
+    steps : int
+        Network evaluations.
+    kind : str, optional
+        The spacing (default the sampler's, ``samplers.TABLE``).
+    samples, seeds : int
+        Samples per candidate and seed; seeds (noise the evaluation tables never use).
+    features : callable, optional
+        As for ``ef.compare`` (default the digits classifier's, for 8x8 digits).
+    labels : tensor or array, optional
+        Class labels, sample ``i`` taking ``labels[i % len]``.
+    checkpoint : str, optional
+        A file to save to and resume from.
+    batch_size : int
+        Samples per network call.
+    device : str or torch.device, optional
+        Where the network runs.
+    sigma_min, sigma_max : float, optional
+        Bounds of the search (default the profile's range).
+    progress : bool
+        A progress bar.
+
+    Returns
+    -------
+    Tuned
+        Every candidate's score, the best, the rule's, and the profile carrying the best interval for the schedule
+        and the clients (``profile.save(path)``)."""
     prof = Profile.load(profile) if isinstance(profile, (str, os.PathLike)) else profile
     spec = samplers.get(sampler)
     kind = kinds.get(spec.kind if kind is None else kind).name
