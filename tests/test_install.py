@@ -89,3 +89,32 @@ def test_a_repaired_wheel_installs_where_there_is_no_compiler(tmp_path):
     bare.update(PATH=os.path.dirname(python), CC="/nonexistent/cc", CXX="/nonexistent/c++")
     assert subprocess.run(["/bin/sh", "-c", "command -v gcc g++ cc c++"], env=bare, capture_output=True).stdout == b""
     _install(python, repaired, tmp_path, env=bare)
+
+
+def _stand_in(folder, name, version, requires=()):
+    """A metadata-only wheel: what pip's resolver sees of a package (its name, version and requirements)."""
+    import zipfile
+    dist = f"{name}-{version}.dist-info"
+    meta = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n" + "".join(f"Requires-Dist: {r}\n"
+                                                                                   for r in requires)
+    with zipfile.ZipFile(os.path.join(folder, f"{name}-{version}-py3-none-any.whl"), "w") as z:
+        z.writestr(f"{dist}/METADATA", meta)
+        z.writestr(f"{dist}/WHEEL", "Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: py3-none-any\n")
+        z.writestr(f"{dist}/RECORD", f"{dist}/METADATA,,\n{dist}/WHEEL,,\n{dist}/RECORD,,\n")
+
+
+def test_installing_resolves_against_an_older_cuda_torch_without_replacing_it(tmp_path):
+    """Issue 41: a user's CUDA torch 2.5 pins the Triton it was built with (3.1); our requirements must resolve with
+    that torch as it is, so pip never swaps it for another (it did while we asked for triton>=3.2). pip's resolver,
+    offline, on stand-ins of torch 2.5.0 (requiring triton==3.1.0), numpy and tqdm, and this project's metadata."""
+    import json
+    for name, version, requires in (("torch", "2.5.0", ["triton==3.1.0"]), ("triton", "3.1.0", []),
+                                    ("numpy", "2.0.0", []), ("tqdm", "4.66.0", [])):
+        _stand_in(str(tmp_path), name, version, requires)
+    report = tmp_path / "report.json"
+    r = subprocess.run([sys.executable, "-m", "pip", "install", "--dry-run", "--ignore-installed", "--no-index",
+                        "--find-links", str(tmp_path), "--no-build-isolation", "--report", str(report), "-q", ROOT],
+                       capture_output=True, text=True, timeout=300)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    chosen = {i["metadata"]["name"]: i["metadata"]["version"] for i in json.load(open(report))["install"]}
+    assert chosen["torch"] == "2.5.0" and chosen["triton"] == "3.1.0", chosen
