@@ -1,8 +1,9 @@
 """The accumulators of a profile: one owner for their layout, from the kernels that fill them to the file.
 
 A run accumulates *parts*, float64 tensors on its device (:class:`Sums`): ``acc``, the plain sums
-``(PLAIN, sigmas)`` in the rows ``SUM, SUMSQ, COUNT, NONFINITE`` (the order in which ``kernels/stats.py``,
-``csrc/stats.cpp``, ``csrc/ideal.cpp`` and ``kernels/reference.py`` fill them); ``cv``, the control variates'
+``(PLAIN, sigmas)`` in the rows ``SUM, SUMSQ, COUNT, NONFINITE`` (the Triton kernels commit through
+``kernels/stats.commit_rows`` and the torch twin through ``reference.add_row_errors``, both at these offsets;
+``csrc/stats.cpp`` and ``csrc/ideal.cpp`` in this order); ``cv``, the control variates'
 sums (their rows are ``control.row_sums``'s); and, for spectral runs, ``spec`` (sigmas, C, H, W), ``power``
 (1, C, H, W), ``power_acc`` (its plain sums, one "sigma") and ``mean`` (C, H, W). The same names are the
 checkpoint's arrays. A :class:`~entropic_fast.profile.Profile` holds the host side as *fields*: ``sum``,
@@ -20,7 +21,8 @@ from .control import controls_of, sums_size
 from .errors import InputError
 
 PLAIN = 4  # rows of the plain part
-SUM, SUMSQ, COUNT, NONFINITE = range(PLAIN)
+SUM, SUMSQ, COUNT, NONFINITE = range(PLAIN)  # the Triton commit (kernels/stats.commit_rows) and the torch twin read
+# these; csrc/stats.cpp and csrc/ideal.cpp write rows 0-3 in this order (tests/test_kernels.py holds them equal)
 FIELDS = ("spectral_sum", "power_sum", "power_count", "mean_sum", "control_sum")  # a Profile's optional fields
 
 

@@ -71,3 +71,13 @@ def test_the_positional_measure_finds_a_long_call(tmp_path, monkeypatch):
     monkeypatch.setattr(structure, "PACKAGE", tmp_path)
     monkeypatch.setattr(structure, "ROOT", tmp_path)
     assert structure.positional_calls() == [("mod.py:5", "f", 7)]  # its own function only, keywords free
+
+
+def test_the_measure_sees_plain_rows_written_outside_sums(tmp_path):
+    """Issue 40: the plain part's rows belong to ``sums``; a kernel adding at ``2 * n_sigmas`` by hand is found."""
+    pkg = tmp_path / "entropic_fast"
+    (pkg / "kernels").mkdir(parents=True)
+    (pkg / "sums.py").write_text("x = acc + 2 * n_sigmas\n")  # the owner may
+    (pkg / "kernels" / "k.py").write_text("ok = 1\ntl.atomic_add(acc_ptr + 2 * n_sigmas + i, ok)\n")
+    assert structure.row_offsets(pkg) == ["entropic_fast/kernels/k.py:2"]
+    assert structure.row_offsets() == []

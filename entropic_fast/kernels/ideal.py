@@ -18,6 +18,7 @@ import triton.language as tl
 
 from .noise import perturb
 from .reference import importance_perturb
+from .stats import commit_rows
 
 
 @triton.jit
@@ -84,13 +85,7 @@ def _ideal_kernel(means_ptr, var_ptr, logw_ptr, x0_ptr, sigma_ptr, idx_ptr, acc_
         diff = tl.where(m2, (a + acc_x[:, None] * x) / run_sum[:, None] - x0, 0.0)
         err += tl.sum(diff * diff, 1).to(tl.float64)
     err = err * tl.load(w_ptr + r, mask=rmask, other=1.0)  # the row's importance weight
-    ok = (err == err) & (err < float("inf")) & rmask
-    e = tl.where(ok, err, 0.0)
-    i = tl.load(idx_ptr + r, mask=rmask, other=0)
-    tl.atomic_add(acc_ptr + i, e, mask=rmask)
-    tl.atomic_add(acc_ptr + n_sigmas + i, e * e, mask=rmask)
-    tl.atomic_add(acc_ptr + 2 * n_sigmas + i, ok.to(tl.float64), mask=rmask)
-    tl.atomic_add(acc_ptr + 3 * n_sigmas + i, 1.0 - ok.to(tl.float64), mask=rmask)
+    commit_rows(err, r, rmask, idx_ptr, acc_ptr, n_sigmas)
 
 
 def config(dim):

@@ -9,6 +9,7 @@ import math
 
 import torch
 
+from .. import sums
 from .mixture import IS_MAX_DIM, IS_WIDE, gmm_denoise, importance  # noqa: F401  (the twins' own)
 
 PHILOX_A, PHILOX_B = 0xD2511F53, 0xCD9E8D57
@@ -150,7 +151,8 @@ def add_row_errors(err, sigma_index, acc):
     bad = ~torch.isfinite(err)
     ok = (~bad).double()
     err = err.nan_to_num(0.0, 0.0, 0.0) * ok
-    acc.index_add_(1, sigma_index, torch.stack([err, err * err, ok, 1.0 - ok]))
+    rows = dict(zip((sums.SUM, sums.SUMSQ, sums.COUNT, sums.NONFINITE), (err, err * err, ok, 1.0 - ok)))
+    acc.index_add_(1, sigma_index, torch.stack([rows[r] for r in range(sums.PLAIN)]))
     return bad
 
 

@@ -5,19 +5,33 @@ import torch
 import triton
 import triton.language as tl
 
+from .. import sums
+
 MAX_DFT_SIDE = 32  # larger images take torch.fft plus the binning kernel: a 64-side DFT tile spills
+
+
+# the plain part's rows, as ``sums`` lays them out (its one owner)
+_SUM, _SUMSQ, _COUNT, _NONFINITE = (tl.constexpr(r) for r in (sums.SUM, sums.SUMSQ, sums.COUNT, sums.NONFINITE))
+
+
+@triton.jit
+def commit_rows(total, rows, mask, idx_ptr, acc_ptr, n_sigmas):
+    """Rows' squared errors (``mask``: the real ones) into their sigmas' sum, sum of squares and count, a non-finite
+    error counted apart; returns which were finite. Every kernel that accumulates errors commits here."""
+    ok = (total == total) & (total < float("inf"))
+    err = tl.where(ok, total, 0.0)
+    i = tl.load(idx_ptr + rows, mask=mask, other=0)
+    tl.atomic_add(acc_ptr + _SUM * n_sigmas + i, err, mask=mask)
+    tl.atomic_add(acc_ptr + _SUMSQ * n_sigmas + i, err * err, mask=mask)
+    tl.atomic_add(acc_ptr + _COUNT * n_sigmas + i, ok.to(tl.float64), mask=mask)
+    tl.atomic_add(acc_ptr + _NONFINITE * n_sigmas + i, 1.0 - ok.to(tl.float64), mask=mask)
+    return ok
 
 
 @triton.jit
 def _commit(total, row, idx_ptr, acc_ptr, ok_ptr, n_sigmas):
-    """A row's squared error into its sigma's sum, sum of squares and count (non-finite: counted apart)."""
-    ok = (total == total) & (total < float("inf"))
-    err = tl.where(ok, total, 0.0)
-    i = tl.load(idx_ptr + row)
-    tl.atomic_add(acc_ptr + i, err)
-    tl.atomic_add(acc_ptr + n_sigmas + i, err * err)
-    tl.atomic_add(acc_ptr + 2 * n_sigmas + i, ok.to(tl.float64))
-    tl.atomic_add(acc_ptr + 3 * n_sigmas + i, 1.0 - ok.to(tl.float64))
+    """One row's squared error committed (:func:`commit_rows`), and whether it was finite."""
+    ok = commit_rows(total, row, row >= 0, idx_ptr, acc_ptr, n_sigmas)
     tl.store(ok_ptr + row, ok.to(tl.int8))  # the spectrum of a non-finite row is left out too
 
 
