@@ -72,12 +72,9 @@ def stats_file(path):
     return str(path)
 
 
-def test_an_interrupted_comparison_resumes_to_the_same_table(tmp_path, sigint):
-    """SIGINT in the middle (from the features of the third batch): the checkpoint holds the finished units, and
-    the rerun gives the uninterrupted table."""
-    ref = stats_file(tmp_path / "stats.npz")  # the features see the samples only
-    kw = dict(reference=ref, shape=(1, 2, 2), samplers=["ddim-stochastic"], batch_size=32)
-    whole = run(**kw)
+def _interrupted(kw, checkpoint):
+    """``(calls, features)``: a comparison interrupted by SIGINT from the features of its third batch, checkpointed
+    at ``checkpoint``; the features count their calls."""
     calls = [0]
 
     def feats(x):
@@ -86,7 +83,17 @@ def test_an_interrupted_comparison_resumes_to_the_same_table(tmp_path, sigint):
             os.kill(os.getpid(), signal.SIGINT)
         return x.flatten(1)
     with pytest.raises(Interrupted):
-        run(**kw, features=feats, checkpoint=tmp_path / "c.npz")
+        run(**kw, features=feats, checkpoint=checkpoint)
+    return calls, feats
+
+
+def test_an_interrupted_comparison_resumes_to_the_same_table(tmp_path, sigint):
+    """SIGINT in the middle (from the features of the third batch): the checkpoint holds the finished units, and
+    the rerun gives the uninterrupted table."""
+    ref = stats_file(tmp_path / "stats.npz")  # the features see the samples only
+    kw = dict(reference=ref, shape=(1, 2, 2), samplers=["ddim-stochastic"], batch_size=32)
+    whole = run(**kw)
+    calls, feats = _interrupted(kw, tmp_path / "c.npz")
     assert np.load(tmp_path / "c.npz")["finished"].size >= 2
     again = run(**kw, features=feats, checkpoint=tmp_path / "c.npz")
     assert calls[0] < 2 * 2 * 5 - 1  # the finished units were not sampled again
@@ -107,15 +114,7 @@ def test_a_damaged_comparison_checkpoint_is_refused_with_the_profiles_checks(tmp
     """Issue 40: compare resumes through the checks a profile's checkpoint gets (arrays, finished ids, counts)."""
     kw = dict(reference=stats_file(tmp_path / "stats.npz"), shape=(1, 2, 2), samplers=["ddim-stochastic"],
               batch_size=32)
-    calls = [0]
-
-    def feats(x):
-        calls[0] += 1
-        if calls[0] == 3:
-            os.kill(os.getpid(), signal.SIGINT)
-        return x.flatten(1)
-    with pytest.raises(Interrupted):
-        run(**kw, features=feats, checkpoint=tmp_path / "c.npz")
+    _, feats = _interrupted(kw, tmp_path / "c.npz")
     with np.load(tmp_path / "c.npz") as z:
         arrays = {k: z[k] for k in z.files}
     damage(arrays)

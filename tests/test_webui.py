@@ -220,16 +220,6 @@ import dataclasses, json, runpy, sys, types
 sys.path.append(SITE)  # numpy and torch; -S: not the editable install of this checkout
 
 
-@dataclasses.dataclass
-class Scheduler:
-    name: str
-    label: str
-    function: object
-    default_rho: float = -1
-    need_inner_model: bool = False
-    aliases: list = None
-
-
 pips, options, callbacks = [], {}, []
 launch = types.ModuleType("launch")
 launch.is_installed = lambda name: name != "entropic_fast"
@@ -275,7 +265,10 @@ def test_a_copied_make_webui_folder_works_with_nothing_installed(tmp_path):
     grid = ef.sigma_grid(64, 0.0291675, 14.614643)
     prof = ef.Profile.from_curve(grid, 4 * grid**2 * 0.25 / (grid**2 + 0.25), 4)
     path = prof.save(str(tmp_path / "p.npz"))
-    code = (f"SITE, EXT, PROFILE = {sysconfig.get_paths()['purelib']!r}, {str(ext)!r}, {str(path)!r}\n" + BUNDLED)
+    import inspect
+    scheduler = inspect.getsource(Scheduler)  # Forge's dataclass, as above (BUNDLED imports dataclasses)
+    code = (f"SITE, EXT, PROFILE = {sysconfig.get_paths()['purelib']!r}, {str(ext)!r}, {str(path)!r}\n"
+            + BUNDLED.replace("pips, options, callbacks", scheduler + "\n\npips, options, callbacks", 1))
     r = subprocess.run([sys.executable, "-S", "-c", code], capture_output=True, text=True, timeout=300,
                        cwd=str(tmp_path))
     assert r.returncode == 0, r.stderr[-3000:]
