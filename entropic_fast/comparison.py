@@ -550,44 +550,23 @@ def compare(denoiser: Callable, reference: Any, *, profile: Union[Profile, str, 
     denoiser : callable
         ``denoiser(x, sigma[, labels]) -> x0_hat``, as for ``ef.profile``.
     reference : tensor, array, reader or str
-        Data rows (tensor, array or a dataset reader of ``ef.data``), or a statistics file (``.npz`` with ``mu``,
-        ``sigma``).
+        Data rows (a tensor, array or ``ef.data`` reader), or a statistics file (``.npz`` with ``mu``, ``sigma``).
     profile : Profile or str, optional
-        A profile or its file: needed by our kinds; without it only the kinds of a range, on
-        ``[sigma_min, sigma_max]``.
-    kinds : sequence of str
-        The schedule kinds compared (``ef.KINDS``).
-    steps : sequence of int
-        The network-evaluation budgets (Heun: 2 per step, Euler on the last).
-    samplers : sequence of str
-        ``ef.samplers.NAMES``: ddim/euler, ddim-stochastic/euler_ancestral, heun, dpmpp_2m.
-    samples : int
-        Samples per cell and seed.
-    seeds : int or sequence of int
-        How many seeds, or which: independent noise streams, the same for every kind.
+        The model's profile or its file; without one, only the kinds of a range, on ``[sigma_min, sigma_max]``.
+    kinds, steps, samplers : sequences
+        The schedule kinds (``ef.KINDS``), network-evaluation budgets, samplers (``ef.samplers.NAMES``) compared.
+    samples, seeds : int, int or sequence of int
+        Samples per cell and seed; how many seeds, or which (independent noise, the same for every kind).
     features : callable, optional
-        A batch of samples to ``(rows, width)`` features (default the digits classifier's, for 8x8 digits).
-    labels : tensor or array, optional
-        Class labels, sample ``i`` taking ``labels[i % len]``.
-    shape : sequence of int, optional
-        One sample's shape (default the reference's).
-    out : str, optional
-        A folder for the table, the JSON and the figure (checked writable before any sampling).
-    checkpoint : str, optional
-        A file to save to and resume from.
-    save_images : bool
-        PNG folders per cell and seed under ``out``.
-    batch_size : int
-        Samples per network call.
-    device : str or torch.device, optional
-        Where the network runs.
-    sigma_min, sigma_max : float
-        The range for kinds without a profile.
-    progress : bool
-        A progress bar over the cells.
+        Samples to ``(rows, width)`` features (default the digits classifier's, for 8x8 digits).
+    labels, shape : optional
+        Class labels (sample ``i`` takes ``labels[i % len]``); one sample's shape (default the reference's).
+    out, save_images : str, bool
+        A folder for the table, JSON and figure (checked writable first); PNG folders per cell and seed there.
+    checkpoint, batch_size, device, progress
+        A file to save to and resume from; samples per network call; where the network runs; a progress bar.
     same_ends : bool
-        Every kind on the interval ours choose for the cell's sampler and budget: the control that tells the
-        interval's share from the spacing's.
+        Every kind on our interval for the cell: the control that tells the interval's share from the spacing's.
 
     Returns
     -------
@@ -599,6 +578,14 @@ def compare(denoiser: Callable, reference: Any, *, profile: Union[Profile, str, 
                            save_images=save_images, sigma_min=sigma_min, sigma_max=sigma_max,
                            same_ends=checks.flag(same_ends, "same_ends"), throughput=Throughput(batch_size, device),
                            checkpointing=Checkpointing(checkpoint, seconds=300.0))
+    result = _measured(job, ref, width, progress)
+    if out is not None and (job.dist is None or job.dist[0] == 0):
+        result.save(out)
+    return result
+
+
+def _measured(job, ref, width, progress):
+    """The :class:`Comparison` of a checked job: its cost said up front, every unit run (resumably), the distances."""
     evals = sum(c.evaluations for c in job.cells) * len(job.seeds) * job.samples
     bar = tqdm(total=len(job.groups) * job.samples, desc="compare", unit="sample", disable=not progress, leave=False)
     if progress:
@@ -613,10 +600,7 @@ def compare(denoiser: Callable, reference: Any, *, profile: Union[Profile, str, 
     values = {(c, s): to(*moments.mean_cov(g)) for g, (c, s) in enumerate(job.groups)}
     meta = {"samples": job.samples, "seeds": job.seeds, "features": _describe(job.features),
             "evaluations": evals, "seconds": round(time.monotonic() - t0, 1), "shape": list(job.shape)}
-    result = Comparison(job.cells, job.seeds, values, ref, meta, {c: v.tolist() for c, v in job.schedules.items()})
-    if out is not None and (job.dist is None or job.dist[0] == 0):
-        result.save(out)
-    return result
+    return Comparison(job.cells, job.seeds, values, ref, meta, {c: v.tolist() for c, v in job.schedules.items()})
 
 
 def reference_for(denoiser, reference, features, *, shape, throughput, samples):

@@ -54,86 +54,58 @@ def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = N
             checkpoint: Optional[str] = None, checkpoint_every: int = 256, checkpoint_seconds: float = 600.0,
             nonfinite: str = "raise", shard: Optional[Tuple[int, int]] = None, compile: bool = False,
             channels_last: bool = False, prior: Optional[Profile] = None) -> Profile:
-    """Monte-Carlo profile of ``e(s) = E||D(x0 + s n, s) - x0||^2`` on a sigma grid.
-
-    Same seed, same profile, whatever the batch size, backend, number of ranks or CPU. Long runs (checkpoints,
-    signals, ranks, shards, out-of-memory), labels and throughput: this module's documentation.
+    """Monte-Carlo profile of ``e(s) = E||D(x0 + s n, s) - x0||^2`` on a sigma grid: the same seed gives the same
+    profile whatever the batch size, backend, number of ranks or CPU (long runs: this module's documentation).
 
     Parameters
     ----------
     denoiser : callable
-        ``denoiser(x, sigma[, labels]) -> x0_hat`` (k-diffusion's and EDM's convention), or an adapter of
-        ``ef.adapters``. An analytic mixture (``ef.analytic.GMM``, ``PointSet``) runs fused: noise, ideal
-        denoiser and error in one kernel.
+        ``denoiser(x, sigma[, labels]) -> x0_hat`` or an ``ef.adapters`` adapter; an ``ef.analytic`` mixture runs fused.
     data : tensor, array or reader
-        Rows ``(N, *shape)``, sampled with replacement; or an object with ``.sample(n, generator=None)`` (the
-        readers of ``ef.data``).
+        Rows ``(N, *shape)`` sampled with replacement, or an object with ``.sample(n, generator=None)`` (``ef.data``).
     sigmas : sequence of float, optional
-        The grid (default ``sigma_grid(128)`` with ``samples``, ``sigma_grid(32)`` for an adaptive run, the
-        prior's grid with ``prior``).
+        The grid (default ``sigma_grid(128)`` for a fixed run, ``sigma_grid(32)`` adaptive, the prior's with one).
     samples : int, optional
-        Samples at every sigma: a fixed run (the paper takes 1024). Without it the run is adaptive.
-    tolerance : float, optional
-        Adaptive runs: stop when every inner sigma's band of the schedule is within ``+-tolerance`` relative
-        (default 0.03; 0.01 takes about six times the evaluations).
-    steps, kind : int or list, str or list
-        Adaptive runs: the schedules whose band the rounds narrow (default the 16-step rescaled one).
-    max_evaluations : int
-        Adaptive runs: the budget of rows evaluated; reaching it warns with the band reached.
-    pilot : int
-        Adaptive runs: samples per sigma of the pilot round.
-    level : float
-        Adaptive runs: the band's confidence level.
+        Samples per sigma: a fixed run (the paper: 1024). Without it the run is adaptive:
+    tolerance, steps, kind, level, max_evaluations, pilot, prior : adaptive runs
+        Stop when every inner sigma's ``level`` band of the ``kind`` schedule of ``steps`` is within ``+-tolerance``
+        (default 3%), or at ``max_evaluations`` rows (a warning); ``pilot`` samples per sigma first, or a ``prior``
+        recorded while training (``ef.Recorder``) instead.
     control : {"auto", "wiener", "local", "both"}, list or None
-        Control variates (``ef.control``): the errors of Wiener denoisers whose means are known exactly
-        (``"local"``: per k-means cluster). ``"auto"``: both where rows have at most ``control.AUTO_DIM``
-        values, and in an adaptive run kept after the pilot only where, by its measured costs and variances,
-        they shorten the wall time to ``tolerance`` (``meta["control_decision"]``). ``mse`` and ``stderr`` are
-        then the controlled estimate's.
-    labels : tensor or array, optional
-        One label per data row, handed to the denoiser as its third argument.
-    labels_kwarg : str, optional
-        Hand the labels by this keyword instead (``"cond"`` for k-diffusion and ComfyUI-style wrappers).
-    batch_size : int
-        Rows per network call (halved on a CUDA out-of-memory error); does not change the result.
-    seed : int
-        The noise and the row draws.
-    spectral : bool
-        Also accumulate the error power per channel and frequency, and the data power (image data; the
-        ``spectral`` kind needs it).
-    device : str or torch.device, optional
-        Where the network runs (default: the denoiser's own device).
-    backend : {"auto", "triton", "torch"}
-        ``auto``: Triton on CUDA, torch otherwise.
+        Control variates (``ef.control``); ``"auto"`` keeps them where they shorten the wall time to the tolerance.
+    labels, labels_kwarg : tensor or array, str, optional
+        A label per data row, the denoiser's third argument (or the keyword ``labels_kwarg``, e.g. ``"cond"``).
+    seed, spectral, nonfinite, shard : int, bool, {"raise", "skip"}, (int, int)
+        The noise; the error power per frequency too; a non-finite output raises or is skipped; a fixed run's share.
+    batch_size, device, backend, compile, channels_last : ``options.Throughput``
+        How the network is fed (rows per call, where, kernels, ``torch.compile``, memory format): not the result.
+    checkpoint, checkpoint_every, checkpoint_seconds : ``options.Checkpointing``
+        A file saved every so many work units or seconds, and resumed from; signals raise ``ef.Interrupted``.
     progress : bool or object
-        A progress bar; or the caller's own, any object with ``update(rows)`` (ComfyUI's ``ProgressBar``).
-    checkpoint : str, optional
-        A file the run saves to and resumes from (signals held back to a unit boundary, then raised as
-        ``ef.Interrupted``; per rank under ``torch.distributed``).
-    checkpoint_every, checkpoint_seconds : int, float
-        Save every this many finished work units, or seconds.
-    nonfinite : {"raise", "skip"}
-        A non-finite denoiser output raises, naming the sigma; ``"skip"`` drops such samples and counts them.
-    shard : (int, int), optional
-        ``(index, count)``: one share of a fixed run's units; the shares' profiles merge into the whole.
-    compile : bool
-        Run the denoiser through ``torch.compile`` with one batch shape (a short last batch is padded).
-    channels_last : bool
-        4-d inputs in channels-last memory format (a module's parameters converted in place).
-    prior : Profile, optional
-        A profile recorded while training (``ef.Recorder``): it replaces the pilot, the first round sampling
-        where its band says the tolerance needs it.
+        A progress bar, or the caller's own (any object with ``update(rows)``).
 
     Returns
     -------
     Profile
-        The estimate per sigma (``mse``, ``stderr``), its sums and counts; ``meta["evaluations"]`` counts every
-        row evaluated, ``meta["adaptive"]`` holds each round's band.
+        ``mse`` and ``stderr`` per sigma, its sums; ``meta["evaluations"]``, and ``meta["adaptive"]``'s rounds.
     """
+    grid, plan = _grid_and_plan(sigmas, samples=samples, tolerance=tolerance, steps=steps, kind=kind,
+                                max_evaluations=max_evaluations, pilot=pilot, level=level, prior=prior, shard=shard)
+    job = estimate.job(denoiser, protocol.Data(data, labels), grid, seed=seed, spectral=spectral, nonfinite=nonfinite,
+                       shard=shard, labels_kwarg=labels_kwarg, control=control,
+                       throughput=Throughput(batch_size, device, backend, compile, channels_last),
+                       checkpointing=Checkpointing(checkpoint, checkpoint_every, checkpoint_seconds))
+    prof = estimate.Run(job, plan).execute(progress)
+    if isinstance(plan, adaptive.AdaptivePlan):
+        adaptive.warn_short(prof, plan)
+    return prof
+
+
+def _grid_and_plan(sigmas, *, samples, tolerance, steps, kind, max_evaluations, pilot, level, prior, shard):
+    """The run's grid and its plan (fixed or adaptive), the prior and the shard checked against them."""
     if prior is not None and not isinstance(prior, Profile):
         raise InputError(f"prior must be a Profile (one recorded while training, say), got {type(prior).__name__}")
     grid = _grid(prior.sigmas if sigmas is None and prior is not None else sigmas, samples)
-    data = protocol.Data(data, labels)
     plan = adaptive.plan(samples, tolerance, steps, kind, max_evaluations=max_evaluations, pilot=pilot,
                          level=level, prior=prior)
     if prior is not None and not np.array_equal(prior.sigmas, grid):
@@ -142,14 +114,7 @@ def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = N
     if shard is not None and isinstance(plan, adaptive.AdaptivePlan):
         raise InputError("an adaptive run decides from the whole run's sums: split it with torch.distributed, or "
                          "give samples= to run fixed shards")
-    job = estimate.job(denoiser, data, grid, seed=seed, spectral=spectral, nonfinite=nonfinite, shard=shard,
-                       labels_kwarg=labels_kwarg, control=control,
-                       throughput=Throughput(batch_size, device, backend, compile, channels_last),
-                       checkpointing=Checkpointing(checkpoint, checkpoint_every, checkpoint_seconds))
-    prof = estimate.Run(job, plan).execute(progress)
-    if isinstance(plan, adaptive.AdaptivePlan):
-        adaptive.warn_short(prof, plan)
-    return prof
+    return grid, plan
 
 
 MIN_POINTS = 3  # fewer sigmas make no curve: two are a range, which is what a caller passing two meant

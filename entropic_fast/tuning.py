@@ -88,20 +88,12 @@ def tune(denoiser: Callable, reference: Any, profile: Union[Profile, str], sampl
         The spacing (default the sampler's, ``samplers.TABLE``).
     samples, seeds : int
         Samples per candidate and seed; seeds (noise the evaluation tables never use).
-    features : callable, optional
-        As for ``ef.compare`` (default the digits classifier's, for 8x8 digits).
-    labels : tensor or array, optional
-        Class labels, sample ``i`` taking ``labels[i % len]``.
-    checkpoint : str, optional
-        A file to save to and resume from.
-    batch_size : int
-        Samples per network call.
-    device : str or torch.device, optional
-        Where the network runs.
+    features, labels : optional
+        As for ``ef.compare`` (features default to the digits classifier's, for 8x8 digits).
+    checkpoint, batch_size, device, progress
+        A file to save to and resume from; samples per network call; where the network runs; a progress bar.
     sigma_min, sigma_max : float, optional
         Bounds of the search (default the profile's range).
-    progress : bool
-        A progress bar.
 
     Returns
     -------
@@ -118,19 +110,8 @@ def tune(denoiser: Callable, reference: Any, profile: Union[Profile, str], sampl
     job, ref = _job(denoiser, reference, prof, dict(zip(cells, pairs)), kind=kind, steps=n, samples=samples,
                     seeds=seeds, features=features, labels=labels,
                     checkpointing=Checkpointing(checkpoint, seconds=300.0), throughput=Throughput(batch_size, device))
-    evals = len(cells) * len(job.seeds) * job.samples * cells[0].evaluations
-    bar = tqdm(total=len(job.groups) * job.samples, desc="tune", unit="sample", disable=not progress, leave=False)
-    if progress:
-        bar.write(f"tune: {len(cells)} intervals x {len(job.seeds)} seed(s) x {job.samples} samples x "
-                  f"{cells[0].evaluations} evaluations = {evals:,} network evaluations")
     t0 = time.monotonic()
-    try:
-        moments = Run(job, ref.mu.numel()).execute(bar)
-    finally:
-        bar.close()
-    to = metrics.FrechetTo(ref.mu, ref.cov)
-    fd = [float(np.mean([to(*moments.mean_cov(g)) for g, (c, _) in enumerate(job.groups) if c == cell]))
-          for cell in cells]
+    fd, evals = _scores(job, ref, cells, progress)
     scored = [(a, b, f) for (a, b), f in zip(pairs, fd)]
     best = min(scored, key=lambda c: c[2])
     key = tuned_key(spec.name, n, kind)
@@ -139,6 +120,22 @@ def tune(denoiser: Callable, reference: Any, profile: Union[Profile, str], sampl
             "seconds": round(time.monotonic() - t0, 1), "features": getattr(job.features, "description", None)}
     tuned = {**prof.meta.get("tuned", {}), key: meta}
     return Tuned(scored, best, scored[0], prof.with_meta(tuned=tuned), meta)
+
+
+def _scores(job, ref, cells, progress):
+    """``(Frechet distance of each candidate, mean over seeds; network evaluations)``, the cost said up front."""
+    evals = len(cells) * len(job.seeds) * job.samples * cells[0].evaluations
+    bar = tqdm(total=len(job.groups) * job.samples, desc="tune", unit="sample", disable=not progress, leave=False)
+    if progress:
+        bar.write(f"tune: {len(cells)} intervals x {len(job.seeds)} seed(s) x {job.samples} samples x "
+                  f"{cells[0].evaluations} evaluations = {evals:,} network evaluations")
+    try:
+        moments = Run(job, ref.mu.numel()).execute(bar)
+    finally:
+        bar.close()
+    to = metrics.FrechetTo(ref.mu, ref.cov)
+    return [float(np.mean([to(*moments.mean_cov(g)) for g, (c, _) in enumerate(job.groups) if c == cell]))
+            for cell in cells], evals
 
 
 def _job(denoiser, reference, prof, intervals, *, kind, steps, samples, seeds, features, labels, checkpointing,

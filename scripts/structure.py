@@ -92,23 +92,14 @@ def backward(edges):
     return bad
 
 
-def _docstring_lines(n):
-    """Lines of a function's docstring: documentation (a public function's Parameters section), not code."""
-    first = n.body[0] if n.body else None
-    if isinstance(first, ast.Expr) and isinstance(first.value, ast.Constant) and isinstance(first.value.value, str):
-        return first.end_lineno - first.lineno + 1
-    return 0
-
-
 def long_functions(limit=FUNCTION_LIMIT):
-    """``(file:function, lines)`` of the functions over ``limit`` lines of code (docstring aside), Triton kernels
-    aside."""
+    """``(file:function, lines)`` of the functions over ``limit`` lines (docstring included), Triton kernels aside."""
     rows = []
     for path in sorted(PACKAGE.rglob("*.py")):
         for n in ast.walk(ast.parse(path.read_text())):
             if isinstance(n, (ast.FunctionDef, ast.AsyncFunctionDef)) and \
                     not any("jit" in ast.unparse(d) for d in n.decorator_list):
-                k = n.end_lineno - n.lineno + 1 - _docstring_lines(n)
+                k = n.end_lineno - n.lineno + 1
                 if k > limit:
                     rows.append((f"{path.relative_to(ROOT)}:{n.name}", k))
     return rows
