@@ -8,26 +8,23 @@ extension or warns once, naming the cost, measured on 2 CPU cores (docs/getting-
 about as fast (its own calls dominate: the digits model within the machine's noise), an exact model's (no
 network) about 2x slower, a schedule 2x slower (milliseconds).
 """
+import functools
 import importlib
 import warnings
 
 import numpy as np
 
-_WARNED = set()
-
-
+@functools.cache
 def extension(name):
-    """The compiled ``entropic_fast.<name>``, or None after one warning that names the fallback and its cost."""
+    """The compiled ``entropic_fast.<name>``, or None after one warning that names the fallback and its cost (asked
+    once per process: callers may ask per batch)."""
     try:
         return importlib.import_module(f"entropic_fast.{name}")
     except ImportError as e:
-        if name not in _WARNED:
-            _WARNED.add(name)
-            warnings.warn(f"entropic_fast's C++ extension {name} is not built ({e}): using its pure-Python twin, "
-                          "the same results; an exact model's profile about 2x slower, a network's about as fast. "
-                          "For full speed install a wheel "
-                          "(`make wheel`, docs/getting-started.md) or build with a C++17 compiler "
-                          "(`pip install .`)", RuntimeWarning, stacklevel=3)
+        warnings.warn(f"entropic_fast's C++ extension {name} is not built ({e}): using its pure-Python twin, the same "
+                      "results; an exact model's profile about 2x slower, a network's about as fast. For full speed "
+                      "install a wheel (`make wheel`, docs/getting-started.md) or build with a C++17 compiler "
+                      "(`pip install .`)", RuntimeWarning, stacklevel=3)
         return None
 
 
