@@ -21,11 +21,11 @@ import time
 import torch
 
 import entropic_fast as ef
-from entropic_fast import digits, digits16, kinds
+from entropic_fast import digits, digits16, kinds, samplers
 
 OURS = kinds.OUR_KINDS
 CONTROL = ("edm", "normal", "simple", "kl_optimal", "ays-sdxl", "ays-svd")  # the peers that won rows before
-SAMPLERS = ("ddim", "ddim-stochastic", "heun", "dpmpp_2m")
+SAMPLERS = tuple(t.name for t in samplers.TABLE)  # every sampler the table knows
 
 
 def machine(device):

@@ -16,7 +16,7 @@ from .schedules import schedule
 
 KINDS = [k.name for k in kinds.TABLE if k.alias is None and not k.peer]  # ours and the classic ones, once each
 FD_KINDS = ["edm", "entropic", "rescaled", "spectral", "las", "gaussian-optimal"]
-FD_SAMPLERS = ["ddim", "ddim-stochastic", "heun", "dpmpp_2m"]
+FD_SAMPLERS = [t.name for t in samplers.TABLE]  # every sampler the table knows
 
 
 # What each mode runs: (profile samples per sigma, grid points, Frechet kinds, samplers, budgets, samples, seeds).
