@@ -293,6 +293,8 @@ class Run:
             raise InputError(protocol.not_a_tensor(out, x))
         if out.shape != x.shape:
             raise InputError(f"denoiser output has shape {tuple(out.shape)}, expected the input's {tuple(x.shape)}")
+        if not out.dtype.is_floating_point:  # complex or integer: its "squared error" would be another quantity
+            raise InputError(f"denoiser output has dtype {out.dtype}: a real floating-point tensor is expected")
         self.scratch.fill(j.kern, out, x0, idx)
         if j.controls:
             with self.watch.part("controls", timed):

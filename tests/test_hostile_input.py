@@ -567,3 +567,11 @@ def test_the_cli_refuses_integer_and_disguised_data_files(tmp_path, capsys):
                      str(tmp_path / "o.npz"), "--samples", "4", "--quiet"])
         err = capsys.readouterr().err
         assert code != 0 and said in err and "Traceback" not in err
+
+
+@pytest.mark.parametrize("cast", [torch.complex64, torch.int64])
+def test_a_profile_refuses_a_denoiser_output_that_is_not_real_floating_point(cast):
+    """Issue 39 (complex denoiser output): the squared error of a complex or integer output is another quantity; a
+    profile of it was silently made."""
+    with pytest.raises(InputError, match=f"dtype {cast}: a real floating-point tensor"):
+        ef.profile(lambda x, s: x.to(cast), torch.randn(8, 2), ef.sigma_grid(4), samples=4, progress=False)
