@@ -425,7 +425,6 @@ class Run:
     def execute(self, bar):
         """Resume, generate every unit (signals deferred to batch boundaries; a checkpoint whatever stops it)."""
         self.resume()
-        j = self.job
         bar.update(sum(self.unit_rows(u) for u in self.finished))
         with signals.deferring():
             try:
@@ -584,20 +583,27 @@ def compare(denoiser: Callable, reference: Any, *, profile: Union[Profile, str, 
     return result
 
 
-def _measured(job, ref, width, progress):
-    """The :class:`Comparison` of a checked job: its cost said up front, every unit run (resumably), the distances."""
+def distances(job, ref, width, progress, what):
+    """``(Frechet distance per group, network evaluations)`` of a checked job: every unit run (resumably) under a
+    progress bar named ``what``, which says the cost up front. Shared by ``compare`` and ``tune``."""
     evals = sum(c.evaluations for c in job.cells) * len(job.seeds) * job.samples
-    bar = tqdm(total=len(job.groups) * job.samples, desc="compare", unit="sample", disable=not progress, leave=False)
+    bar = tqdm(total=len(job.groups) * job.samples, desc=what, unit="sample", disable=not progress, leave=False)
     if progress:
-        bar.write(f"compare: {len(job.cells)} cells x {len(job.seeds)} seed(s) x {job.samples} samples; network "
+        bar.write(f"{what}: {len(job.cells)} cells x {len(job.seeds)} seed(s) x {job.samples} samples; network "
                   f"evaluations per sample {sorted({c.evaluations for c in job.cells})}, {evals:,} in all")
-    t0 = time.monotonic()
     try:
         moments = Run(job, width).execute(bar)
     finally:
         bar.close()
     to = metrics.FrechetTo(ref.mu, ref.cov)
-    values = {(c, s): to(*moments.mean_cov(g)) for g, (c, s) in enumerate(job.groups)}
+    return [to(*moments.mean_cov(g)) for g in range(len(job.groups))], evals
+
+
+def _measured(job, ref, width, progress):
+    """The :class:`Comparison` of a checked job: its cost said up front, every unit run (resumably), the distances."""
+    t0 = time.monotonic()
+    fd, evals = distances(job, ref, width, progress, "compare")
+    values = dict(zip(job.groups, fd))
     meta = {"samples": job.samples, "seeds": job.seeds, "features": _describe(job.features),
             "evaluations": evals, "seconds": round(time.monotonic() - t0, 1), "shape": list(job.shape)}
     return Comparison(job.cells, job.seeds, values, ref, meta, {c: v.tolist() for c, v in job.schedules.items()})

@@ -10,12 +10,7 @@ to the run, so an option is added in its group and read where it is used, not co
 import dataclasses
 from typing import Any, Optional
 
-import torch
-
 from . import checks, files
-from .errors import InputError
-
-BACKENDS = ("auto", "triton", "torch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,14 +49,8 @@ class Throughput:
     channels_last: bool = False
 
     def __post_init__(self):
+        """The device and the backend are checked where they are resolved (``estimate.pick_device``,
+        ``kernels.launchers``), once."""
         object.__setattr__(self, "batch_size", checks.integer(self.batch_size, "batch_size", 1))
-        if self.backend not in BACKENDS:
-            raise InputError(f"unknown backend {self.backend!r}; known backends: {', '.join(BACKENDS)}")
         object.__setattr__(self, "compile", checks.flag(self.compile, "compile"))
         object.__setattr__(self, "channels_last", checks.flag(self.channels_last, "channels_last"))
-        if self.device is not None and not isinstance(self.device, torch.device):
-            try:
-                object.__setattr__(self, "device", torch.device(self.device))
-            except (RuntimeError, TypeError):
-                raise InputError(f"device must be a torch device such as 'cpu' or 'cuda:0', got {self.device!r}") \
-                    from None

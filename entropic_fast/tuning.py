@@ -17,10 +17,9 @@ from typing import Any, Callable, Optional, Union
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
-from . import checks, kinds, metrics, protocol, samplers
-from .comparison import Cell, Job, Run, reference_for
+from . import checks, kinds, protocol, samplers
+from .comparison import Cell, Job, distances, reference_for
 from .options import Checkpointing, Throughput
 from .profile import Profile
 from .schedules import ends, schedule, tuned_key
@@ -124,18 +123,8 @@ def tune(denoiser: Callable, reference: Any, profile: Union[Profile, str], sampl
 
 def _scores(job, ref, cells, progress):
     """``(Frechet distance of each candidate, mean over seeds; network evaluations)``, the cost said up front."""
-    evals = len(cells) * len(job.seeds) * job.samples * cells[0].evaluations
-    bar = tqdm(total=len(job.groups) * job.samples, desc="tune", unit="sample", disable=not progress, leave=False)
-    if progress:
-        bar.write(f"tune: {len(cells)} intervals x {len(job.seeds)} seed(s) x {job.samples} samples x "
-                  f"{cells[0].evaluations} evaluations = {evals:,} network evaluations")
-    try:
-        moments = Run(job, ref.mu.numel()).execute(bar)
-    finally:
-        bar.close()
-    to = metrics.FrechetTo(ref.mu, ref.cov)
-    return [float(np.mean([to(*moments.mean_cov(g)) for g, (c, _) in enumerate(job.groups) if c == cell]))
-            for cell in cells], evals
+    fd, evals = distances(job, ref, ref.mu.numel(), progress, "tune")
+    return [float(np.mean([f for (c, _), f in zip(job.groups, fd) if c == cell])) for cell in cells], evals
 
 
 def _job(denoiser, reference, prof, intervals, *, kind, steps, samples, seeds, features, labels, checkpointing,

@@ -12,8 +12,9 @@ import types
 
 from .. import purepy
 from ..errors import InputError
-from ..options import BACKENDS
 from . import reference
+
+BACKENDS = ("auto", "triton", "torch")
 
 
 def interpreting():
