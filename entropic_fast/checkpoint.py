@@ -12,9 +12,8 @@ import zipfile
 
 import numpy as np
 
-from . import files, sums
+from . import files
 from .errors import InputError
-from .units import n_units, unit_rows
 
 VERSION = 4  # 3: a data tensor's rows drawn per row id (units.data_rows); 4: four normals per Philox block
 
@@ -30,7 +29,7 @@ def write(path, signature, arrays, finished, state=None):
                 **(state or {}), **arrays)
 
 
-def _refuse(path, what):
+def refuse(path, what):
     raise CheckpointMismatch(f"checkpoint {path} {what}; remove it to start afresh or use another path")
 
 
@@ -52,7 +51,7 @@ def check_signature(path, saved, signature, run="profile run"):
     """Refuse a checkpoint written with other arguments (a raised adaptive budget excepted: the run goes on); ``run``
     names what wrote it in the message."""
     if not isinstance(saved, dict):
-        _refuse(path, "has no signature record")
+        refuse(path, "has no signature record")
     differ = [k for k in sorted(set(saved) | set(signature)) if saved.get(k) != signature.get(k)]
     if differ and not _budget_raised(saved, signature):
         what = "; ".join(f"{k}: checkpoint {saved.get(k)!r}, this run {signature.get(k)!r}" for k in differ)
@@ -77,9 +76,9 @@ def _check_arrays(path, arrays, shapes):
     for k, shape in shapes.items():
         a = arrays[k]
         if a.dtype != np.float64 or a.shape != tuple(shape):
-            _refuse(path, f"has array {k!r} of {a.dtype} {a.shape}, expected float64 {tuple(shape)}")
+            refuse(path, f"has array {k!r} of {a.dtype} {a.shape}, expected float64 {tuple(shape)}")
         if not np.all(np.isfinite(a)):
-            _refuse(path, f"has non-finite values in {k!r}")
+            refuse(path, f"has non-finite values in {k!r}")
 
 
 def check_finished(path, fin, units, share):
@@ -87,13 +86,13 @@ def check_finished(path, fin, units, share):
     ``count``), each once. Shared by every resumable run (profiles and comparisons)."""
     index, count = share
     if fin.ndim != 1 or fin.dtype.kind not in "iu":
-        _refuse(path, f"has finished ids of {fin.dtype} {fin.shape}, expected a 1-D integer array")
+        refuse(path, f"has finished ids of {fin.dtype} {fin.shape}, expected a 1-D integer array")
     fin = fin.astype(np.int64)
     bad = fin[(fin < 0) | (fin >= units) | (fin % count != index)]
     if bad.size:
-        _refuse(path, f"lists work ids outside this run's share (e.g. {bad[:3].tolist()})")
+        refuse(path, f"lists work ids outside this run's share (e.g. {bad[:3].tolist()})")
     if np.unique(fin).size != fin.size:
-        _refuse(path, "lists a work id twice")
+        refuse(path, "lists a work id twice")
     return fin
 
 
@@ -103,32 +102,18 @@ def check_arrays(path, arrays, shapes, extra=("finished",)):
     expected = set(shapes) | set(extra)
     if set(arrays) != expected:
         missing, unexpected = sorted(expected - set(arrays)), sorted(set(arrays) - expected)
-        _refuse(path, f"does not hold this run's arrays (missing {missing}, unexpected {unexpected})")
+        refuse(path, f"does not hold this run's arrays (missing {missing}, unexpected {unexpected})")
     _check_arrays(path, arrays, shapes)
 
 
-def _check_counts(path, fin, arrays, signature):
-    """The accumulators count exactly the rows of the finished units, sigma by sigma."""
-    n, samples = len(signature["grid"]), signature["samples"]
-    rows = np.bincount(fin % n, weights=unit_rows(fin, n, samples), minlength=n)
-    got, power = sums.rows_per_sigma(arrays)
-    if not np.array_equal(got, rows):
-        i = int(np.argmax(got != rows))
-        _refuse(path, f"counts {got[i]:g} samples at sigma index {i} but its finished units hold {rows[i]:g}")
-    if power is not None and power != rows.sum():
-        _refuse(path, "has a data-power count that does not match its finished units")
-
-
-def read(path, signature, shapes, state=()):
+def read(path, signature, shapes, state=(), *, units, share, run="profile run"):
     """``(finished ids, accumulator arrays, the plan's state arrays)`` of a checkpoint written by this very run.
 
-    ``shapes`` maps each accumulator part to its shape (``sums.Sums.shapes``), ``state`` names the plan's arrays
-    (checked by the plan): names, shapes and dtypes must match, and the counts must equal the rows of the
-    finished units, sigma by sigma."""
+    ``shapes`` maps each accumulator part to its shape, ``state`` names the plan's arrays (checked by the plan),
+    ``units`` is the size of the run's id space and ``share`` its ``(index, count)``: the signature, the arrays'
+    names, shapes and dtypes, and the ids must match (the counts are the run's to check: ``runtime``)."""
     saved, arrays = load(path)
-    check_signature(path, saved, signature)
+    check_signature(path, saved, signature, run)
     check_arrays(path, arrays, shapes, ("finished", *state))
-    fin = check_finished(path, arrays["finished"], n_units(len(signature["grid"]), signature["samples"]),
-                         signature["shard"])
-    _check_counts(path, fin, arrays, signature)
-    return fin.tolist(), {k: arrays[k] for k in shapes}, {k: arrays[k] for k in state}
+    fin = check_finished(path, arrays["finished"], units, share)
+    return fin, {k: arrays[k] for k in shapes}, {k: arrays[k] for k in state}

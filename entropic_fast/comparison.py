@@ -21,9 +21,7 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
-from . import checks, files, kinds, metrics, protocol, samplers, signals
-from . import checkpoint as ckpt
-from .checkpoint import CheckpointMismatch
+from . import checks, files, kinds, metrics, protocol, samplers
 from .errors import InputError
 from .estimate import distributed, pick_device
 from .fingerprint import fingerprint
@@ -31,6 +29,7 @@ from .grids import sigma_grid
 from .kernels import launchers
 from .options import Checkpointing, Throughput
 from .profile import Profile
+from .runtime import Resumable
 from .schedules import ends, schedule
 from .units import stream_key
 
@@ -298,14 +297,16 @@ class Job:
         return -(-self.samples // CHUNK)
 
 
-class Run:
-    """The generation of every (cell, seed, sample): units of ``CHUNK`` samples packed into batches of one cell and
-    seed, sampled, featurised, committed with their ids (signals held), checkpointed, all-reduced."""
+class Run(Resumable):
+    """The generation of every (cell, seed, sample) on the resumable runtime (``runtime``): units of ``CHUNK``
+    samples packed into batches of one cell and seed, sampled, featurised into the pending moments, committed."""
+
+    run_name = "comparison"
 
     def __init__(self, job, width):
         self.job, self.kern = job, launchers("auto", job.device)
-        self.moments = metrics.Moments(width, job.device, len(job.groups))
-        self.finished, self.last_save = [], time.monotonic()
+        super().__init__(metrics.Moments(width, job.device, len(job.groups)), job.checkpointing,
+                         job.dist or (0, 1), job.dist)
 
     def signature(self):
         """What the sums depend on (JSON, as a checkpoint holds it): computed once."""
@@ -322,28 +323,45 @@ class Run:
                 "labels": None if j.labels is None else fingerprint(j.labels)[0],
                 "share": list(j.dist or (0, 1))}
 
+    # -- the runtime's questions: units, rows, counts
+
     def units(self):
-        """``(unit id, group, sample ids)`` of this rank's unfinished units."""
-        j, done = self.job, set(self.finished)
-        rank, world = j.dist or (0, 1)
-        for g in range(len(j.groups)):
-            for c in range(j.chunks):
-                u = g * j.chunks + c
-                if u % world == rank and u not in done:
-                    yield u, g, np.arange(c * CHUNK, min((c + 1) * CHUNK, j.samples))
+        return len(self.job.groups) * self.job.chunks
+
+    def unit_rows(self, ids):
+        """Samples in each unit of ``ids`` (the last chunk of a group may be short)."""
+        j = self.job
+        return np.minimum(CHUNK, j.samples - (np.asarray(ids, np.int64) % j.chunks) * CHUNK)
+
+    def counts(self, fin, arrays):
+        """Samples per group in the arrays (finite features or not) and in the finished units."""
+        j = self.job
+        rows = np.bincount(fin // j.chunks, weights=self.unit_rows(fin), minlength=len(j.groups))
+        return arrays["count"] + arrays["nonfinite"], rows, \
+            lambda g: f"of {j.groups[g][0].name} (seed {j.groups[g][1]})"
 
     def batches(self):
-        """Units of one group packed up to ``batch_size`` rows: ``(group, unit ids, sample ids)``."""
+        """This rank's unfinished units, packed up to ``batch_size`` rows of one group: ``((group, sample ids),
+        unit ids)``."""
+        j, done, (rank, world) = self.job, set(self.finished), self.share
         group, ids, rows = None, [], []
-        for u, g, r in self.units():
-            if ids and (g != group or sum(map(len, rows)) + len(r) > self.job.throughput.batch_size):
-                yield group, ids, np.concatenate(rows)
+        for u in range(rank, self.units(), world):
+            if u in done:
+                continue
+            g, c = divmod(u, j.chunks)
+            r = np.arange(c * CHUNK, min((c + 1) * CHUNK, j.samples))
+            if ids and (g != group or sum(map(len, rows)) + len(r) > j.throughput.batch_size):
+                yield (group, np.concatenate(rows)), ids
                 ids, rows = [], []
             group = g
             ids.append(u)
             rows.append(r)
         if ids:
-            yield group, ids, np.concatenate(rows)
+            yield (group, np.concatenate(rows)), ids
+
+    def rounds(self, bar):
+        """One round: every unit."""
+        self.loop(self.batches(), self.step, bar)
 
     def generate(self, group, rows):
         """The samples of sample ids ``rows`` in one group: its cell's sampler on its schedule from Philox noise."""
@@ -357,22 +375,20 @@ class Run:
         return samplers.SAMPLERS[cell.sampler](j.denoiser, x.to(j.dtype), sig, generator=RowNoise(self.kern, seed, rid),
                                                labels=lab)
 
-    def step(self, group, ids, rows):
-        """One batch: generate, featurise, write images, commit (all or nothing)."""
-        j = self.job
+    def step(self, work):
+        """One batch ``(group, sample ids)``: generate, featurise, write images, into the pending moments."""
+        (group, rows), j = work, self.job
         x = self.generate(group, rows)
-        with torch.no_grad():
-            f = j.features(x.float())
+        f = j.features(x.float())
         if not torch.is_tensor(f) or f.ndim != 2:
             _checked_features(f, f"the samples of {j.groups[group][0].name}")
-        if f.shape[1] != self.moments.sum.shape[1]:
+        if f.shape[1] != self.acc.sum.shape[1]:
             raise InputError(f"features give {f.shape[1]} values per sample, the reference's statistics "
-                             f"{self.moments.sum.shape[1]}")
+                             f"{self.acc.sum.shape[1]}")
         if j.images is not None:
             self.write_images(group, rows, x)
-        with signals.held():
-            self.moments.add(group, f)
-            self.finished.extend(ids)
+        self.pending.add(group, f)
+        return len(rows)
 
     def write_images(self, group, rows, x):
         cell, seed = self.job.groups[group]
@@ -383,67 +399,11 @@ class Run:
 
     def check_finite(self):
         """Refuse features that were not finite (a host sync: at checkpoints and at the end)."""
-        bad = self.moments.nonfinite.cpu().numpy()
+        bad = self.acc.nonfinite.cpu().numpy()
         if bad.any():
             g = int(np.flatnonzero(bad)[0])
             raise InputError(f"features returned non-finite values for {int(bad[g])} samples of "
                              f"{self.job.groups[g][0].name} (seed {self.job.groups[g][1]})")
-
-    def save(self):
-        if self.job.checkpointing.path is not None:
-            arrays = {k: v.detach().cpu().numpy() for k, v in self.moments.tensors().items()}
-            files.savez(self.job.checkpointing.path, signature=np.array(json.dumps(self.signature())),
-                        finished=np.array(sorted(self.finished), np.int64), **arrays)
-            self.last_save = time.monotonic()
-
-    def resume(self):
-        """Pick up this very comparison's checkpoint, if there is one."""
-        path = self.job.checkpointing.path
-        if path is None or not os.path.exists(path):
-            return
-        saved, arrays = ckpt.load(path)
-        ckpt.check_signature(path, saved, self.signature(), run="comparison")
-        tensors, j = self.moments.tensors(), self.job
-        ckpt.check_arrays(path, arrays, {k: tuple(v.shape) for k, v in tensors.items()})
-        fin = ckpt.check_finished(path, arrays["finished"], len(j.groups) * j.chunks, j.dist or (0, 1))
-        rows = np.bincount(fin // j.chunks, weights=[self.unit_rows(u) for u in fin], minlength=len(j.groups))
-        got = arrays["count"] + arrays["nonfinite"]
-        if not np.array_equal(got, rows):
-            g = int(np.argmax(got != rows))
-            raise CheckpointMismatch(f"checkpoint {path} counts {got[g]:g} samples of {j.groups[g][0].name} (seed "
-                                     f"{j.groups[g][1]}) but its finished units hold {rows[g]:g}; remove it to "
-                                     "start afresh or use another path")
-        for k, v in tensors.items():
-            v.copy_(torch.as_tensor(arrays[k]))
-        self.finished = fin.tolist()
-
-    def unit_rows(self, u):
-        """Samples in unit ``u`` (the last chunk of a group may be short)."""
-        j = self.job
-        return min(CHUNK, j.samples - (u % j.chunks) * CHUNK)
-
-    def execute(self, bar):
-        """Resume, generate every unit (signals deferred to batch boundaries; a checkpoint whatever stops it)."""
-        self.resume()
-        bar.update(sum(self.unit_rows(u) for u in self.finished))
-        with signals.deferring():
-            try:
-                for group, ids, rows in self.batches():
-                    self.step(group, ids, rows)
-                    bar.update(len(rows))
-                    if time.monotonic() - self.last_save >= self.job.checkpointing.seconds:
-                        self.check_finite()
-                        self.save()
-                    signals.poll()
-            except BaseException:
-                self.save()
-                raise
-            self.check_finite()
-            self.save()
-        if self.job.dist is not None:
-            for v in self.moments.tensors().values():
-                torch.distributed.all_reduce(v)
-        return self.moments
 
 
 def _describe(features):
@@ -591,8 +551,11 @@ def distances(job, ref, width, progress, what):
     if progress:
         bar.write(f"{what}: {len(job.cells)} cells x {len(job.seeds)} seed(s) x {job.samples} samples; network "
                   f"evaluations per sample {sorted({c.evaluations for c in job.cells})}, {evals:,} in all")
+    def resumed(done):  # the bar, showing the samples a checkpoint already holds
+        bar.update(done)
+        return bar
     try:
-        moments = Run(job, width).execute(bar)
+        moments = Run(job, width).execute(resumed)
     finally:
         bar.close()
     to = metrics.FrechetTo(ref.mu, ref.cov)

@@ -6,7 +6,7 @@ A :class:`Run` asks its *plan* what to compute next (:class:`FixedPlan` here: ev
 are committed together with its id, inside a critical section that signals cannot split, so a checkpoint
 written at any moment holds exactly the finished units. The profile depends neither on ``batch_size`` nor on
 the backend nor on how the units are shared out (``units``). Accumulators stay on the device in float64 and
-the loop never waits on the device, except to write a checkpoint and, every ``_CHECK_SECONDS``, to look for
+the loop never waits on the device, except to write a checkpoint and, every ``runtime.CHECK_SECONDS``, to look for
 non-finite outputs. The inputs are read through ``protocol``; checkpoints are ``checkpoint``'s.
 """
 import dataclasses
@@ -19,7 +19,7 @@ import torch
 from tqdm.auto import tqdm
 
 from . import checkpoint as ckpt
-from . import checks, control, protocol, signals, sums
+from . import checks, control, protocol, sums
 from .batches import Limit, drawn, on_device, packed, prefetched
 from .checkpoint import CheckpointMismatch  # noqa: F401  (re-exported: the error users catch)
 from .costs import Stopwatch
@@ -29,10 +29,8 @@ from .kernels import launchers
 from .kernels.mixture import importance
 from .options import Checkpointing, Throughput
 from .profile import Profile
-from .units import UNIT, noise_key, shard_rows, unit_rows, work_units
-
-_CHECK_SECONDS = 10.0
-
+from .runtime import Resumable
+from .units import UNIT, n_units, noise_key, shard_rows, unit_rows, work_units
 
 # ---- plans: what the run computes next ---------------------------------------------------------------------
 
@@ -215,31 +213,27 @@ def _is_oom(e):
 
 # ---- the run ------------------------------------------------------------------------------------------------
 
-class Run:
-    """One Monte-Carlo run of a :class:`Job` under a plan: batches computed, committed, checkpointed, checked for
-    non-finite output, all-reduced and turned into a Profile, one step per method."""
+class Run(Resumable):
+    """One Monte-Carlo run of a :class:`Job` under a plan on the resumable runtime (``runtime``): batches computed
+    into the pending sums, checked for non-finite output, the plan's rounds, the Profile; one step per method."""
+
+    run_name = "profile run"
 
     def __init__(self, job, plan):
         self.job, self.plan = job, plan
         plan.start(job.grid.size)
-        self.committed = (sums.Sums(job.grid.size, job.device, len(control.names(job.controls)), job.image), [])
-        self.pending, self.scratch = self.sums.like(), self.sums.like()  # units not yet finished; the batch
+        super().__init__(sums.Sums(job.grid.size, job.device, len(control.names(job.controls)), job.image),
+                         job.checkpointing, job.shard, job.dist)
+        self.scratch = self.sums.like()  # the batch, before it is known to have succeeded
         self.limit = Limit(job.throughput.batch_size)
-        self.since, self.last_save = 0, time.monotonic()
-        self.last_check = self.last_save
         self.grid = torch.as_tensor(job.grid, dtype=job.dtype, device=job.device)
         self.watch, self.decision = Stopwatch(job.device), None  # the pilot's costs; "auto"'s decision on controls
         self.called = False  # the network has returned once (its first failure is a usage error's)
 
     @property
     def sums(self):
-        """The sums of the finished units (with :attr:`finished`, one consistent pair: :meth:`commit`)."""
-        return self.committed[0]
-
-    @property
-    def finished(self):
-        """The ids of the finished units, in the order they finished."""
-        return self.committed[1]
+        """The sums of the finished units."""
+        return self.acc
 
     def signature(self):
         """Every argument that determines the result: what a checkpoint must match to be resumed."""
@@ -258,17 +252,34 @@ class Run:
                             "labels": None if d.labels is None else fingerprint(d.labels)[0]}
         return self._prints
 
+    # -- the runtime's questions: units, rows, counts, the plan's state
+
+    def units(self):
+        return n_units(self.job.grid.size, self.plan.samples)
+
+    def unit_rows(self, ids):
+        return unit_rows(ids, self.job.grid.size, self.plan.samples)
+
+    def counts(self, fin, arrays):
+        """Rows per sigma (and of the data's power, last) in the arrays and in the finished units."""
+        n = self.job.grid.size
+        rows = np.bincount(fin % n, weights=self.unit_rows(fin), minlength=n)
+        got, power = sums.rows_per_sigma(arrays)
+        if power is not None:
+            got, rows = np.append(got, power), np.append(rows, rows.sum())
+        return got, rows, lambda i: f"at sigma index {i}" if i < n else "of the data's power"
+
+    def state(self):
+        return self.plan.state()
+
+    def restore(self, state, finished):
+        self.plan.restore(state, finished)
+
     def resume(self):
-        """Pick up a checkpoint of this very run, if there is one: its sums, finished units and plan."""
-        path = self.job.checkpointing.path
-        if path is None or not os.path.exists(path):
-            return
-        state = self.plan.state()
-        self.adopt_decision(path)
-        finished, arrays, saved = ckpt.read(path, self.signature(), self.sums.shapes(), tuple(state))
-        self.plan.restore(saved, finished)
-        self.sums.load_(arrays)
-        self.committed = (self.sums, list(finished))
+        """A checkpoint's decision on ``"auto"``'s controls first (the signature holds it), then the runtime's."""
+        if self.checkpointing.path is not None and os.path.exists(self.checkpointing.path):
+            self.adopt_decision(self.checkpointing.path)
+        super().resume()
 
     # -- one batch
 
@@ -326,29 +337,18 @@ class Run:
         return False
 
     def run_rows(self, rows):
-        """Rows into the pending sums, all or nothing; on out-of-memory halve the batch and retry from clean scratch."""
+        """Rows into the pending sums, all or nothing; on out-of-memory halve the batch and retry from clean scratch.
+        Returns how many."""
         self.scratch.zero_()
         if self.computed(rows):
             self.pending.add_(self.scratch)
-            return
+            return len(rows[0])
         if self.job.device.type == "cuda":
             torch.cuda.empty_cache()
         step = self.limit.rows = max(1, len(rows[0]) // 2)
         warnings.warn(f"out of memory at batch size {len(rows[0])}: going on with {step}", stacklevel=4)
-        for lo in range(0, len(rows[0]), step):
-            self.run_rows(tuple(None if t is None else t[lo:lo + step] for t in rows))
-
-    def commit(self, ids):
-        """The rows of finished units and their ids into the sums, together: the new pair is built aside and stored
-        in one step, so an exception raised at any instant (a signal handler's KeyboardInterrupt included) leaves
-        the old pair or the new one, never sums that count units the ids do not hold."""
-        with signals.held():
-            total = self.sums.like()
-            total.add_(self.sums)
-            total.add_(self.pending)
-            self.committed = (total, [*self.finished, *ids])  # one attribute store: atomic
-            self.pending.zero_()
-        self.since += len(ids)
+        return sum(self.run_rows(tuple(None if t is None else t[lo:lo + step] for t in rows))
+                   for lo in range(0, len(rows[0]), step))
 
     # -- control="auto": the pilot decides
 
@@ -394,40 +394,18 @@ class Run:
 
     # -- checkpoints and checks
 
-    def save(self):
-        if self.job.checkpointing.path is not None:
-            ckpt.write(self.job.checkpointing.path, self.signature(), self.sums.arrays(), self.finished, self.plan.state())
-            self.since, self.last_save = 0, time.monotonic()
-
     def check_finite(self):
         """Raise for non-finite denoiser output (unless skipped): a host sync."""
         if self.job.nonfinite == "raise" and self.sums.any_nonfinite():
             raise InputError(sums.nonfinite_message(self.job.grid, self.sums.arrays()))
 
-    def checkpoint_or_check(self, ids):
-        """After a batch: checkpoint when due (at a unit boundary), else check for non-finite output when due."""
-        j, now = self.job, time.monotonic()
-        ck = j.checkpointing
-        if ck.path is not None and ids and (self.since >= ck.every or now - self.last_save >= ck.seconds):
-            self.check_finite()
-            self.save()
-        elif now - self.last_check >= _CHECK_SECONDS:
-            self.check_finite()
-            self.last_check = now
-
     # -- rounds
 
     def run(self, units, bar):
-        """Every unit of ``units`` into the sums, checkpointing and checking on the way."""
+        """Every unit of ``units`` into the sums, checkpointing and checking on the way (the runtime's loop)."""
         j = self.job
         batches = packed(drawn(j.data, units, j.seed), self.limit)
-        for rows, ids in prefetched(batches, self.prepare, ahead=j.device.type == "cuda"):
-            self.run_rows(rows)
-            bar.update(rows[0].shape[0])
-            if ids:
-                self.commit(ids)
-            self.checkpoint_or_check(ids)
-            signals.poll()
+        self.loop(prefetched(batches, self.prepare, ahead=j.device.type == "cuda"), self.run_rows, bar)
 
     def so_far(self):
         """The profile of every finished unit, all ranks together, plain and control sums only (a host sync:
@@ -453,24 +431,18 @@ class Run:
             self.save()
 
     def execute(self, progress):
-        """Resume, run every round (signals deferred to unit boundaries; a checkpoint written whatever stops the
-        loop) and return the Profile."""
-        self.resume()
+        """Resume, run every round on the runtime and return the Profile."""
         j = self.job
-        done = int(unit_rows(np.asarray(self.finished, np.int64), j.grid.size, self.plan.samples).sum())
-        bar = progress_bar(progress, self.plan.rows(j.shard), done, j.shard[0] != 0 and j.dist is not None)
+        bars = []
+
+        def bar(done):
+            bars.append(progress_bar(progress, self.plan.rows(j.shard), done, j.shard[0] != 0 and j.dist is not None))
+            return bars[0]
         try:
-            with signals.deferring(), torch.no_grad():
-                try:
-                    self.rounds(bar)
-                except BaseException:
-                    self.save()
-                    raise
-                if self.since:
-                    self.save()
+            super().execute(bar)
         finally:
-            if bar is not progress:
-                bar.close()
+            if bars and bars[0] is not progress:
+                bars[0].close()
         return self.profile()
 
     # -- the result
@@ -496,9 +468,7 @@ class Run:
 
     def profile(self):
         """The Profile of the whole run, all ranks together."""
-        if self.job.dist is not None:
-            self.sums.all_reduce_()
-        host = self.sums.arrays()
+        host = self.sums.arrays()  # all ranks' (the runtime reduced them)
         meta = self.meta(host)
         dropped = host["acc"][sums.NONFINITE]
         if dropped.any():

@@ -159,8 +159,14 @@ class Moments:
         self.sum[group] += f.sum(0)
         self.outer[group] += f.T @ f
 
-    def tensors(self):
+    @property
+    def parts(self):
+        """The tensors by name (an accumulator of ``runtime``: checkpointed, committed, all-reduced)."""
         return {"count": self.count, "sum": self.sum, "outer": self.outer, "nonfinite": self.nonfinite}
+
+    def like(self):
+        """Zeroed moments of the same shape."""
+        return Moments(self.sum.shape[1], self.sum.device, self.sum.shape[0])
 
     def mean_cov(self, group):
         """``(mean, covariance)`` (unbiased) of one group."""

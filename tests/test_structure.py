@@ -81,3 +81,22 @@ def test_the_measure_sees_plain_rows_written_outside_sums(tmp_path):
     (pkg / "kernels" / "k.py").write_text("ok = 1\ntl.atomic_add(acc_ptr + 2 * n_sigmas + i, ok)\n")
     assert structure.row_offsets(pkg) == ["entropic_fast/kernels/k.py:2"]
     assert structure.row_offsets() == []
+
+
+def test_the_measure_sees_a_second_run_loop(tmp_path):
+    """Issue 40: one resumable-run runtime; a module deferring signals or writing a checkpoint itself is found."""
+    pkg = tmp_path / "entropic_fast"
+    pkg.mkdir()
+    (pkg / "runtime.py").write_text("with signals.deferring():\n    ckpt.write(p, s, a, f)\n")  # the owner may
+    (pkg / "loop.py").write_text("x = 1\nwith signals.deferring():\n    signals.poll()\ncheckpoint.write(p)\n")
+    assert structure.run_loops(pkg) == ["entropic_fast/loop.py:2", "entropic_fast/loop.py:3",
+                                        "entropic_fast/loop.py:4"]
+    assert structure.run_loops() == []
+
+
+def test_profile_and_compare_runs_are_clients_of_the_one_runtime():
+    from entropic_fast import comparison, estimate, runtime
+    assert issubclass(estimate.Run, runtime.Resumable) and issubclass(comparison.Run, runtime.Resumable)
+    for cls in (estimate.Run, comparison.Run):  # the loop, commit, save and resume are the runtime's, not overridden
+        for name in ("loop", "commit", "save", "checkpoint_or_check", "execute" if cls is comparison.Run else "loop"):
+            assert name not in vars(cls), (cls, name)

@@ -6,20 +6,18 @@ path, so relative imports above the folder cannot resolve there."""
 import importlib
 import logging
 import os
-import warnings
 
 import torch
 
 from entropic_fast import checks
+from entropic_fast.adapters.clients import KINDS, guarded, sigmas
 from entropic_fast.adapters.comfyui import ComfyDenoiser, grid_for, is_flow, model_record, model_sampling
-from entropic_fast.adapters.flow import sigma_to_t
 from entropic_fast.errors import InputError
 from entropic_fast.files import check_writable
-from entropic_fast.kinds import CLIENT_KINDS
 from entropic_fast.profile import Profile
-from entropic_fast.schedules import MAX_STEPS, schedule
+from entropic_fast.schedules import MAX_STEPS
 
-NODE_KINDS = CLIENT_KINDS  # no spectra recorded; the peers are ComfyUI's own schedulers (or its AYS node)
+NODE_KINDS = KINDS  # no spectra recorded; the peers are ComfyUI's own schedulers (or its AYS node)
 KSAMPLER_NAME = "entropic"  # the entry in KSampler's scheduler list: rescaled entropic time
 NODE_SAMPLERS = ("euler", "euler_ancestral", "heun", "dpmpp_2m", "ddim")  # ComfyUI's names the interval rule knows
 
@@ -88,8 +86,7 @@ def entropic_sigmas(prof, steps, kind="rescaled", denoise=1.0, flow=False, sampl
         return torch.zeros(0)
     total = steps if denoise >= 1.0 else min(int(steps / denoise), max(steps, MAX_STEPS))  # ComfyUI asks steps /
     # denoise; past MAX_STEPS the tail is the same few small sigmas, as from an endless schedule
-    s = torch.tensor(schedule(prof, total, kind, sampler=sampler), dtype=torch.float32)[-(steps + 1):]
-    return sigma_to_t(s) if flow else s
+    return sigmas(prof, total, kind, flow=flow, sampler=sampler)[-(steps + 1):]
 
 
 def profile_latents(model, latent, path, *, samples=256, points=128, seed=0, conditioning=None,
@@ -233,21 +230,16 @@ def _mtime(path):
 def ksampler_sigmas(model_sampling_obj, steps):
     """KSampler's ``entropic`` scheduler: rescaled entropic time from the newest fitting EntropicProfile output;
     without one, ComfyUI's ``normal`` schedule and a warning (never an error in the middle of a generation)."""
-    try:
+    def build():
         prof, why = _newest_fitting_profile(model_sampling_obj)
-    except Exception as e:  # noqa: BLE001  the promise: never an exception in the middle of a generation
-        prof, why = None, f"no profile could be read ({type(e).__name__}: {e})"
-    if prof is not None:
+        if prof is None:
+            raise InputError(f"{why}; run EntropicProfile on this model first")
         try:
             return entropic_sigmas(prof, steps, "rescaled", 1.0, is_flow(model_sampling_obj))
-        except Exception as e:  # noqa: BLE001  e.g. one step: no schedule of ours
-            why = f"{why}: {e}"
-    else:
-        why += "; run EntropicProfile on this model first"
-    msg = f"entropic scheduler: {why}. Using 'normal' for now."
-    logging.warning(msg)
-    warnings.warn(msg, stacklevel=2)
-    return _comfy("comfy.samplers").normal_scheduler(model_sampling_obj, steps)
+        except InputError as e:  # e.g. one step: no schedule of ours
+            raise InputError(f"{why}: {e}") from e
+    return guarded(build, lambda: _comfy("comfy.samplers").normal_scheduler(model_sampling_obj, steps),
+                   lambda e: f"entropic scheduler: {e}. Using 'normal' for now.")
 
 
 def register_ksampler_scheduler():

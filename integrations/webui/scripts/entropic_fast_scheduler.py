@@ -6,7 +6,8 @@ repository), or copy there the folder ``make webui`` writes (the extension with 
 there). Settings > Entropic schedules: the profile file (``entropic-fast profile ...`` or ``ef.profile(...).save``)
 and the kind (rescaled entropic time by default), registered at load so that ``--nowebui`` (the API alone) has
 them too. Adds "Entropic" to the dropdown, registered under its name and its label (the dropdown passes labels).
-Forge's Flux gets flow times. Without a usable profile a generation still runs: Karras' schedule and a warning.
+Forge's Flux gets flow times. Without a usable profile a generation still runs: Karras' schedule and a warning
+(``adapters.clients``: what every client integration shares).
 """
 import hashlib
 import os
@@ -21,15 +22,14 @@ if os.path.isdir(os.path.join(_FOLDER, "entropic_fast")) and _FOLDER not in sys.
 
 try:
     from entropic_fast import Profile
-    from entropic_fast.adapters.kdiffusion import fallback, scheduler
-    from entropic_fast.kinds import CLIENT_KINDS
+    from entropic_fast.adapters.clients import KINDS, guarded, karras
+    from entropic_fast.adapters.kdiffusion import scheduler
 except ImportError as _e:  # the webui goes on without the scheduler; say why once, no traceback
     Profile = None
-    CLIENT_KINDS = ("rescaled",)
+    KINDS = ("rescaled",)
     print(f"entropic_fast: not importable in the webui's Python ({_e}): the Entropic schedule is not added. Copy "
           "the folder `make webui` writes into extensions/, or pip install the repository into the webui's Python")
 
-KINDS = CLIENT_KINDS  # what a profile without spectra gives, as ComfyUI's node offers them
 OPTION, KIND_OPTION = "entropic_fast_profile", "entropic_fast_kind"
 SECTION = ("entropic_fast", "Entropic schedules")
 _cache = {}
@@ -37,7 +37,7 @@ _cache = {}
 
 def _profile():
     """The profile named in the settings, loaded once per file content (a copy that keeps the old mtime, as
-    ``cp -p`` or ``rsync -a`` make, is still read again); None (with a warning) if unusable."""
+    ``cp -p`` or ``rsync -a`` make, is still read again)."""
     path = os.path.expanduser(str(getattr(shared.opts, OPTION, "") or ""))
     try:
         with open(path, "rb") as f:
@@ -46,10 +46,8 @@ def _profile():
             _cache.clear()
             _cache[key] = Profile.load(path)
         return _cache[key]
-    except Exception as e:  # noqa: BLE001  never an exception in the middle of a generation
-        warnings.warn(f"entropic_fast: no usable profile ({e}); set Settings > Entropic schedules > profile file. "
-                      "Using Karras' schedule for now.")
-        return None
+    except Exception as e:  # noqa: BLE001  said by sigmas(), which falls back
+        raise RuntimeError(f"no usable profile ({e}); set Settings > Entropic schedules > profile file") from e
 
 
 def _kind():
@@ -61,15 +59,11 @@ def _kind():
 
 
 def sigmas(n, sigma_min, sigma_max, device="cpu", **_):
-    """The scheduler function Forge calls: ``function(n=steps, sigma_min=..., sigma_max=..., device=...)``."""
-    prof = _profile()
-    if prof is None:
-        return fallback(n, sigma_min, sigma_max, device)
-    try:
-        return scheduler(prof, _kind())(n, sigma_min, sigma_max, device)
-    except Exception as e:  # noqa: BLE001  say why, and let the generation go on
-        warnings.warn(f"entropic_fast: {e}; using Karras' schedule for this generation")
-        return fallback(n, sigma_min, sigma_max, device)
+    """The scheduler function Forge calls: ``function(n=steps, sigma_min=..., sigma_max=..., device=...)``; without a
+    usable profile, Karras' schedule and a warning (never an error in the middle of a generation)."""
+    return guarded(lambda: scheduler(_profile(), _kind())(n, sigma_min, sigma_max, device),
+                   lambda: karras(n, sigma_min, sigma_max, device),
+                   lambda e: f"entropic_fast: {e}; using Karras' schedule for this generation")
 
 
 def register():
