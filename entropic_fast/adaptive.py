@@ -271,7 +271,7 @@ def plan(samples, tolerance, steps, kind, *, max_evaluations, pilot, level, prio
 
 def warn_short(prof, plan):
     """Warn when an adaptive run stopped at its budget before its band met the tolerance."""
-    reached = prof.meta["adaptive"]["rounds"][-1]["band"]
+    reached = prof.provenance.adaptive["rounds"][-1]["band"]
     if reached > plan.tolerance:
         warnings.warn(f"adaptive profile stopped after {prof.meta['evaluations']} evaluations (max_evaluations="
                       f"{plan.max_evaluations}) with a {plan.level:.0%} band of +-{reached:.2%} (asked "

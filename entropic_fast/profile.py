@@ -1,25 +1,18 @@
-"""Profile: per-sigma float64 accumulators of the denoising error, with merge and save/load."""
-import hashlib
-import json
+"""Profile: the storage of an estimate: per-sigma float64 sums of the denoising error (with optional spectral and
+control-variate fields, ``sums``) and its typed provenance (``provenance``). How two merge is ``merging``'s; the
+file format is ``profile_file``'s."""
 import os
 import warnings
-import zipfile
 from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from . import checks, files, sums
+from . import checks, merging, profile_file, provenance, sums
 from .errors import InputError, ProfileFormatError
-from .units import n_units, overlap, union
+from .profile_file import FORMAT_VERSION, READS, checksum  # noqa: F401  (where they were)
 
 ArrayLike = Union[np.ndarray, Sequence[float]]
-FORMAT_VERSION = 3
-# version 1 lacks the data mean of spectral profiles (mean_sum): P_k there is not centred; versions 1 and 2
-# have no control-variate sums (control_sum): their mse is the plain mean
-READS = (1, 2, 3)
-ACCUMULATORS = ("sum", "sumsq", "count")
-# what two profiles must share to be merged (beside grid, dim and kind), in the order reported
-_MERGE_KEYS = ("seed", "samples", "unit", "data_shape", "dtype", "fingerprints")
+ACCUMULATORS = profile_file.ACCUMULATORS
 
 
 def as_grid(sigmas):
@@ -52,28 +45,6 @@ def _check_plain(total, sumsq, count):
         i = int(np.argmax(short))
         raise InputError(f"sumsq must be >= sum^2 / count, got sumsq {sumsq[i]} with sum {total[i]} "
                          f"and count {count[i]} at sigma index {i}")
-
-
-def _units_record(prof):
-    """A profile's record of its work units, checked: ``classes`` of ``[index, count]``, and ``samples``."""
-    u, samples = prof.meta.get("units"), prof.meta.get("samples")
-    if not (isinstance(u, dict) and isinstance(u.get("classes"), list)):
-        raise InputError("cannot merge a profile with no record of its work units (built by hand or by an "
-                         "older version): overlap cannot be ruled out")
-    ok = isinstance(samples, int) and samples >= 1 and all(
-        isinstance(c, list) and len(c) == 2 and all(isinstance(v, int) for v in c) and 0 <= c[0] < c[1]
-        for c in u["classes"])
-    if not ok or not u["classes"]:
-        raise InputError(f"cannot merge: the profile's record of its work units is malformed "
-                         f"(units {u!r}, samples {samples!r})")
-    return u
-
-
-def _json_default(v):
-    """numpy scalars and arrays in ``meta`` are written as plain numbers and lists."""
-    if isinstance(v, (np.generic, np.ndarray)):
-        return v.tolist()
-    raise TypeError(f"meta value {v!r} of type {type(v).__name__} cannot be written as JSON")
 
 
 def _adaptive_line(a):
@@ -126,6 +97,7 @@ class Profile:
         if meta is not None and not isinstance(meta, dict):
             raise InputError(f"meta must be a dict, got {type(meta).__name__}")
         self.meta = dict(meta or {})
+        self.provenance = provenance.of(self.meta, n)
         self._fields = sums.checked(fields, self.count, self.dim, self.meta)
         for k, v in self._fields.items():  # spectral_sum, power_sum, power_count, mean_sum, control_sum
             setattr(self, k, v)
@@ -196,7 +168,12 @@ class Profile:
     @property
     def exact(self):
         """True for a profile built from a closed-form curve rather than sampled."""
-        return bool(self.meta.get("exact", False))
+        return self.provenance.exact
+
+    @property
+    def fields(self):
+        """The optional fields (``sums.FIELDS``; absent ones None), as a dict."""
+        return dict(self._fields)
 
     @property
     def mse(self):
@@ -255,109 +232,24 @@ class Profile:
         """The profile of both runs' work together: accumulators add exactly.
 
         Both must be sampled profiles of the same grid, model, data and seed, holding disjoint work
-        units (shards, or ranks): anything else is an InputError naming what differs."""
+        units (shards, or ranks): anything else is an InputError naming what differs (``merging``)."""
         if not isinstance(other, Profile):
             raise InputError(f"can only merge a Profile, got {type(other).__name__}")
-        if self.sigmas.shape != other.sigmas.shape or not np.array_equal(self.sigmas, other.sigmas):
-            raise InputError("cannot merge profiles measured on different sigma grids")
-        if self.dim != other.dim or self.exact or other.exact or self.spectral != other.spectral:
-            raise InputError(f"cannot merge: dims {self.dim} and {other.dim}, exact {self.exact} and {other.exact}, "
-                             f"spectral {self.spectral} and {other.spectral}")
-        if "adaptive" in self.meta or "adaptive" in other.meta:
-            raise InputError("cannot merge an adaptive profile: its plan was decided from its own sums; split a run "
-                             "with torch.distributed (ranks share one plan), or merge fixed-samples shards")
-        units = [_units_record(p) for p in (self, other)]
-        for k in _MERGE_KEYS:
-            if self.meta.get(k) != other.meta.get(k):
-                raise InputError(f"cannot merge profiles of different runs: {k} {self.meta.get(k)!r} and "
-                                 f"{other.meta.get(k)!r}")
-        if units[0].get("nonfinite") != units[1].get("nonfinite"):
-            raise InputError(f"cannot merge: nonfinite {units[0].get('nonfinite')!r} and {units[1].get('nonfinite')!r}")
-        total = n_units(self.sigmas.size, int(self.meta["samples"]))
-        if overlap(units[0]["classes"], units[1]["classes"], total):
-            raise InputError(f"cannot merge overlapping profiles: work units {units[0]['classes']} and "
-                             f"{units[1]['classes']} (as [index, count] shares) have units in common; each unit "
-                             "may be counted once")
-        meta = {k: v for k, v in self.meta.items() if k not in ("shard", "batch_size_used")}
-        meta["units"] = {**units[0], "classes": union(units[0]["classes"], units[1]["classes"])}
-        if "dropped" in self.meta or "dropped" in other.meta:
-            per = [np.array(p.meta.get("dropped_per_sigma", np.zeros(self.sigmas.size)), int) for p in (self, other)]
-            meta.update(dropped=int(per[0].sum() + per[1].sum()), dropped_per_sigma=(per[0] + per[1]).tolist())
-        if self.meta.get("control") != other.meta.get("control") or (self.control_sum is None) != (
-                other.control_sum is None):
-            raise InputError(f"cannot merge: control variates {self.meta.get('control')!r} and "
-                             f"{other.meta.get('control')!r}")
-        return Profile(self.sigmas, self.sum + other.sum, self.sumsq + other.sumsq, self.count + other.count,
-                       self.dim, meta, **sums.added(self._fields, other._fields))
+        return Profile(self.sigmas, **merging.merged(self, other))
 
     def save(self, path: Union[str, os.PathLike]) -> str:
         """Write an ``.npz`` file (arrays plus a JSON metadata record) atomically; returns ``path``.
 
-        The file gets the mode a plain ``open`` would give it; a symbolic link is followed."""
-        path = checks.path(path, "path")
-        spec, entries = sums.to_file(self._fields)
-        meta = json.dumps({**self.meta, "format_version": FORMAT_VERSION, "dim": self.dim, **entries},
-                          default=_json_default)
-        members = dict(sigmas=self.sigmas, sum=self.sum, sumsq=self.sumsq, count=self.count, meta=np.array(meta),
-                       **spec)
-        files.savez(path, **members, checksum=np.array(checksum(members)))
-        return path
+        The file gets the mode a plain ``open`` would give it; a symbolic link is followed (``profile_file``)."""
+        return profile_file.write(checks.path(path, "path"), self)
 
     @classmethod
     def load(cls, path: Union[str, os.PathLike]) -> "Profile":
         """Read a file written by :meth:`save`; damaged or foreign files raise ProfileFormatError."""
         path = checks.path(path, "path")
-
-        def bad(what):
-            return ProfileFormatError(f"{path} is not a readable entropic_fast profile: {what}")
-
-        if os.path.exists(path) and not os.path.isfile(path):  # a FIFO would block the read forever
-            raise bad("it is not a regular file")
+        args = profile_file.read(path)
         try:
-            with open(path, "rb") as f:  # a profile is an .npz (zip) archive; a .npy header could claim gigabytes
-                magic = f.read(6)
-            if magic == b"\x93NUMPY":
-                raise bad("it holds a single array (a .npy file), not the arrays of a profile")
-            if magic[:2] != b"PK":
-                raise bad("it is not an .npz archive")
-            z = np.load(path, allow_pickle=False)
-        except (FileNotFoundError, ProfileFormatError):
-            raise
-        except (OSError, ValueError, EOFError, NotImplementedError, zipfile.BadZipFile) as e:
-            raise bad(f"{type(e).__name__}: {e}") from None
-        try:
-            with z:
-                members = {k: z[k] for k in z.files}
-                stored = members.pop("checksum", None)
-                missing = [k for k in ("meta", "sigmas") + ACCUMULATORS if k not in members]
-                if missing:
-                    raise bad(f"arrays {missing} are missing")
-                text = members["meta"]
-                arrays = {k: members[k] for k in ("sigmas",) + ACCUMULATORS}
-                spec = {k: members[k] for k in sums.FIELDS if k in members}
-                if text.dtype.kind != "U" or text.ndim != 0:
-                    raise bad(f"meta is {text.dtype} {text.shape}, not a JSON string")
-                meta = json.loads(str(text))
-        except ProfileFormatError:
-            raise
-        except (OSError, ValueError, KeyError, EOFError, RecursionError, MemoryError, NotImplementedError,
-                zipfile.BadZipFile) as e:  # MemoryError: a member claiming gigabytes; NotImplementedError: a
-            raise bad(f"{type(e).__name__}: {str(e)[:200]}") from None  # compression method zipfile lacks
-        if not isinstance(meta, dict):
-            raise bad(f"meta is a JSON {type(meta).__name__}, not an object")
-        for k, a in {**arrays, **spec}.items():
-            if a.dtype.kind not in "fiu":
-                raise bad(f"array {k!r} holds {a.dtype}, not numbers")
-        version = meta.pop("format_version", None)
-        if isinstance(version, bool) or version not in READS:  # true == 1 in Python, not a version
-            raise ProfileFormatError(f"{path} has profile format version {version!r}; this library reads "
-                                     f"versions {', '.join(map(str, READS))}")
-        _verify(members, stored, path, bad)
-        if "dim" not in meta:
-            raise bad("meta has no 'dim'")
-        dim, fields = meta.pop("dim"), sums.from_file(spec, meta)
-        try:
-            return cls(arrays["sigmas"], arrays["sum"], arrays["sumsq"], arrays["count"], dim, meta, **fields)
+            return cls(**args)
         except InputError as e:
             raise ProfileFormatError(f"{path} holds an inconsistent profile: {e}") from None
 
@@ -386,8 +278,8 @@ class Profile:
             lines.append(f"control   {'+'.join(map(str, self.meta.get('control') or ['?']))} control variates: variance cut "
                          f"{np.nanmedian(r):.3g}x (median over sigmas; "
                          f"{np.nanmin(r):.3g}x to {np.nanmax(r):.3g}x)")
-        a = self.meta.get("adaptive")
-        if isinstance(a, dict) and a.get("rounds"):
+        a = self.provenance.adaptive
+        if a is not None and a.get("rounds"):
             lines.append(_adaptive_line(a))
         if isinstance(self.meta.get("control_decision"), dict):
             lines.append(_decision_line(self.meta["control_decision"]))
@@ -397,26 +289,3 @@ class Profile:
 
     def __repr__(self):
         return f"Profile({self.sigmas.size} sigmas in [{self.sigmas[0]:.4g}, {self.sigmas[-1]:.4g}], dim={self.dim})"
-
-
-# ---- the file's checksum: every file written now carries one ---------------------------------------------------
-
-def checksum(members):
-    """SHA-256 of a profile file's arrays: each name, dtype, shape and bytes, in name order (the meta included)."""
-    h = hashlib.sha256()
-    for name in sorted(members):
-        a = np.ascontiguousarray(members[name])
-        h.update(f"{name}\0{a.dtype.str}\0{a.shape}\0".encode())
-        h.update(a.tobytes())
-    return h.hexdigest()
-
-
-def _verify(members, stored, path, bad):
-    """Refuse a file whose arrays or meta differ from its ``stored`` checksum; note a file written without one."""
-    if stored is None:
-        warnings.warn(f"{path} carries no checksum (written by an older entropic_fast): damage to it cannot be "
-                      "detected; load and save it again to add one", stacklevel=3)
-        return
-    if stored.dtype.kind != "U" or stored.ndim != 0 or str(stored) != checksum(members):
-        raise bad("its contents do not match its checksum (the file is damaged)")
-

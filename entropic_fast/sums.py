@@ -8,10 +8,13 @@ sums (their rows are ``control.row_sums``'s); and, for spectral runs, ``spec`` (
 (1, C, H, W), ``power_acc`` (its plain sums, one "sigma") and ``mean`` (C, H, W). The same names are the
 checkpoint's arrays. A :class:`~entropic_fast.profile.Profile` holds the host side as *fields*: ``sum``,
 ``sumsq``, ``count`` and the optional ``FIELDS``, checked here (:func:`checked`), added here when profiles
-merge (:func:`added`) and written here (:func:`to_file`, :func:`from_file`). Adding an accumulator is an
-entry in :meth:`Sums.shapes`, its fill in :meth:`Sums.fill`, its field in :meth:`Sums.fields` and
-:data:`FIELDS` (with its check), and the kernel that fills it.
+merge (:func:`added`) and written here (:func:`to_file`, :func:`from_file`), each from the table :data:`PARTS`
+(name, shape, when a run has it, field, scale, file key). Adding an accumulator is a row of :data:`PARTS`, its
+fill in :meth:`Sums.fill`, its check in :func:`checked`, and the kernel that fills it.
 """
+import dataclasses
+from typing import Callable, Optional
+
 import numpy as np
 import torch
 
@@ -23,7 +26,52 @@ from .errors import InputError
 PLAIN = 4  # rows of the plain part
 SUM, SUMSQ, COUNT, NONFINITE = range(PLAIN)  # the Triton commit (kernels/stats.commit_rows) and the torch twin read
 # these; csrc/stats.cpp and csrc/ideal.cpp write rows 0-3 in this order (tests/test_kernels.py holds them equal)
-FIELDS = ("spectral_sum", "power_sum", "power_count", "mean_sum", "control_sum")  # a Profile's optional fields
+
+
+# ---- the table of parts ---------------------------------------------------------------------------------------
+
+def _per_sigma(v, factor):
+    """A part of errors per sigma, scaled per sigma (what capping a profile does to it)."""
+    return v * factor.reshape(-1, *[1] * (v.ndim - 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class Part:
+    """One accumulator part: ``name`` on the device and in checkpoints, its ``shape`` (of the grid size ``n``,
+    the control rows ``q`` and the image ``(C, H, W)``), ``when`` a run has it, the Profile ``field`` it becomes
+    (``host``: how, from the host array) and whether it enters a round's decision (``plain``), how it ``scale``s
+    with the errors of a sigma (a function, or None: kept; ``drop``: removed), where it goes in a file (``file``:
+    an array, or an entry of the meta). Merging adds every part; the checks are :func:`checked`'s."""
+    name: str
+    shape: Callable
+    when: Callable
+    field: Optional[str] = None
+    host: Callable = None
+    plain: bool = False
+    scale: Optional[Callable] = None
+    drop: bool = False
+    file: str = "array"
+
+
+def _always(q, image):
+    return True
+
+
+def _spectral_run(q, image):
+    return image is not None
+
+
+PARTS = (
+    Part("acc", lambda n, q, im: (PLAIN, n), _always),  # the plain rows: sum, sumsq, count (fields())
+    Part("spec", lambda n, q, im: (n, *im), _spectral_run, "spectral_sum", scale=_per_sigma),
+    Part("power", lambda n, q, im: (1, *im), _spectral_run, "power_sum", host=lambda a: a[0]),
+    Part("power_acc", lambda n, q, im: (PLAIN, 1), _spectral_run, "power_count", file="meta",
+         host=lambda a: float(a[COUNT, 0] + a[NONFINITE, 0])),
+    Part("mean", lambda n, q, im: im, _spectral_run, "mean_sum"),
+    Part("cv", lambda n, q, im: (q, n), lambda q, image: q > 0, "control_sum", plain=True, drop=True),
+)
+FIELDS = tuple(p.field for p in PARTS if p.field)  # a Profile's optional fields
+_BY_FIELD = {p.field: p for p in PARTS if p.field}
 
 
 # ---- the device side: a run's parts -----------------------------------------------------------------------
@@ -38,13 +86,9 @@ class Sums:
         self.parts = {k: torch.zeros(s, dtype=torch.float64, device=device) for k, s in self.shapes().items()}
 
     def shapes(self):
-        """The parts of this layout and their shapes."""
-        out = {"acc": (PLAIN, self.n)}
-        if self.controls:
-            out["cv"] = (sums_size(self.controls), self.n)
-        if self.image is not None:
-            out.update(spec=(self.n, *self.image), power=(1, *self.image), power_acc=(PLAIN, 1), mean=self.image)
-        return out
+        """The parts of this layout and their shapes (:data:`PARTS`)."""
+        q = sums_size(self.controls) if self.controls else 0
+        return {p.name: p.shape(self.n, q, self.image) for p in PARTS if p.when(q, self.image)}
 
     def like(self):
         """Zeroed parts of the same layout."""
@@ -105,12 +149,8 @@ def fields(arrays, plain_only=False):
     optional ones the run has (``plain_only``: the plain sums and the control sums, for a round's decision)."""
     a = arrays["acc"]
     out = {"sum": a[SUM], "sumsq": a[SUMSQ], "count": a[COUNT]}
-    if "cv" in arrays:
-        out["control_sum"] = arrays["cv"]
-    if "spec" in arrays and not plain_only:
-        pa = arrays["power_acc"]
-        out.update(spectral_sum=arrays["spec"], power_sum=arrays["power"][0],
-                   power_count=float(pa[COUNT, 0] + pa[NONFINITE, 0]), mean_sum=arrays["mean"])
+    out.update({p.field: p.host(arrays[p.name]) if p.host else arrays[p.name] for p in PARTS
+                if p.field and p.name in arrays and (p.plain or not plain_only)})
     return out
 
 
@@ -225,20 +265,21 @@ def added(a, b):
 def scaled(parts, factor):
     """Optional fields with the per-sigma errors scaled by ``factor`` (sigmas,): what capping a profile does to
     its spectra (the data's power, mean and the control sums are not errors of a sigma: the control sums go)."""
-    out = dict(parts, control_sum=None)
-    if parts["spectral_sum"] is not None:
-        out["spectral_sum"] = parts["spectral_sum"] * factor.reshape(-1, *[1] * (parts["spectral_sum"].ndim - 1))
+    out = {}
+    for k, v in parts.items():
+        part = _BY_FIELD[k]
+        out[k] = None if part.drop or v is None else (part.scale(v, factor) if part.scale else v)
     return out
 
 
 def to_file(parts):
     """``(arrays, meta entries)`` of a profile file for the optional fields (``power_count`` goes in the meta)."""
-    arrays = {k: v for k, v in parts.items() if v is not None and k != "power_count"}
-    return arrays, {"power_count": parts["power_count"]}
+    arrays = {k: v for k, v in parts.items() if v is not None and _BY_FIELD[k].file == "array"}
+    return arrays, {k: v for k, v in parts.items() if _BY_FIELD[k].file == "meta"}
 
 
 def from_file(arrays, meta):
-    """The optional fields of a profile file (popping ``power_count`` from its meta)."""
-    out = {k: arrays[k] for k in FIELDS if k in arrays and k != "power_count"}
-    out["power_count"] = meta.pop("power_count", None)
+    """The optional fields of a profile file (popping the meta's entries)."""
+    out = {k: arrays[k] for k in FIELDS if k in arrays and _BY_FIELD[k].file == "array"}
+    out.update({k: meta.pop(k, None) for k in FIELDS if _BY_FIELD[k].file == "meta"})
     return out

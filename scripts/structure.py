@@ -19,7 +19,9 @@ LAYERS = (
     ("grids", "peers", "fingerprint", "units"),  # sigma grids; peer schedules; fingerprints; work units and seeds
     ("control",),  # control variates: their estimator and their sums' rows
     ("sums",),  # the accumulator layout's one owner
-    ("profile",),  # Profile: the sums on the host, merge, files
+    ("provenance",),  # what a profile's behaviour depends on, typed
+    ("merging", "profile_file"),  # how profiles merge; the profile file
+    ("profile",),  # Profile: the sums on the host and their provenance
     ("recorder",),  # profiles recorded from a training loop
     ("protocol", "data"),  # the denoiser/data protocol; dataset readers
     ("kernels",),  # Triton kernels, their torch twins, the CPU launchers

@@ -156,3 +156,66 @@ def test_sums_from_an_estimate_are_the_samples_sums(n):
     np.testing.assert_allclose(total, x.sum(0), rtol=1e-12)
     np.testing.assert_allclose(sumsq, (x**2).sum(0), rtol=1e-12)
     assert np.array_equal(sums.from_estimate(mean, se, np.ones(5))[1], mean**2)  # one sample: no spread
+
+
+# ---- issue 40: behaviour read from a typed provenance; merge rules and the file format in their own modules ----
+
+def test_behaviour_reads_the_typed_provenance():
+    s = ef.sigma_grid(6)
+    exact = ef.Profile.from_curve(s, s**2, dim=2)
+    assert exact.provenance.exact and exact.exact and exact.provenance.adaptive is None
+    sampled = from_samples([0.1, 1.0], [[1.0, 2.0]] * 2)
+    assert not sampled.provenance.exact and sampled.provenance.samples == 64
+    assert dict(sampled.provenance.run)["seed"] == 1 and sampled.provenance.units == {"classes": [[0, 1]]}
+    with pytest.raises(InputError, match=r"meta\['exact'\] must be true or false, got 'yes'"):
+        ef.Profile(s, s, s**2, np.ones_like(s), dim=1, meta={"exact": "yes"})  # a string would have been truthy
+    with pytest.raises(InputError, match=r"meta\['adaptive'\] must be the adaptive plan's record"):
+        ef.Profile(s, s, s**2, np.ones_like(s), dim=1, meta={"adaptive": True})
+    with pytest.raises(InputError, match=r"dropped_per_sigma'\] must be 2 whole numbers"):
+        from_samples([0.1, 1.0], [[1.0]] * 2).with_meta(dropped_per_sigma=[1])
+
+
+def test_the_merge_refusals_come_from_the_provenance():
+    a = from_samples([0.1, 1.0], [[1.0, 2.0]] * 2, (0, 2))
+    b = from_samples([0.1, 1.0], [[1.0, 2.0]] * 2, (1, 2))
+    with pytest.raises(InputError, match="cannot merge an adaptive profile"):
+        a.merge(b.with_meta(adaptive={"rounds": []}))
+    with pytest.raises(InputError, match="different runs: seed 1 and 2"):
+        a.merge(b.with_meta(seed=2))
+    with pytest.raises(InputError, match="overlapping"):
+        a.merge(a)
+    both = a.with_meta(dropped=1, dropped_per_sigma=[1, 0]).merge(b.with_meta(dropped=2, dropped_per_sigma=[0, 2]))
+    assert both.meta["dropped_per_sigma"] == [1, 2] and both.meta["dropped"] == 3
+
+
+def test_the_file_module_round_trips_and_checks_what_it_writes(tmp_path):
+    from entropic_fast import profile_file
+    p = from_samples([0.1, 1.0, 10.0], [[1.0, 2.0], [3.0], [6.0]])
+    args = profile_file.read(profile_file.write(str(tmp_path / "p.npz"), p))
+    assert args["dim"] == 3 and args["meta"] == p.meta and np.array_equal(args["sum"], p.sum)
+    assert set(args) == {"sigmas", "sum", "sumsq", "count", "dim", "meta", "power_count"}  # no optional arrays
+    (tmp_path / "x.npz").write_bytes(b"PK not a zip")  # every check of a damaged file is the module's
+    with pytest.raises(ProfileFormatError, match="not a readable entropic_fast profile"):
+        profile_file.read(str(tmp_path / "x.npz"))
+
+
+def test_the_part_table_drives_the_layout_the_fields_and_the_file():
+    """Issue 40: one table of accumulator parts (``sums.PARTS``); the layout, a profile's fields, the round's
+    decision's fields, scaling and the file's keys all follow it."""
+    from entropic_fast import control, sums
+    acc = sums.Sums(3, "cpu", controls=1, image=(1, 2, 2))
+    assert list(acc.shapes()) == [p.name for p in sums.PARTS]  # every part, with controls and an image
+    assert list(sums.Sums(3, "cpu").shapes()) == ["acc"]
+    host = {k: np.zeros(v) for k, v in acc.shapes().items()}
+    host["acc"][sums.COUNT] = 2.0
+    host["power_acc"][sums.COUNT] = 5.0
+    assert set(sums.fields(host)) == {"sum", "sumsq", "count", *sums.FIELDS}
+    assert set(sums.fields(host, plain_only=True)) == {"sum", "sumsq", "count", "control_sum"}
+    f = sums.fields(host)
+    assert f["power_count"] == 5.0 and f["power_sum"].shape == (1, 2, 2)
+    opt = {k: f[k] for k in sums.FIELDS}
+    sc = sums.scaled({**opt, "spectral_sum": np.ones((3, 1, 2, 2))}, np.array([1.0, 2.0, 3.0]))
+    assert sc["control_sum"] is None and sc["spectral_sum"][:, 0, 0, 0].tolist() == [1.0, 2.0, 3.0]
+    arrays, entries = sums.to_file(opt)
+    assert "power_count" not in arrays and entries == {"power_count": 5.0}
+    assert control.sums_size(1) == acc.shapes()["cv"][0]
