@@ -143,17 +143,22 @@ def run_methods():
 ROW_OFFSET = re.compile(r"\b[1-3] \* n_sigmas\b|torch\.stack\(\[err, err \* err")  # a plain row written by hand
 
 
+def _lines_matching(pattern, owner, package=None):
+    """``file:line`` of the lines matching ``pattern`` in every file of the package but its ``owner``."""
+    rows = []
+    for path in sorted((package or PACKAGE).rglob("*.py")):
+        if path.name == owner:
+            continue
+        for k, line in enumerate(path.read_text().splitlines(), 1):
+            if pattern.search(line):
+                rows.append(f"{path.relative_to((package or PACKAGE).parent)}:{k}")
+    return rows
+
+
 def row_offsets(package=None):
     """``file:line`` of the places outside ``sums`` that write the plain part's rows at hand-written offsets (the
     layout's one owner is ``sums``: kernels take SUM, SUMSQ, COUNT, NONFINITE from it)."""
-    rows = []
-    for path in sorted((package or PACKAGE).rglob("*.py")):
-        if path.name == "sums.py":
-            continue
-        for k, line in enumerate(path.read_text().splitlines(), 1):
-            if ROW_OFFSET.search(line):
-                rows.append(f"{path.relative_to((package or PACKAGE).parent)}:{k}")
-    return rows
+    return _lines_matching(ROW_OFFSET, "sums.py", package)
 
 
 RUN_LOOP = re.compile(r"signals\.(deferring|poll)\(|\b(ckpt|checkpoint)\.write\(")  # what only a run loop does
@@ -162,14 +167,7 @@ RUN_LOOP = re.compile(r"signals\.(deferring|poll)\(|\b(ckpt|checkpoint)\.write\(
 def run_loops(package=None):
     """``file:line`` of the places outside ``runtime`` that defer signals, poll them or write a checkpoint: a second
     resumable run loop (the runtime is written once; profile, compare and tune runs are its clients)."""
-    rows = []
-    for path in sorted((package or PACKAGE).rglob("*.py")):
-        if path.name == "runtime.py":
-            continue
-        for k, line in enumerate(path.read_text().splitlines(), 1):
-            if RUN_LOOP.search(line):
-                rows.append(f"{path.relative_to((package or PACKAGE).parent)}:{k}")
-    return rows
+    return _lines_matching(RUN_LOOP, "runtime.py", package)
 
 
 def report():
