@@ -397,7 +397,7 @@ class Run(Resumable):
     def check_finite(self):
         """Raise for non-finite denoiser output (unless skipped): a host sync."""
         if self.job.nonfinite == "raise" and self.sums.any_nonfinite():
-            raise InputError(sums.nonfinite_message(self.job.grid, self.sums.arrays()))
+            raise InputError(sums.nonfinite_message(self.job.grid, self.arrays()))
 
     # -- rounds
 
@@ -468,7 +468,7 @@ class Run(Resumable):
 
     def profile(self):
         """The Profile of the whole run, all ranks together."""
-        host = self.sums.arrays()  # all ranks' (the runtime reduced them)
+        host = self.arrays()  # all ranks' (the runtime reduced them)
         meta = self.meta(host)
         dropped = host["acc"][sums.NONFINITE]
         if dropped.any():

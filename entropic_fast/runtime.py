@@ -34,8 +34,8 @@ def added(acc, more):
 
 class Resumable:
     """The committed pair (accumulator, finished ids), its checkpoints and the loop that fills it. Subclasses give
-    ``signature``, ``unit_rows``, ``counts``, ``check_finite`` and ``rounds``; ``state``/``restore`` where a plan
-    keeps arrays of its own."""
+    ``signature()`` (JSON: what determines the result), ``units()`` (the size of the id space), ``unit_rows(ids)``,
+    ``counts``, ``check_finite()`` and ``rounds(bar)``; ``state``/``restore`` where a plan keeps arrays of its own."""
 
     run_name = "run"  # what a mismatching checkpoint's message says wrote it
 

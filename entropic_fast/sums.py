@@ -124,19 +124,6 @@ class Sums:
         """True when some row's error was not finite (a host sync)."""
         return bool(self.parts["acc"][NONFINITE].any())
 
-    def all_reduce_(self, keys=None):
-        """Sum the parts (``keys``, default all) over the ranks of torch.distributed."""
-        for k in self.parts if keys is None else keys:
-            torch.distributed.all_reduce(self.parts[k])
-
-    def arrays(self):
-        """The parts on the host (numpy float64): what a checkpoint holds."""
-        return {k: v.detach().cpu().numpy() for k, v in self.parts.items()}
-
-    def load_(self, arrays):
-        for k, v in self.parts.items():
-            v.copy_(torch.as_tensor(arrays[k]))
-
 
 def from_estimate(mse, stderr, n):
     """``(sum, sumsq)`` of ``n`` samples whose mean is ``mse`` and whose standard error is ``stderr`` (no spread
@@ -145,7 +132,7 @@ def from_estimate(mse, stderr, n):
 
 
 def fields(arrays, plain_only=False):
-    """A Profile's fields from a run's host arrays (:meth:`Sums.arrays`): ``sum``, ``sumsq``, ``count`` and the
+    """A Profile's fields from a run's host arrays (``runtime.Resumable.arrays``): ``sum``, ``sumsq``, ``count`` and the
     optional ones the run has (``plain_only``: the plain sums and the control sums, for a round's decision)."""
     a = arrays["acc"]
     out = {"sum": a[SUM], "sumsq": a[SUMSQ], "count": a[COUNT]}
