@@ -42,7 +42,23 @@ def training_errors(scheduler: Any, timesteps: torch.Tensor, model_output: torch
     """``(sigma, errors)`` of a diffusers training step, for ``ef.Recorder.add(sigma, errors=errors)``: each sample's
     EDM sigma ``sqrt((1 - a_t) / a_t)`` and its squared error ``||x0_hat - x0||^2``, with ``x0_hat`` what the model's
     output (``epsilon``, ``v_prediction`` or ``sample``, by default the scheduler's) says of the clean sample, as
-    ``DDPMScheduler.step`` computes its ``pred_original_sample``. The error in ``x0`` is the EDM error at that sigma."""
+    ``DDPMScheduler.step`` computes its ``pred_original_sample``. The error in ``x0`` is the EDM error at that sigma.
+
+    Parameters
+    ----------
+    scheduler : diffusers scheduler
+        The training scheduler (its ``alphas_cumprod`` and ``config.prediction_type``).
+    timesteps : torch.Tensor
+        The step's integer timesteps, one per sample.
+    model_output, noisy, clean : torch.Tensor
+        The model's output, its noisy input and the clean samples of the step.
+    prediction_type : str, optional
+        ``epsilon``, ``v_prediction`` or ``sample`` (default the scheduler's).
+
+    Returns
+    -------
+    tuple of torch.Tensor
+        ``(sigma, errors)``, each of shape ``(batch,)``, float64."""
     kind = prediction_type or getattr(getattr(scheduler, "config", None), "prediction_type", "epsilon")
     table = torch.as_tensor(scheduler.alphas_cumprod, dtype=torch.float64)
     t = torch.as_tensor(timesteps)
@@ -152,7 +168,25 @@ def _rows_for(t, rows, name):
 
 def denoiser(model: torch.nn.Module, scheduler: Any, prediction_type: Optional[str] = None,
              encoder_hidden_states: Optional[torch.Tensor] = None, added_cond_kwargs: Optional[dict] = None) -> "VPDenoiser":
-    """The EDM denoiser of a diffusers VP model (see :class:`VPDenoiser`)."""
+    """The EDM denoiser of a diffusers VP model (see :class:`VPDenoiser`).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A ``UNet2DModel`` or ``UNet2DConditionModel`` (or any ``model(x, t, ...)`` with ``.sample``).
+    scheduler : diffusers scheduler
+        The model's scheduler: its ``alphas_cumprod`` maps sigma to the timestep the model takes.
+    prediction_type : str, optional
+        ``epsilon``, ``v_prediction`` or ``sample`` (default the scheduler's ``config.prediction_type``).
+    encoder_hidden_states : torch.Tensor, optional
+        One text embedding for every sample (per-sample embeddings: ``ef.profile(..., labels=...)``).
+    added_cond_kwargs : dict, optional
+        SDXL's extra conditioning (``text_embeds``, ``time_ids``).
+
+    Returns
+    -------
+    VPDenoiser
+        ``denoiser(x, sigma, labels=None) -> x0_hat`` in EDM form."""
     return VPDenoiser(model, scheduler, prediction_type, encoder_hidden_states, added_cond_kwargs)
 
 
@@ -165,8 +199,29 @@ def profile_pipeline(pipe, images, prompts, sigmas=None, *, samples=256, seed=0,
     (one string, or one per image) by the pipeline's own text encoder (``pipe.encode_prompt``); the
     sigma grid spans the scheduler's range (128 points) unless ``sigmas`` is given. Each sample's
     caption embedding reaches the UNet as ``encoder_hidden_states``. Other arguments go to
-    ``profile``. Returns the Profile; ``pipe(prompt, **to_diffusers(schedule(...), pipe.scheduler))``
-    then samples with the schedule."""
+    ``profile``. ``pipe(prompt, **to_diffusers(schedule(...), pipe.scheduler))`` then samples with the schedule.
+
+    Parameters
+    ----------
+    pipe : diffusers pipeline
+        A text-to-image pipeline with ``unet``, ``vae``, ``scheduler`` and ``encode_prompt``.
+    images : torch.Tensor
+        ``(N, 3, H, W)`` images in [-1, 1].
+    prompts : str or list of str
+        One caption, or one per image.
+    sigmas : array_like, optional
+        The grid (default 128 points over the scheduler's range).
+    samples, seed : int
+        Samples per sigma; the seed of the noise and of the latents' draws.
+    encode_batch_size : int
+        Images per VAE and text-encoder call.
+    **profile_kwargs
+        Passed to ``ef.profile`` (``batch_size=``, ``checkpoint=``, ...).
+
+    Returns
+    -------
+    Profile
+        The UNet's profile on the pipeline's own latents and captions."""
     from ..data import encode
     from ..profiling import profile
     from ..grids import sigma_grid
@@ -363,6 +418,19 @@ def to_diffusers(sigmas: Any, scheduler: Any) -> dict:
     gives the sigma error reached). A schedule outside a VP scheduler's trained range warns (the timestep
     clamps there). Every answer is tried on a copy of the scheduler: what it refuses, or turns into other
     sigmas than ours, is refused here with an InputError naming a scheduler to use instead.
+
+    Parameters
+    ----------
+    sigmas : array_like
+        Descending EDM sigmas ending in 0 (``ef.schedule``'s output).
+    scheduler : diffusers scheduler
+        The pipeline's scheduler (it is not modified: the answer is tried on a copy).
+
+    Returns
+    -------
+    dict
+        Keyword arguments for ``scheduler.set_timesteps`` (and so for ``pipe(...)``): ``sigmas=``, ``timesteps=``
+        or the flow / Karras parameters that reproduce ``sigmas``.
     """
     s = np.asarray(sigmas, np.float64)
     if s.ndim != 1 or s.size < 3 or not np.all(np.isfinite(s)) or s[-1] != 0 or np.any(np.diff(s) >= 0):

@@ -79,6 +79,20 @@ def denoiser(net: torch.nn.Module, dtype: Optional[torch.dtype] = None, force_fp
     Integer class labels become one-hot rows of width ``net.label_dim``; a conditional net called
     without labels is an error, never a silent all-zero label. ``dtype`` (bf16 / fp16) runs the
     net under autocast; the output comes back as float32 so errors accumulate in float64 unclipped.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        An EDM / EDM2 preconditioned network ``net(x, sigma, class_labels)`` (``load`` reads NVIDIA's pickles).
+    dtype : torch.dtype, optional
+        ``torch.bfloat16`` or ``torch.float16``: run the net under autocast (None: its own dtype).
+    force_fp32 : bool, optional
+        Passed to EDM2's ``Precond.forward`` where given.
+
+    Returns
+    -------
+    EDMAdapter
+        ``denoiser(x, sigma, labels=None) -> x0_hat`` for ``ef.profile`` and the samplers.
     """
     return EDMAdapter(net, dtype, force_fp32)
 
@@ -128,7 +142,23 @@ def guided(net: torch.nn.Module, guide: Optional[torch.nn.Module] = None, weight
     same labels; an unconditional one ignores them); ``None`` guides by ``net`` itself without labels
     (classifier-free guidance: meaningful for a net trained with label dropout, as EDM2's
     ``Precond`` reads no labels as the unconditional branch). ``weight=1`` is the plain ``net`` (the
-    guide is not run). A :class:`GuidedAdapter` module."""
+    guide is not run). A :class:`GuidedAdapter` module.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        The main EDM / EDM2 network.
+    guide : torch.nn.Module, optional
+        The guiding network (None: ``net`` itself without labels, classifier-free guidance).
+    weight : float
+        The guidance weight ``w`` (1: no guidance).
+    dtype, force_fp32 : optional
+        As for :func:`denoiser`, for both networks.
+
+    Returns
+    -------
+    GuidedAdapter
+        ``denoiser(x, sigma, labels=None) -> D_g + w (D - D_g)``."""
     w = checks.real(weight, "weight")
     if guide is None and not int(getattr(net, "label_dim", 0) or 0):
         raise InputError("guide=None guides by the same net without labels, but this net is unconditional "
@@ -141,7 +171,23 @@ def load(path: str, code_root: Optional[str] = None, device: str = "cpu", key: s
 
     Their pickles rebuild the network from the repository's modules (``torch_utils``, ``dnnlib``,
     ``training``): ``code_root`` is a checkout of NVlabs/edm2 (or edm), put on ``sys.path``.
-    Unpickling runs code from the file: load only pickles you trust (a warning says so)."""
+    Unpickling runs code from the file: load only pickles you trust (a warning says so).
+
+    Parameters
+    ----------
+    path : str
+        The network pickle (``.pkl``).
+    code_root : str, optional
+        A checkout of NVlabs/edm2 (or edm) whose modules the pickle names.
+    device : str
+        Where the network goes.
+    key : str
+        The pickle's entry holding the network (``"ema"`` in NVIDIA's snapshots).
+
+    Returns
+    -------
+    torch.nn.Module
+        The network, in eval mode, without gradients, on ``device``."""
     path = os.fspath(path)
     if code_root is not None:
         code_root = os.path.abspath(os.fspath(code_root))
@@ -199,6 +245,23 @@ def logvar_mse(net, sigmas, dim, trained_range=None):
 
 
 def profile_from_logvar(net: torch.nn.Module, sigmas: Any, dim: int, trained_range: Optional[tuple] = None) -> Profile:
-    """A Profile from EDM2's logvar head alone (see :func:`logvar_mse`); ``dim`` is the data dimension."""
+    """A Profile from EDM2's logvar head alone (see :func:`logvar_mse`): no sampling, no UNet call.
+
+    Parameters
+    ----------
+    net : torch.nn.Module
+        An EDM2 ``Precond`` with its logvar head (``logvar_fourier``, ``logvar_linear``).
+    sigmas : array_like
+        The ascending sigma grid.
+    dim : int
+        The data dimension (C x H x W of the latents or images).
+    trained_range : tuple of float, optional
+        ``(sigma_lo, sigma_hi)`` where the head was trained (default the net's, else EDM2's ImageNet-512 range);
+        outside it a warning names the sigmas where the head extrapolates.
+
+    Returns
+    -------
+    Profile
+        An exact-curve profile (zero standard errors) with ``meta["source"] == "EDM2 logvar"``."""
     return Profile.from_curve(sigmas, logvar_mse(net, sigmas, dim, trained_range), dim,
                               meta={"source": "EDM2 logvar", "model": type(net).__name__})

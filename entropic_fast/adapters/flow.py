@@ -44,12 +44,34 @@ class FlowAdapter(Adapter):
 
 
 def denoiser(model, time_scale=1.0):
-    """Wrap ``model(x_t, t * time_scale) -> v`` (``v = n - x0``) as ``denoiser(x, sigma)``: a :class:`FlowAdapter`."""
+    """Wrap ``model(x_t, t * time_scale) -> v`` (``v = n - x0``) as ``denoiser(x, sigma)``: a :class:`FlowAdapter`.
+
+    Parameters
+    ----------
+    model : callable
+        A velocity model ``model(x_t, t[, labels]) -> v`` (a tensor, or an object with ``.sample``).
+    time_scale : float
+        What the model's time input is in units of ``t`` (1000 for models trained on t in [0, 1000]).
+
+    Returns
+    -------
+    FlowAdapter
+        ``denoiser(x, sigma, labels=None) -> x0_hat`` in EDM form (``x = x_t (1 + s)``, ``t = s / (1 + s)``)."""
     return FlowAdapter(model, time_scale)
 
 
 def flow_times(sigmas):
-    """A descending sigma list (trailing 0 allowed) as flow times ``t`` in [0, 1)."""
+    """A descending sigma list (trailing 0 allowed) as flow times ``t`` in [0, 1).
+
+    Parameters
+    ----------
+    sigmas : array_like
+        Descending EDM sigmas, ``ef.schedule``'s output.
+
+    Returns
+    -------
+    numpy.ndarray
+        ``t = s / (1 + s)``: what flow samplers and ComfyUI's SIGMAS for flow models take."""
     s = np.asarray(sigmas, np.float64)
     if s.ndim != 1 or not np.all(np.isfinite(s)) or np.any(s < 0) or np.any(np.diff(s) >= 0):
         raise InputError(f"sigmas must be finite, descending and >= 0, got {s}")
