@@ -270,9 +270,10 @@ def _image(x):
     return a[0] if a.shape[0] == 1 else np.ascontiguousarray(a.transpose(1, 2, 0))
 
 
-@dataclasses.dataclass
+@dataclasses.dataclass(frozen=True)
 class Job:
-    """A comparison's checked inputs: the cells and seeds, their schedules, the model, where and how."""
+    """A comparison's checked inputs, built complete in one place (``_job``; ``tuning._job``) and frozen: the cells
+    and seeds, their schedules, the model, where and how."""
     denoiser: object
     cells: list
     seeds: list

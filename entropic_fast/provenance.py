@@ -10,6 +10,8 @@ and checked, so that code asks ``prof.provenance.exact`` rather than looking up 
 - ``run``: what two sampled profiles must share to be merged (seed, samples, unit, data shape, dtype,
   fingerprints), in the order a refusal names them.
 - ``dropped``: rows dropped per sigma for non-finite output (zeros when none).
+- ``tuned``: the intervals ``ef.tune`` measured on the model, by sampler, budget and kind (``schedules``
+  uses them in place of the rule's); empty without.
 """
 import dataclasses
 from typing import Optional
@@ -30,6 +32,7 @@ class Provenance:
     units: Optional[dict] = None
     run: tuple = ()
     dropped: Optional[np.ndarray] = None
+    tuned: dict = dataclasses.field(default_factory=dict)
 
     @property
     def samples(self):
@@ -62,7 +65,10 @@ def of(meta, n):
     adaptive = meta.get("adaptive")
     if adaptive is not None and not isinstance(adaptive, dict):
         raise InputError(f"meta['adaptive'] must be the adaptive plan's record (a dict), got {adaptive!r}")
-    units = meta.get("units")
+    units, tuned = meta.get("units"), meta.get("tuned") or {}
+    if not isinstance(tuned, dict):
+        raise InputError(f"meta['tuned'] must be ef.tune's record (a dict by sampler, budget and kind), got {tuned!r}")
     return Provenance(exact=_flag(meta.get("exact", False), "exact"), adaptive=adaptive,
                       control=_names(meta.get("control")), units=units if isinstance(units, dict) else None,
-                      run=tuple((k, meta.get(k)) for k in RUN_KEYS), dropped=_dropped(meta.get("dropped_per_sigma"), n))
+                      run=tuple((k, meta.get(k)) for k in RUN_KEYS), dropped=_dropped(meta.get("dropped_per_sigma"), n),
+                      tuned=tuned)

@@ -167,8 +167,7 @@ def ends(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smooth=No
 
 def _tuned(prof, key, lo, hi):
     """The interval ``ef.tune`` measured on the model for ``key``, kept within the bounds; None without one."""
-    table = prof.meta.get("tuned")
-    found = table.get(key) if isinstance(table, dict) else None
+    found = prof.provenance.tuned.get(key)
     if not isinstance(found, dict) or np.ndim(found.get("interval")) != 1 or len(found["interval"]) != 2:
         return None
     a, b = (min(max(float(v), lo), hi) for v in found["interval"])

@@ -171,6 +171,9 @@ def test_behaviour_reads_the_typed_provenance():
         ef.Profile(s, s, s**2, np.ones_like(s), dim=1, meta={"exact": "yes"})  # a string would have been truthy
     with pytest.raises(InputError, match=r"meta\['adaptive'\] must be the adaptive plan's record"):
         ef.Profile(s, s, s**2, np.ones_like(s), dim=1, meta={"adaptive": True})
+    with pytest.raises(InputError, match=r"meta\['tuned'\] must be ef.tune's record"):
+        sampled.with_meta(tuned=[0.1, 1.0])  # once silently ignored by ef.schedule
+    assert sampled.with_meta(tuned={"ddim/4/rescaled": {}}).provenance.tuned == {"ddim/4/rescaled": {}}
     with pytest.raises(InputError, match=r"dropped_per_sigma'\] must be 2 whole numbers"):
         from_samples([0.1, 1.0], [[1.0]] * 2).with_meta(dropped_per_sigma=[1])
 
