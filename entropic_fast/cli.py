@@ -413,7 +413,7 @@ def _version():
 
 
 def build_parser():
-    p = argparse.ArgumentParser(prog="entropic-fast", description=__doc__.split("\n")[0])
+    p = argparse.ArgumentParser(prog="entropic-fast", description=__doc__.split("\n")[0].replace("``", ""))
     p.add_argument("--version", action="version", version=f"entropic-fast {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     _schedule_parser(sub)

@@ -72,6 +72,18 @@ def test_every_cli_flag_has_help():
     assert not missing, missing
 
 
+def test_the_help_shows_no_markup():
+    """The top-level --help once showed the module docstring's reStructuredText (``entropic-fast``)."""
+    def texts(parser):
+        yield parser.format_help()
+        for a in parser._actions:
+            if isinstance(a, argparse._SubParsersAction):
+                for sub in a.choices.values():
+                    yield from texts(sub)
+    shown = "\n".join(texts(build_parser()))
+    assert "``" not in shown and ":class:" not in shown and ":func:" not in shown
+
+
 def test_every_python_block_of_the_readme_runs_on_its_own_imports():
     """Each block of the README is copied alone by a newcomer: it must name what it uses (the spectral block
     failed with NameError: name 'ef' is not defined). Checked by compiling each block and looking for names
