@@ -187,12 +187,13 @@ def _bread_and_meat(mw, mw2, n):
     np.add.at(b, j, a[0, 1] - a[1, 1])
     np.add.at(b, j + 1, a[1, 1])
 
-    def meat(c):
+    def meat(c, fitted=False):
         # r = e - (c_j + (c_{j+1} - c_j) t) = e - alpha - beta t, so r^2 = e^2 - 2 e (alpha + beta t) + (alpha + beta t)^2
+        # (fitted: the same sums of the fitted values squared, (alpha + beta t)^2, in place of r^2)
         al, be = c[:-1], c[1:] - c[:-1]
         def s(m):  # sum w^2 t^m r^2
-            return (q[m, 2] - 2 * (al * q[m, 1] + be * q[m + 1, 1]) + al**2 * q[m, 0] + 2 * al * be * q[m + 1, 0]
-                    + be**2 * q[m + 2, 0])
+            fit2 = al**2 * q[m, 0] + 2 * al * be * q[m + 1, 0] + be**2 * q[m + 2, 0]
+            return fit2 if fitted else q[m, 2] - 2 * (al * q[m, 1] + be * q[m + 1, 1]) + fit2
         M = np.zeros((n, n))
         np.add.at(M, (j, j), s(0) - 2 * s(1) + s(2))
         np.add.at(M, (j + 1, j + 1), s(2))
@@ -221,9 +222,21 @@ def fit(mw, mw2, n):
         sub = np.ix_(seen, seen)
         inv = np.linalg.pinv(A[sub])
         c[seen] = inv @ b[seen]
-        cov = inv @ meat(np.nan_to_num(c))[sub] @ inv
-        se[seen] = np.sqrt(np.maximum(np.diag(cov), 0.0))
+        se[seen] = _stderr(inv, meat, np.nan_to_num(c), sub)
     return c, se, n_eff
+
+
+def _stderr(inv, meat, c, sub):
+    """The knots' standard errors: the sandwich ``A^-1 M A^-1``, but never below what the errors' pooled relative
+    spread gives (``v``, residuals over fitted values, over every sample: the same sandwich with ``v`` times the
+    fitted value squared in place of each residual squared). With a few samples near a knot (the ends of a training
+    distribution) the fit passes through them and the sandwich alone says ~0; the floor says what that many samples
+    of this spread are worth."""
+    m, fitted = meat(c), meat(c, fitted=True)
+    v = max(m.sum(), 0.0) / max(fitted.sum(), 1e-300)  # hats sum to 1: sum w^2 r^2 and sum w^2 (phi^T c)^2
+    sandwich = np.diag(inv @ m[sub] @ inv)
+    floor = v * np.diag(inv @ fitted[sub] @ inv)
+    return np.sqrt(np.maximum(np.maximum(sandwich, floor), 0.0))
 
 
 def _as_profile(grid, mse, se, n_eff, dim, meta):
