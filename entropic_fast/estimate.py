@@ -134,6 +134,19 @@ def _check_range(grid, example, net_dtype):
                          f"{str(net_dtype).replace('torch.', '')} ({top:.3g}): lower the top of the grid")
 
 
+def _warn_outside(grid, denoiser):
+    """Warn when the grid leaves the sigma range the denoiser declares (beyond it a VP model's timestep clamps: the
+    profile there measures the clamped model, not the model)."""
+    declared = protocol.declared_range(denoiser)
+    if declared is None:
+        return
+    lo, hi = declared
+    if grid[0] < lo * (1 - 0.02) or grid[-1] > hi * (1 + 0.02):
+        warnings.warn(f"the grid spans sigma {grid[0]:.4g} .. {grid[-1]:.4g}, but {protocol.describe(denoiser)} is "
+                      f"defined on [{lo:.4g}, {hi:.4g}]: outside it the model's timestep clamps, and the profile there "
+                      f"measures the clamped model. Profile over ef.sigma_grid(n, {lo:.4g}, {hi:.4g})", stacklevel=4)
+
+
 def distributed():
     """``(rank, world size)`` of an initialised torch.distributed group, else None."""
     d = torch.distributed
@@ -184,6 +197,7 @@ def job(denoiser, data, grid, *, seed=0, spectral=False, nonfinite="raise", shar
     dtype = torch.float64 if data.example.dtype == torch.float64 else torch.float32
     net_dtype = protocol.declared_dtype(denoiser) or dtype
     _check_range(grid, data.example, net_dtype)
+    _warn_outside(grid, denoiser)
     checkpointing = checkpointing.for_process(shard if dist is not None else None)
     mixture, controls = _paths(denoiser, data, spectral, control, device, grid)
     network = protocol.network(denoiser, throughput.compile, throughput.channels_last and data.example.dim() == 4,

@@ -113,6 +113,16 @@ def declared_dtype(denoiser):
     return None
 
 
+def declared_range(denoiser):
+    """``(sigma_min, sigma_max)`` a denoiser declares it is defined on (diffusers' VP adapter: its scheduler's
+    range), or None."""
+    lo, hi = (getattr(denoiser, k, None) for k in ("sigma_min", "sigma_max"))
+    real = (int, float, np.floating, np.integer)
+    if isinstance(lo, real) and isinstance(hi, real) and not isinstance(lo, bool) and 0 < lo < hi < float("inf"):
+        return float(lo), float(hi)
+    return None
+
+
 def declared_device(denoiser):
     """The device a denoiser declares (``.device``) or of a module's first parameter, or None."""
     declared = getattr(denoiser, "device", None)

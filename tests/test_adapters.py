@@ -417,3 +417,18 @@ def test_a_scheduler_that_ends_above_zero_says_so_with_its_last_sigma(cls):
     assert not [w for w in seen if "ends sampling" in str(w.message)]
     zero.set_timesteps(**kw)
     assert float(zero.sigmas[-1]) == 0.0
+
+
+def test_profiling_a_vp_model_beyond_its_schedulers_range_warns():
+    """Issue 41: beyond the scheduler's range the timestep clamps and the profile measures the clamped model."""
+    sched = diffusers.EulerDiscreteScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear")
+    den = dfa.denoiser(GaussianVP(sched, 0.3, "epsilon"), sched)
+    data = torch.randn(64, 1, 4, 4) * 0.3**0.5
+    with pytest.warns(UserWarning, match=r"spans sigma 0.002 .. 80, but diffusers VP adapter.* is defined on "
+                                         r"\[0.0291\d, 14.61\]: outside it") as seen:
+        ef.profile(den, data, ef.sigma_grid(4, 0.002, 80.0), samples=32, progress=False, control=None)
+    assert seen[0].filename == __file__  # it points at the caller's line
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        ef.profile(den, data, ef.sigma_grid(4, den.sigma_min, den.sigma_max), samples=32, progress=False,
+                   control=None)
