@@ -5,7 +5,8 @@ Ablation, adaptive runs to the 16-step rescaled schedule's band (``ef.profile(ne
 tolerance=...)``), ``--seeds`` seeds each: the plain mean; the two controls as one scalar each (the estimator before
 issue 42: the data's Wiener error ``L - E[L]`` and the local ``L - E[L | x0]``, their terms summed); the data's
 Wiener control by its parts with the local one summed; every part but the local ``row``; every part (the default);
-the default on a 24-point grid. Each run's error is the largest relative error of the inner sigmas of its schedule
+the default with the pilot of 32 rows per sigma it had before (units of 32 rows then; 16 now); the default on a
+24-point grid. Each run's error is the largest relative error of the inner sigmas of its schedule
 against a reference profile's (128 points x 4096 samples) on the same interval, the one the run chooses (what its
 band binds). Coverage, ``--coverage`` seeds of the defaults and of the plain mean: how often the run's 95% band
 holds every inner sigma of the reference schedule (simultaneous), and the share of inner sigmas it holds.
@@ -53,24 +54,26 @@ class Parts:
 
 
 def settings(data):
-    """``(name, control, grid points)`` of each ablation row."""
+    """``(name, control, grid points, pilot)`` of each ablation row."""
     w = control.Wiener.of_rows(data)
     loc = control.LocalWiener.of_rows(data).indexed(data)
     old = [Summed(w, ("data", "noise", "cross"), "wiener"), Summed(loc, ("noise", "cross"), "local")]
-    return [("plain mean (control=None)", None, 32),
-            ("two controls, each one scalar (before issue 42)", old, 32),
-            ("data's Wiener by parts, local summed", [w, old[1]], 32),
-            ("every part but local.row", [w, Parts(loc, ("noise", "cross"))], 32),
-            ("every part (the default)", "auto", 32),
-            ("every part, 24-point grid", "auto", 24)]
+    return [("plain mean (control=None)", None, 32, 16),
+            ("two controls, each one scalar (before issue 42)", old, 32, 16),
+            ("data's Wiener by parts, local summed", [w, old[1]], 32, 16),
+            ("every part but local.row", [w, Parts(loc, ("noise", "cross"))], 32, 16),
+            ("every part, pilot of 32 per sigma (the default before)", "auto", 32, 32),
+            ("every part, pilot of 16 per sigma (the default)", "auto", 32, 16),
+            ("every part, 24-point grid", "auto", 24, 16)]
 
 
-def run_one(net, data, ref, grid, tol, ctl, seed):
+def run_one(net, data, ref, grid, tol, ctl, seed, pilot=16):
     """``(evaluations, error, covered every inner sigma, share covered, seconds)`` of one adaptive run."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         t = time.perf_counter()
-        p = ef.profile(net, data, ef.sigma_grid(grid), tolerance=tol, control=ctl, seed=seed, progress=False)
+        p = ef.profile(net, data, ef.sigma_grid(grid), tolerance=tol, control=ctl, seed=seed, pilot=pilot,
+                       progress=False)
         seconds = time.perf_counter() - t
         held = ef.schedules.ends(p, 16)
         s, r = ef.schedule(p, 16, interval=held), ef.schedule(ref, 16, interval=held)
@@ -88,9 +91,9 @@ def run(quick=False, seeds=3, coverage=20):
                      progress=False)
     print(f"reference: {ref.meta['evaluations']} evaluations ({time.time() - t0:.0f} s)", flush=True)
     rows = []
-    for name, ctl, grid in settings(data)[:2 if quick else None]:
+    for name, ctl, grid, pilot in settings(data)[:2 if quick else None]:
         for tol in (0.03, 0.01):
-            runs = [run_one(net, data, ref, grid, tol, ctl, s) for s in range(1 if quick else seeds)]
+            runs = [run_one(net, data, ref, grid, tol, ctl, s, pilot) for s in range(1 if quick else seeds)]
             rows.append({"setting": name, "grid": grid, "tolerance": tol, "runs": runs})
             print(line(rows[-1]), flush=True)
     cover = []

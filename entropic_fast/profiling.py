@@ -39,7 +39,7 @@ from .grids import sigma_grid
 from .options import Checkpointing, Throughput
 from .profile import Profile, as_grid
 
-# The default grids: the paper's for a fixed run; 32 points for an adaptive one (its pilot is 32 x 32 rows, and its
+# The default grids: the paper's for a fixed run; 32 points for an adaptive one (its pilot is 32 x 16 rows, and its
 # 16-step schedule is as accurate as on finer grids: benchmarks/results/time_to_accuracy.md).
 FIXED_POINTS, ADAPTIVE_POINTS = 128, 32
 
@@ -47,7 +47,7 @@ FIXED_POINTS, ADAPTIVE_POINTS = 128, 32
 def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = None, *,
             samples: Optional[int] = None, tolerance: Optional[float] = None,
             steps: Union[int, Sequence[int]] = 16, kind: Union[str, Sequence[str]] = "rescaled",
-            max_evaluations: int = 131072, pilot: int = 32, level: float = 0.95,
+            max_evaluations: int = 131072, pilot: int = 16, level: float = 0.95,
             control: Union[str, list, None] = "auto", labels: Any = None, labels_kwarg: Optional[str] = None,
             batch_size: int = 256, seed: int = 0, spectral: bool = False,
             device: Union[str, torch.device, None] = None, backend: str = "auto", progress: Any = True,

@@ -13,7 +13,7 @@ import numpy as np
 
 from . import purepy
 
-UNIT = 32
+UNIT = 16  # 16: an adaptive pilot of 16 rows per sigma (issue 42: 32 spent ~500 of 8,331 evaluations where no band binds)
 _MASK64 = (1 << 64) - 1
 
 

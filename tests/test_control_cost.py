@@ -68,24 +68,36 @@ def test_the_local_row_part_is_centred_over_the_data_rows(d):
         np.testing.assert_allclose(float(loss[block].mean()), want, rtol=0.05)
 
 
-@pytest.mark.parametrize("b, d", [(1, 3), (9, 40), (64, 129)])
-def test_wiener_control_with_its_table_matches_the_formula(b, d):
+@pytest.mark.parametrize("b, d, n", [(1, 3, 300), (9, 40, 300), (64, 129, 300), (20, 200, 50)])
+def test_wiener_control_with_its_table_matches_the_formula(b, d, n):
     """The data's own Wiener control, with and without the per-row table, against ``||W(x) - x0||^2 - E[L]``
-    computed in the original coordinates."""
+    computed in the original coordinates: ``W(x) = mu + A (x - mu)``, ``A = U diag(g) U^T + g_rest (I - U U^T)``
+    (above ``RANK`` values the rest's directions share one gain; up to it ``U U^T = I``), ``E[L] = tr((A - I) S
+    (A - I)^T) + s^2 tr(A A^T)`` with ``S`` the rows' covariance; ``norm`` is ``||x0 - mu||^2 - tr S``."""
     rows, pick, x0, x, sigma = _noisy(b, d, seed=d)
+    rows, pick = rows[:n], pick % n
+    x0 = rows[pick]
+    x = x0 + sigma[:, None] * torch.randn(b, d, generator=torch.Generator().manual_seed(b), dtype=torch.float64)
     ctl = control.Wiener.of_rows(rows)
-    cov = ctl.basis @ torch.diag(ctl.lam) @ ctl.basis.T
+    k = ctl.basis.shape[1]  # every direction up to RANK values, the top RANK (or the rows' span) above
+    assert (k == d) if d <= control.RANK else (k <= control.RANK and ctl.rest[0] == d - k)
+    np.testing.assert_allclose((ctl.basis.T @ ctl.basis).numpy(), np.eye(k), atol=1e-12)
+    xc = rows - rows.mean(0)
+    cov, eye = xc.T @ xc / n, torch.eye(d, dtype=torch.float64)
+    m, lam_rest = ctl.rest
     want = []
     for i in range(b):
         s2 = float(sigma[i]) ** 2
-        w = ctl.mean + cov @ torch.linalg.solve(cov + s2 * torch.eye(d, dtype=torch.float64), x[i] - ctl.mean)
-        want.append(float(((w - x0[i]) ** 2).sum() - torch.trace(cov @ torch.linalg.inv(cov / s2 + torch.eye(
-            d, dtype=torch.float64)))))
+        a = ctl.basis @ torch.diag(ctl.lam / (ctl.lam + s2)) @ ctl.basis.T
+        a = a + (lam_rest / (lam_rest + s2) if m else 0.0) * (eye - ctl.basis @ ctl.basis.T)
+        w = ctl.mean + a @ (x[i] - ctl.mean)
+        mean = torch.trace((a - eye) @ cov @ (a - eye).T) + s2 * torch.trace(a @ a.T)
+        want.append(float(((w - x0[i]) ** 2).sum() - mean))
     want = np.array(want)
     r = control.rows64(x, x0, sigma)
+    norm = ((x0 - ctl.mean) ** 2).sum(1) - torch.trace(cov)
     for got in (ctl.centred(x, x0, sigma), ctl.indexed(rows).centred_rows(*r, rows=pick)):
         np.testing.assert_allclose(got[:3].sum(0).numpy(), want, rtol=1e-8, atol=1e-8 * (np.abs(want).max() + 1))
-        norm = ((x0 - ctl.mean) ** 2).sum(1) - ctl.lam.sum()
         np.testing.assert_allclose(got[3].numpy(), norm.numpy(), rtol=1e-10, atol=1e-10 * float(norm.abs().max()))
 
 

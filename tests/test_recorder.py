@@ -7,6 +7,7 @@ import torch
 import entropic_fast as ef
 from entropic_fast.errors import InputError
 from entropic_fast.recorder import fit
+from entropic_fast.units import UNIT
 
 GAUSS = ef.analytic.Gaussian(0.25, (16,))
 
@@ -115,9 +116,9 @@ def test_a_recorded_prior_plans_the_first_round():
     from entropic_fast.adaptive import prior_plan, targets
     first = prior_plan(prior, targets(16, "rescaled"), 0.95, 96)  # the pilot's 96 units (4 per sigma), shared out
     assert first.sum() <= 96 and first.min() >= 1 and first.max() > 4
-    p = ef.profile(GAUSS, GAUSS, tolerance=0.05, prior=prior, pilot=128, control=None, progress=False)
+    p = ef.profile(GAUSS, GAUSS, tolerance=0.05, prior=prior, pilot=4 * UNIT, control=None, progress=False)
     assert np.array_equal(p.sigmas, prior.sigmas)
-    assert p.meta["adaptive"]["rounds"][0]["evaluations"] == int(first.sum()) * 32
+    assert p.meta["adaptive"]["rounds"][0]["evaluations"] == int(first.sum()) * UNIT
     assert p.meta["adaptive"]["rounds"][-1]["band"] <= 0.05 and "prior" in p.meta["adaptive"]
     with pytest.raises(InputError, match="prior must be a Profile"):
         ef.profile(GAUSS, GAUSS, tolerance=0.05, prior="rec.npz", progress=False)
