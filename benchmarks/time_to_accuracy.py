@@ -147,7 +147,9 @@ def write(result, out_dir, quick, options=""):
                           "4096 samples, both control variates) on the same interval, the one the run's profile "
                           "chooses (what its band binds), median (worst). Every cell ran in one process on "
                           f"the machine above, side by side; {max(len(r['seconds']) for r in results)} seeds (at most 2 for the "
-                          "costly net).", seconds=seconds)
+                          "costly net). The controls are fitted once per data tensor and request (the last kept): "
+                          "in a cell the first seed fits them (the slowest, in brackets), the next reuse them.",
+                          seconds=seconds)
     refs = {r["model"]: r["band"] for r in results}
     head += [f"Reference band (95%, relative) of {m}: +-{100 * b:.2f}%" for m, b in refs.items()] + [""]
     head += ["| model | control | grid | tolerance | seconds | evaluations | error % |",

@@ -18,6 +18,7 @@ import numpy as np
 
 from . import checks, estimate, signals
 from .checkpoint import CheckpointMismatch
+from .control import row_variance
 from .errors import InputError
 from .kinds import BAND_KINDS
 from .profile import Profile
@@ -194,13 +195,17 @@ class AdaptivePlan:
         """``control="auto"``'s decision after the pilot, with its numbers (for the meta and the checkpoint): on
         only where the predicted wall time to the tolerance is shorter with the controls (the samples still to draw
         by their variances, :func:`predicted_total`, at the pilot's seconds per row) than without (by the plain
-        variances, at those seconds less the controls' own)."""
+        variances, at those seconds less the controls' own). The controlled variances are the residual ones per
+        row (:func:`control.row_variance`), without the pilot's small-sample share of the standard error: the
+        rounds to come draw many more rows per sigma, where it vanishes."""
         if rows <= 0:
             return {"on": True, "measured": False}  # resumed at the pilot's end: nothing timed here, kept
         plain = Profile(prof.sigmas, prof.sum, prof.sumsq, prof.count, dim=prof.dim)
         done = float(prof.count.sum())
         _, grads, v = band(prof, self.goals, self.level)  # the schedule's gradients, once: the dear part
         v_plain = np.where(prof.count > 0, plain.stderr**2 * prof.count, 0.0)
+        if prof.control_sum is not None:
+            v = np.where(prof.count > 0, row_variance(prof.sum, prof.sumsq, prof.count, prof.control_sum), 0.0)
         left = [max(_total(grads, u, prof.count, self.tolerance, self.level) - done, 0.0) for u in (v, v_plain)]
         per = [seconds / rows, max(seconds - control_seconds, 0.0) / rows]
         wall = [n * t for n, t in zip(left, per)]

@@ -73,6 +73,7 @@ def profile(denoiser: Callable, data: Any, sigmas: Optional[Sequence[float]] = N
         recorded while training (``ef.Recorder``) instead.
     control : {"auto", "wiener", "local", "both"}, list or None
         Control variates (``ef.control``); ``"auto"`` keeps them where they shorten the wall time to the tolerance.
+        Fitted once per data tensor: a later call with the same tensor, unchanged, and the same request reuses them.
     labels, labels_kwarg : tensor or array, str, optional
         A label per data row, the denoiser's third argument (or the keyword ``labels_kwarg``, e.g. ``"cond"``).
     seed, spectral, nonfinite, shard : int, bool, {"raise", "skip"}, (int, int)

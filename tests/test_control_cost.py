@@ -176,7 +176,7 @@ def test_a_resumed_run_keeps_the_decision_taken_before_the_interruption(tmp_path
     kw = dict(tolerance=0.01, batch_size=64, progress=False)
     whole = ef.profile(Stopping(), SIGNS, **kw)
     ck = tmp_path / "ck.npz"
-    with pytest.raises(KeyboardInterrupt):  # the pilot is 32 units of 32 rows: 16 batches; stop in round two
+    with pytest.raises(KeyboardInterrupt):  # the pilot is 32 units of 16 rows: 8 batches; stop in round two
         ef.profile(Stopping(20), SIGNS, checkpoint=ck, checkpoint_every=1, **kw)
     saved, arrays = ef.checkpoint.load(ck)
     assert saved["control_decision"]["on"] is False and "cv" not in arrays  # decided, then interrupted
@@ -184,3 +184,26 @@ def test_a_resumed_run_keeps_the_decision_taken_before_the_interruption(tmp_path
     assert resumed.meta["control_decision"]["on"] is False and resumed.control_sum is None
     np.testing.assert_allclose(resumed.mse, whole.mse, rtol=1e-12)
     assert resumed.meta["evaluations"] == whole.meta["evaluations"]
+
+
+def test_the_last_data_tensors_controls_are_reused_only_while_it_is_unchanged(monkeypatch):
+    """A second profile of the same tensor takes the controls fitted by the first (the same sums); a changed
+    tensor (in place), another tensor or another request is fitted afresh."""
+    fits = []
+    real = control.LocalWiener.of_rows
+    monkeypatch.setattr(control.LocalWiener, "of_rows", classmethod(lambda cls, rows: fits.append(1) or real(rows)))
+    rows = torch.randn(300, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+
+    def run(data, which="auto"):
+        return ef.profile(lambda x, s: x / (1 + s.view(-1, 1, 1, 1) ** 2), data, ef.sigma_grid(8), samples=32,
+                          control=which, progress=False)
+    first, again = run(rows), run(rows)
+    assert len(fits) == 1
+    np.testing.assert_array_equal(first.control_sum, again.control_sum)
+    run(rows.clone())
+    assert len(fits) == 2  # another tensor of the same values
+    run(rows, "local")
+    assert len(fits) == 3  # another request
+    rows[0] += 1.0
+    changed = run(rows, "local")
+    assert len(fits) == 4 and not np.array_equal(changed.control_sum, first.control_sum)
