@@ -21,7 +21,6 @@ from .checkpoint import CheckpointMismatch
 from .control import row_variance
 from .errors import InputError
 from .kinds import BAND_KINDS
-from .profile import Profile
 from .schedules import log_sigma_gradient, normal_quantile
 from .units import UNIT, plan_rows, plan_units
 
@@ -200,10 +199,9 @@ class AdaptivePlan:
         rounds to come draw many more rows per sigma, where it vanishes."""
         if rows <= 0:
             return {"on": True, "measured": False}  # resumed at the pilot's end: nothing timed here, kept
-        plain = Profile(prof.sigmas, prof.sum, prof.sumsq, prof.count, dim=prof.dim)
         done = float(prof.count.sum())
         _, grads, v = band(prof, self.goals, self.level)  # the schedule's gradients, once: the dear part
-        v_plain = np.where(prof.count > 0, plain.stderr**2 * prof.count, 0.0)
+        v_plain = np.where(prof.count > 0, prof.plain_stderr**2 * prof.count, 0.0)
         if prof.control_sum is not None:
             v = np.where(prof.count > 0, row_variance(prof.sum, prof.sumsq, prof.count, prof.control_sum), 0.0)
         left = [max(_total(grads, u, prof.count, self.tolerance, self.level) - done, 0.0) for u in (v, v_plain)]
