@@ -1,6 +1,8 @@
 """Where our default loses on the digits16 transformer (Heun at 15 evaluations, DPM++(2M) at 8 and 16): is it the
-interval or the spacing? Rescaled spacing on intervals around the rule's, and rescaled spacing flattened toward
-equal steps in log sigma (rate ``(e / s)^gamma``) on the rule's interval; the same noise in every cell.
+interval or the spacing? Rescaled spacing on intervals around the rule's, rescaled spacing flattened toward
+equal steps in log sigma (rate ``(e / s)^gamma``) on the rule's interval, and the spacings of EDM, of equal steps
+in log sigma and of the best peers on the rule's interval (``ef.compare(same_ends=True)``); the same noise in
+every cell.
 
     python benchmarks/second_order_gap.py [--samples 500] [--seeds 2]
 
@@ -21,6 +23,7 @@ from entropic_fast import digits16, kinds, samplers, schedules, times
 CELLS = (("dpmpp_2m", 8), ("dpmpp_2m", 16), ("heun", 8))  # (sampler, steps): 8, 16 and 15 evaluations
 MOVES = ((1, 1), (3, 1), (1 / 3, 1), (1, None), (3, None), (1 / 3, None), (1, 0.5))  # stop x, start x (None: 80)
 GAMMAS = (0.6, 0.3)
+SPACINGS = ("edm", "exponential", "ays-sd15", "sgm_uniform")  # on the rule's interval
 
 
 def cell(net, ref, feats, prof, sampler, steps, interval, args):
@@ -59,6 +62,14 @@ def main():
             finally:
                 kinds._BY_NAME["rescaled"] = base
             lines.append(f"| {sampler} | {evals} | spacing (e/s)^{g} | [{lo:.4g}, {hi:.4g}] | {m:.2f} ± {s:.2f} |")
+        same = ef.compare(net, ref, profile=prof, kinds=SPACINGS, steps=[evals], samplers=[sampler],
+                          samples=args.samples, seeds=args.seeds, features=feats, progress=False, batch_size=1024,
+                          same_ends=True).rows()[0][-1]
+        for k in SPACINGS:
+            lines.append(f"| {sampler} | {evals} | {k} spacing | [{lo:.4g}, {hi:.4g}] | {same[k][0]:.2f} ± "
+                         f"{same[k][1]:.2f} |")
+    ode = ef.compare(net, ref, profile=None, kinds=["edm"], steps=[127], samplers=["heun"], samples=args.samples,
+                     seeds=args.seeds, features=feats, progress=False, batch_size=1024).rows()[0][-1]["edm"]
     cpu = next((ln.split(":", 1)[1].strip() for ln in open("/proc/cpuinfo") if ln.startswith("model name")),
                platform.processor())
     text = ["# The second-order samplers' gap on digits16: interval or spacing?", "",
@@ -67,7 +78,9 @@ def main():
             f"Wall time: {time.time() - t0:.0f} s", "",
             f"Frechet distance (digits16 features) of {args.samples} samples x {args.seeds} seeds, mean ± std; "
             "rescaled spacing unless said. The best other kinds on the model's range, from compare_digits16.md: "
-            "DPM++(2M) 8 evaluations ays-sd15 26.33 ± 0.47, 16 edm 26.36 ± 0.64; Heun 15 sgm_uniform 25.79 ± 0.81.",
+            "DPM++(2M) 8 evaluations ays-sd15 26.33 ± 0.47, 16 edm 26.36 ± 0.64; Heun 15 sgm_uniform 25.79 ± 0.81. "
+            f"The exact ODE (Heun at 64 steps, 127 evaluations, EDM spacing on the model's range, the same seeds): "
+            f"{ode[0]:.2f} ± {ode[1]:.2f}.",
             "", *lines, ""]
     ef.files.write_text(args.out, "\n".join(text))
     print("\n".join(text))

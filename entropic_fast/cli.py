@@ -392,7 +392,7 @@ def _tune_parser(sub):
     t.add_argument("--sampler", default="ddim", choices=samplers.NAMES, help="the sampler you run (default ddim)")
     t.add_argument("--steps", type=int, default=8, help="network-evaluation budget (default 8)")
     t.add_argument("--kind", default=None, choices=KINDS, help="the spacing (default: the sampler's best)")
-    t.add_argument("--samples", type=int, default=256, help="samples per candidate interval (default 256)")
+    t.add_argument("--samples", type=int, default=1024, help="samples per candidate interval (default 1024)")
     t.add_argument("--seeds", type=int, default=1, help="seeds per candidate (default 1)")
     t.add_argument("--features", default=None, help="MODULE:FACTORY of a feature callable (default: digits')")
     t.add_argument("--out", default=None, help="where to write the tuned profile (default: over --profile)")

@@ -62,7 +62,7 @@ def candidates(prof, steps, kind, sampler, sigma_min=None, sigma_max=None):
 
 
 def tune(denoiser: Callable, reference: Any, profile: Union[Profile, str], sampler: str = "ddim", steps: int = 8, *,
-         kind: Optional[str] = None, samples: int = 256, seeds: int = 1, features: Optional[Callable] = None,
+         kind: Optional[str] = None, samples: int = 1024, seeds: int = 1, features: Optional[Callable] = None,
          labels: Any = None, checkpoint: Optional[str] = None, batch_size: int = 256,
          device: Union[str, torch.device, None] = None, sigma_min: Optional[float] = None,
          sigma_max: Optional[float] = None, progress: bool = True) -> Tuned:
@@ -86,7 +86,9 @@ def tune(denoiser: Callable, reference: Any, profile: Union[Profile, str], sampl
     kind : str, optional
         The spacing (default the sampler's, ``samplers.TABLE``).
     samples, seeds : int
-        Samples per candidate and seed; seeds (noise the evaluation tables never use).
+        Samples per candidate and seed; seeds (noise the evaluation tables never use). Fewer than about 1,000
+        samples can rank the candidates wrongly: the Frechet distance of a small sample is biased by an amount
+        that differs between candidates (``benchmarks/results/tuning_gain.md``).
     features, labels : optional
         As for ``ef.compare`` (features default to the digits classifier's, for 8x8 digits).
     checkpoint, batch_size, device, progress

@@ -62,3 +62,22 @@ def test_the_command_line_tunes_and_the_schedule_command_reads_it(tmp_path, caps
     assert main(["schedule", "t.npz", "--steps", "4", "--format", "json"]) == 0
     tuned = ef.Profile.load(tmp_path / "t.npz").meta["tuned"]["ddim/4/rescaled"]["interval"]
     assert f"{tuned[1]:.6g}"[:5] in capsys.readouterr().out
+
+
+def _exact_ddim_frechet(sigmas, var):
+    """W2^2 between N(0, var I) data and DDIM's output through ``sigmas`` with the exact denoiser, written with
+    the per-step factor ``x <- D + (s'/s)(x - D)``, ``D = var / (var + s^2) x`` (Euler on the probability-flow ODE)."""
+    amp = 1.0
+    for s, t in zip(sigmas[:-1], sigmas[1:]):
+        shrink = var / (var + s**2)
+        amp *= shrink + (t / s) * (1 - shrink)
+    return GAUSS.dim * (abs(amp) * sigmas[0] - var**0.5) ** 2
+
+
+def test_the_score_ranks_the_candidates_as_the_exact_distance_does():
+    from scipy.stats import spearmanr
+    r = tune(samples=1024)  # the default
+    exact = [_exact_ddim_frechet(ef.schedule(PROF, 4, sampler="ddim", interval=(a, b)), 0.25)
+             for a, b, _ in r.candidates]
+    assert spearmanr([c[2] for c in r.candidates], exact)[0] > 0.9
+    assert exact[r.candidates.index(r.best)] <= sorted(exact)[2]  # the pick among the three best
