@@ -368,7 +368,7 @@ def _compare_parser(sub):
 
 
 def _tune(args):
-    from .tuning import tune
+    from .tuning import SPACINGS, tune
 
     out = args.out or args.profile
     from .files import check_writable
@@ -377,17 +377,20 @@ def _tune(args):
     features = None if args.features is None else _load_factory(args.features)
     result = tune(_load_model(args), ref, args.profile, args.sampler, args.steps, kind=args.kind,
                   samples=args.samples, seeds=args.seeds, features=features, checkpoint=args.checkpoint,
+                  spacings=SPACINGS if args.spacings is None else args.spacings,
                   batch_size=args.batch_size, device=args.device, progress=not args.quiet)
     result.profile.save(out)
     print(result.markdown())
     print(f"wrote {out}: `entropic-fast schedule {out} --sampler {args.sampler} --steps "
-          f"{samplers.steps_within(args.sampler, args.steps)}` and the clients now use the tuned interval")
+          f"{samplers.steps_within(args.sampler, args.steps)}` and the clients now use the tuned interval and "
+          "spacing")
 
 
 def _tune_parser(sub):
     t = sub.add_parser("tune", help="search where a schedule starts and stops on your model (Frechet distance)")
     _network_arguments(t)
-    t.add_argument("--profile", required=True, help="the model's profile (.npz); the tuned interval goes into it")
+    t.add_argument("--profile", required=True,
+                   help="the model's profile (.npz); the tuned interval and spacing go into it")
     t.add_argument("--reference", required=True, help="data to score against: 'digits', a .npy file, a folder or .zip")
     t.add_argument("--sampler", default="ddim", choices=samplers.NAMES, help="the sampler you run (default ddim)")
     t.add_argument("--steps", type=int, default=8, help="network-evaluation budget (default 8)")
@@ -395,6 +398,9 @@ def _tune_parser(sub):
     t.add_argument("--samples", type=int, default=1024, help="samples per candidate interval (default 1024)")
     t.add_argument("--seeds", type=int, default=1, help="seeds per candidate (default 1)")
     t.add_argument("--features", default=None, help="MODULE:FACTORY of a feature callable (default: digits')")
+    t.add_argument("--spacings", nargs="*", default=None, choices=KINDS, metavar="KIND",
+                   help="kinds scored on the best interval (default: edm and exponential; none given: the interval "
+                        "alone)")
     t.add_argument("--out", default=None, help="where to write the tuned profile (default: over --profile)")
     t.add_argument("--checkpoint", default=None, help="save progress here; a rerun with the same arguments resumes")
     t.add_argument("--batch-size", type=int, default=256, help="samples per sampler call (default 256)")

@@ -76,8 +76,9 @@ def schedule(prof: Union[Profile, str, os.PathLike], steps: int, kind: Optional[
         ``heun``, ``dpmpp_2m`` (``samplers.NAMES``). It sets the default kind and the chosen interval.
     interval : "auto", "range" or (float, float), optional
         Where the schedule starts and stops. ``"auto"`` (the default for our kinds, ``kinds.OUR_KINDS``): chosen
-        from the profile for this sampler and budget (``entropic_fast.interval``); ``"range"`` (the default for
-        classic kinds and peers): the bounds themselves; a pair: exactly these ends (within the bounds).
+        from the profile for this sampler and budget (``entropic_fast.interval``), or the interval and spacing
+        ``ef.tune`` measured best and wrote into the profile; ``"range"`` (the default for classic kinds and
+        peers): the bounds themselves; a pair: exactly these ends (within the bounds).
     smooth : bool, optional
         Isotonic smoothing of a sampled error curve (default on for sampled profiles).
     cap : bool
@@ -97,6 +98,8 @@ def schedule(prof: Union[Profile, str, os.PathLike], steps: int, kind: Optional[
     cap = checks.flag(cap, "cap")
     smooth = checks.flag(smooth, "smooth", allow_none=True)
     smin, smax = ends(prof, steps, k.name, sigma_min, sigma_max, smooth, sampler=spec.name, interval=interval)
+    spaced = _tuned_spacing(prof, k, tuned_key(spec.name, steps, k.name), interval)
+    k, options = (k, options) if spaced is k else (spaced, {})  # a tuned spacing takes its own defaults
     if k.name == "gaussian-optimal":
         options = {"sampler": spec.name, **options}
     built = k.build(prof, steps, smin, smax, smooth=smooth, cap=cap, options=options)
@@ -136,7 +139,8 @@ def descending(sigmas, kind, options, bounds):
 
 
 def tuned_key(sampler, steps, kind):
-    """The key of a tuned interval in a profile's meta (``ef.tune`` writes it, :func:`ends` reads it)."""
+    """The key of a tuned interval (and spacing) in a profile's meta (``ef.tune`` writes it, :func:`ends` and
+    :func:`schedule` read it)."""
     return f"{sampler}/{steps}/{kind}"
 
 
@@ -172,6 +176,17 @@ def _tuned(prof, key, lo, hi):
         return None
     a, b = (min(max(float(v), lo), hi) for v in found["interval"])
     return (a, b) if b > a else None
+
+
+def _tuned_spacing(prof, k, key, interval):
+    """The kind that spaces the steps: ``k``, or the spacing ``ef.tune`` measured best on the model for ``key``
+    where the interval is the tuned one too (``interval`` "auto", the default of our kinds)."""
+    found = prof.provenance.tuned.get(key)
+    name = found.get("spacing") if isinstance(found, dict) else None
+    auto = k.chooses if interval is None else isinstance(interval, str) and interval == "auto"
+    if not auto or not isinstance(name, str) or name == k.name or name not in kinds.KINDS:
+        return k
+    return kinds.get(name)
 
 
 def _shifted(prof, mse, se, j, delta):
@@ -241,6 +256,9 @@ def log_sigma_gradient(prof, steps, kind="rescaled", sigma_min=None, sigma_max=N
     check_profile(prof)
     held = ends(prof, checks.integer(steps, "steps", 2), kind, sigma_min, sigma_max, smooth, sampler=sampler,
                 interval=interval)
+    from . import samplers  # here: `import entropic_fast` does not load the samplers
+    kind = _tuned_spacing(prof, kinds.get(kind), tuned_key(samplers.get(sampler).name, steps, kinds.get(kind).name),
+                          interval).name  # the band of the schedule as `schedule` spaces it
     mid = schedule(prof, steps, kind, sigma_min, sigma_max, smooth, sampler=sampler, interval=held)
     se = np.zeros_like(prof.mse) if prof.exact else prof.stderr
     grad = np.zeros((max(len(mid) - 3, 0), len(se)))

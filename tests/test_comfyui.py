@@ -59,6 +59,20 @@ def test_scheduler_values_denoise_and_flow_convention(prof_path):
     assert np.all(np.diff(s.numpy()) < 0)
 
 
+def test_scheduler_reads_the_tuned_interval_and_spacing_for_its_sampler(tmp_path, prof_path):
+    """A profile ``ef.tune`` wrote (its record, as tuning.py writes it): the node's sigmas for the tuned sampler and
+    step count are the tuned schedule; another sampler's are the rule's."""
+    node = NODE_CLASS_MAPPINGS["EntropicScheduler"]()
+    prof = ef.Profile.load(prof_path)
+    tuned = prof.with_meta(tuned={"dpmpp_2m/8/rescaled": {"interval": [0.05, 3.0], "spacing": "edm"}})
+    path = str(tuned.save(tmp_path / "tuned.npz"))
+    (s,) = node.get_sigmas(Model(ModelSamplingDiscrete()), path, 8, "rescaled", 1.0, "dpmpp_2m")
+    want = ef.schedule(prof, 8, "edm", sampler="dpmpp_2m", interval=(0.05, 3.0))
+    torch.testing.assert_close(s, torch.tensor(want, dtype=torch.float32))
+    (e,) = node.get_sigmas(Model(ModelSamplingDiscrete()), path, 8, "rescaled", 1.0, "euler")
+    torch.testing.assert_close(e, torch.tensor(ef.schedule(prof, 8, sampler="euler"), dtype=torch.float32))
+
+
 # --- EntropicProfile: a fake ComfyUI BaseModel with ComfyUI's conventions (model_sampling.py, conds.py,
 # model_base.BaseModel._apply_model), over the exact Gaussian denoiser.
 

@@ -25,7 +25,7 @@ def test_the_best_candidate_is_written_into_the_profile_and_schedule_uses_it(tmp
     r = tune()
     fds = [c[2] for c in r.candidates]
     assert r.best[2] == min(fds) and r.rule == r.candidates[0] and len(r.candidates) > 15
-    assert r.meta["evaluations"] == len(r.candidates) * 192 * 4
+    assert r.meta["evaluations"] == (len(r.candidates) + len(tuning.SPACINGS)) * 192 * 4  # then the spacings
     s = ef.schedule(r.profile, 4, sampler="ddim")
     assert (s[-2], s[0]) == pytest.approx(r.best[:2])
     np.testing.assert_array_equal(ef.schedule(r.profile, 5), ef.schedule(PROF, 5))  # another budget: the rule
@@ -46,6 +46,33 @@ def test_an_interrupted_search_resumes_from_its_checkpoint(tmp_path):
     first = tune(checkpoint=ck)
     again = tune(checkpoint=ck)  # every unit finished: nothing is generated twice, the same table
     assert [c[2] for c in again.candidates] == [c[2] for c in first.candidates]
+    assert again.spacings == first.spacings and (tmp_path / "t.ckpt.spacing").exists()
+
+
+def test_the_best_spacing_on_the_best_interval_is_written_and_schedule_spaces_with_it():
+    r = tune()
+    names = [k for k, _ in r.spacings]
+    assert names == ["rescaled", *tuning.SPACINGS] and r.spacings[0][1] == r.best[2]  # the same noise: paired
+    assert r.meta["spacing"] == min(r.spacings, key=lambda c: c[1])[0]
+    a, b = r.best[:2]
+    for name in ("edm", "exponential", "rescaled"):
+        prof = PROF.with_meta(tuned={"ddim/4/rescaled": {"interval": [a, b], "spacing": name}})
+        np.testing.assert_array_equal(ef.schedule(prof, 4, sampler="ddim"),
+                                      ef.schedule(PROF, 4, name, sampler="ddim", interval=(a, b)))
+        np.testing.assert_array_equal(ef.schedule(prof, 4, interval="range"), ef.schedule(PROF, 4, interval="range"))
+        np.testing.assert_array_equal(ef.schedule(prof, 4, "entropic"), ef.schedule(PROF, 4, "entropic"))
+        lower, upper = ef.schedule_band(prof, 4, sampler="ddim")  # the band of the schedule as it is spaced
+        np.testing.assert_allclose(lower, ef.schedule(prof, 4, sampler="ddim"), rtol=1e-12)
+    calls = []
+
+    def counted(x, sigma, labels=None):
+        calls.append(len(x))
+        return GAUSS(x, sigma)
+    with pytest.raises(ef.InputError, match="spectral"):  # a plain profile: refused before any sample is drawn
+        ef.tune(counted, REF, PROF, "ddim", 4, samples=64, features=FLAT, progress=False, spacings=("spectral",))
+    assert calls == []
+    alone = tune(spacings=())
+    assert alone.spacings == [("rescaled", alone.best[2])] and alone.meta["spacing"] == "rescaled"
 
 
 def test_the_command_line_tunes_and_the_schedule_command_reads_it(tmp_path, capsys, monkeypatch):

@@ -140,7 +140,8 @@ class EntropicScheduler:
             "denoise": ("FLOAT", {"default": 1.0, "min": 0.0, "max": 1.0, "step": 0.01}),
         }, "optional": {
             "sampler": (list(NODE_SAMPLERS), {"default": "euler", "tooltip": "the sampler you run the sigmas with: "
-                                              "it sets where they start and stop (heun and dpmpp_2m: as euler)"}),
+                                              "it sets where they start and stop (heun: as euler), and which tuned "
+                                              "schedule of the profile applies"}),
         }}
 
     def get_sigmas(self, model, profile, steps, kind, denoise, sampler="euler"):
