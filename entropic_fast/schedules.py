@@ -98,7 +98,7 @@ def schedule(prof: Union[Profile, str, os.PathLike], steps: int, kind: Optional[
     cap = checks.flag(cap, "cap")
     smooth = checks.flag(smooth, "smooth", allow_none=True)
     smin, smax = ends(prof, steps, k.name, sigma_min, sigma_max, smooth, sampler=spec.name, interval=interval)
-    spaced = _tuned_spacing(prof, k, tuned_key(spec.name, steps, k.name), interval)
+    spaced = _tuned_spacing(_record(prof, spec.name, steps, k.name), k, interval)
     k, options = (k, options) if spaced is k else (spaced, {})  # a tuned spacing takes its own defaults
     if k.name == "gaussian-optimal":
         options = {"sampler": spec.name, **options}
@@ -155,8 +155,7 @@ def ends(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smooth=No
     if isinstance(interval, str) and interval == "range":
         return lo, hi
     if isinstance(interval, str) and interval == "auto":
-        from . import samplers  # here: `import entropic_fast` does not load the samplers
-        found = _tuned(prof, tuned_key(samplers.get(sampler).name, steps, k.name), lo, hi)
+        found = _tuned(_record(prof, sampler, steps, k.name), lo, hi)
         if found is not None:
             return found
         time = curves.cumulative(curves.log(prof.sigmas), (k.rate or times.rescaled_rate)(prof, smooth))
@@ -169,20 +168,26 @@ def ends(prof, steps, kind="rescaled", sigma_min=None, sigma_max=None, smooth=No
     return min(max(a, lo), hi), min(max(b, lo), hi)
 
 
-def _tuned(prof, key, lo, hi):
-    """The interval ``ef.tune`` measured on the model for ``key``, kept within the bounds; None without one."""
-    found = prof.provenance.tuned.get(key)
-    if not isinstance(found, dict) or np.ndim(found.get("interval")) != 1 or len(found["interval"]) != 2:
+def _record(prof, sampler, steps, kind):
+    """What ``ef.tune`` wrote into the profile for ``sampler`` (or an alias), ``steps`` and ``kind``: its dict, or
+    an empty one."""
+    from . import samplers  # here: `import entropic_fast` does not load the samplers
+    found = prof.provenance.tuned.get(tuned_key(samplers.get(sampler).name, steps, kind))
+    return found if isinstance(found, dict) else {}
+
+
+def _tuned(found, lo, hi):
+    """The interval of a tuned record ``found``, kept within the bounds; None without one."""
+    if np.ndim(found.get("interval")) != 1 or len(found["interval"]) != 2:
         return None
     a, b = (min(max(float(v), lo), hi) for v in found["interval"])
     return (a, b) if b > a else None
 
 
-def _tuned_spacing(prof, k, key, interval):
-    """The kind that spaces the steps: ``k``, or the spacing ``ef.tune`` measured best on the model for ``key``
-    where the interval is the tuned one too (``interval`` "auto", the default of our kinds)."""
-    found = prof.provenance.tuned.get(key)
-    name = found.get("spacing") if isinstance(found, dict) else None
+def _tuned_spacing(found, k, interval):
+    """The kind that spaces the steps: ``k``, or the spacing of a tuned record ``found`` where the interval is the
+    tuned one too (``interval`` "auto", the default of our kinds)."""
+    name = found.get("spacing")
     auto = k.chooses if interval is None else isinstance(interval, str) and interval == "auto"
     if not auto or not isinstance(name, str) or name == k.name or name not in kinds.KINDS:
         return k
@@ -256,9 +261,8 @@ def log_sigma_gradient(prof, steps, kind="rescaled", sigma_min=None, sigma_max=N
     check_profile(prof)
     held = ends(prof, checks.integer(steps, "steps", 2), kind, sigma_min, sigma_max, smooth, sampler=sampler,
                 interval=interval)
-    from . import samplers  # here: `import entropic_fast` does not load the samplers
-    kind = _tuned_spacing(prof, kinds.get(kind), tuned_key(samplers.get(sampler).name, steps, kinds.get(kind).name),
-                          interval).name  # the band of the schedule as `schedule` spaces it
+    k = kinds.get(kind)
+    kind = _tuned_spacing(_record(prof, sampler, steps, k.name), k, interval).name  # as `schedule` spaces it
     mid = schedule(prof, steps, kind, sigma_min, sigma_max, smooth, sampler=sampler, interval=held)
     se = np.zeros_like(prof.mse) if prof.exact else prof.stderr
     grad = np.zeros((max(len(mid) - 3, 0), len(se)))
